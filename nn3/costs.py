@@ -1,0 +1,74 @@
+"""The book's three cost functions, by the names its JSON files use.
+
+    >>> import jax.numpy as jnp
+    >>> from nn3 import costs
+    >>> z = jnp.zeros((2, 10)); y = jnp.array([3, 7])
+    >>> costs.get("LogLikelihoodCost")(z, y, "softmax").shape
+    (2,)
+
+Each cost maps the output layer's weighted input ``z`` (batch, classes) and integer
+labels ``y`` (batch,) to a per-example cost (batch,). Working from ``z`` rather than
+from the activations lets cross-entropy and log-likelihood use stable log-sigmoid and
+log-softmax forms; their gradients with respect to ``z`` are the book's ``a - y``.
+The names are looked up in a registry, never as module attributes.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from nn3.activations import ACTIVATIONS
+
+CostFn = Callable[[jax.Array, jax.Array, str], jax.Array]
+
+
+def _one_hot(y: jax.Array, n: int) -> jax.Array:
+    return jax.nn.one_hot(y, n, dtype=jnp.float32)
+
+
+def quadratic(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:
+    """``0.5 * ||a - y||^2`` with ``a`` the output activations (chapter 1)."""
+    a = jax.nn.softmax(z) if activation == "softmax" else ACTIVATIONS[activation](z)
+    return 0.5 * jnp.sum((a - _one_hot(y, z.shape[-1])) ** 2, axis=-1)
+
+
+def cross_entropy(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:
+    """``sum(-y ln a - (1-y) ln(1-a))`` for sigmoid outputs (chapter 3).
+
+    Written with log-sigmoid so that a saturated neuron gives a finite cost where the
+    book needed ``np.nan_to_num``.
+    """
+    del activation  # validated as sigmoid when the network is built
+    t = _one_hot(y, z.shape[-1])
+    return -jnp.sum(t * jax.nn.log_sigmoid(z) + (1 - t) * jax.nn.log_sigmoid(-z), axis=-1)
+
+
+def log_likelihood(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:
+    """``-log a[y]`` for softmax outputs (chapter 6), via log-softmax."""
+    del activation
+    logp = jax.nn.log_softmax(z)
+    return -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
+
+
+COSTS: dict[str, CostFn] = {
+    "QuadraticCost": quadratic,
+    "CrossEntropyCost": cross_entropy,
+    "LogLikelihoodCost": log_likelihood,
+}
+
+# Which output activations each cost is defined for.
+COST_OUTPUTS: dict[str, frozenset[str]] = {
+    "QuadraticCost": frozenset({"sigmoid", "tanh", "ReLU", "linear", "softmax"}),
+    "CrossEntropyCost": frozenset({"sigmoid"}),
+    "LogLikelihoodCost": frozenset({"softmax"}),
+}
+
+
+def get(name: str) -> CostFn:
+    """The cost called ``name``; a ValueError names the unknown one."""
+    try:
+        return COSTS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown cost {name!r} (known: {', '.join(COSTS)})") from None

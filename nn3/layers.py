@@ -1,0 +1,252 @@
+"""The book's layers as Flax NNX modules, and a network built from a JSON-able spec.
+
+    >>> import jax.numpy as jnp
+    >>> from nn3 import layers
+    >>> net = layers.build(layers.mlp_spec([784, 30, 10]), seed=0)
+    >>> net(jnp.zeros((5, 784))).shape
+    (5, 10)
+
+A spec is ``{"layers": [...], "cost": name}``; each layer is a dict with ``"type"``
+(``FullyConnectedLayer``, ``ConvPoolLayer``, ``SoftmaxLayer``) and network3.py's
+constructor arguments. Parameters are kept in these layouts (float32):
+
+- fully connected and softmax: ``w`` (n_out, n_in), ``b`` (n_out,) -- the (out, in)
+  layout of network.py, which is also the faster one for ``x @ w.T`` on CPU;
+- conv-pool: ``w`` (n_filters, n_in_maps, h, w), ``b`` (n_filters,) -- network3's.
+
+Images travel between conv layers as NHWC; they are flattened in network3's (C, H, W)
+order before a fully connected layer, so exported weights mean what they meant there.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nn3.activations import ACTIVATIONS
+from nn3.conv import conv_valid, max_pool
+from nn3.costs import COST_OUTPUTS, COSTS
+
+LAYER_TYPES = ("FullyConnectedLayer", "ConvPoolLayer", "SoftmaxLayer")
+INITS = ("normal", "scaled", "network3")
+
+
+def mlp_spec(sizes, cost="CrossEntropyCost"):
+    """The spec of the book's chapter-1/3 network: sigmoid layers of the given sizes."""
+    layers = [
+        {"type": "FullyConnectedLayer", "n_in": int(a), "n_out": int(b),
+         "activation_fn": "sigmoid", "p_dropout": 0.0}
+        for a, b in zip(sizes[:-1], sizes[1:])
+    ]
+    return {"layers": layers, "cost": cost}
+
+
+def is_mlp(spec) -> bool:
+    """Whether ``spec`` is a chapter-1/3 network (network2's JSON format can hold it)."""
+    return spec["cost"] in ("QuadraticCost", "CrossEntropyCost") and all(
+        l["type"] == "FullyConnectedLayer" and l["activation_fn"] == "sigmoid"
+        and l["p_dropout"] == 0.0 for l in spec["layers"])
+
+
+def mlp_sizes(spec) -> list[int]:
+    return [spec["layers"][0]["n_in"]] + [l["n_out"] for l in spec["layers"]]
+
+
+def conv_output_shape(layer) -> tuple[int, int, int]:
+    """(H, W, C) after a valid convolution and a pool that drops borders."""
+    nf, _, fh, fw = layer["filter_shape"]
+    _, _, h, w = layer["image_shape"]
+    ph, pw = layer["poolsize"]
+    return (h - fh + 1) // ph, (w - fw + 1) // pw, nf
+
+
+def input_size(spec) -> int:
+    first = spec["layers"][0]
+    if first["type"] == "ConvPoolLayer":
+        return int(np.prod(first["image_shape"][1:]))
+    return first["n_in"]
+
+
+def check_spec(spec) -> None:
+    """Raise a one-line ValueError when the layers of ``spec`` do not fit together."""
+    if not isinstance(spec, dict) or not spec.get("layers"):
+        raise ValueError("network spec: needs a non-empty 'layers' list")
+    cost = spec.get("cost")
+    if cost not in COSTS:
+        raise ValueError(f"network spec: unknown cost {cost!r} (known: {', '.join(COSTS)})")
+    flow = None  # what the previous layer hands on: an int (flat) or (H, W, C)
+    for i, layer in enumerate(spec["layers"]):
+        kind = layer.get("type")
+        where = f"network spec: layers[{i}] ({kind})"
+        if kind not in LAYER_TYPES:
+            raise ValueError(f"{where}: unknown layer type")
+        if kind == "SoftmaxLayer" and i != len(spec["layers"]) - 1:
+            raise ValueError(f"{where}: a softmax layer must be the last")
+        if kind != "SoftmaxLayer" and layer.get("activation_fn") not in ACTIVATIONS:
+            raise ValueError(f"{where}: unknown activation {layer.get('activation_fn')!r}")
+        if kind == "ConvPoolLayer":
+            nf, cin, fh, fw = layer["filter_shape"]
+            _, c, h, w = layer["image_shape"]
+            if cin != c:
+                raise ValueError(f"{where}: filter_shape has {cin} input maps, image_shape {c}")
+            if fh > h or fw > w or min(layer["poolsize"]) < 1:
+                raise ValueError(f"{where}: filter {fh}x{fw} or pool does not fit a {h}x{w} image")
+            if flow is not None and math.prod(flow if isinstance(flow, tuple) else (flow,)) != c * h * w:
+                raise ValueError(f"{where}: image_shape {layer['image_shape'][1:]} does not match "
+                                 f"the previous layer's output {flow}")
+            flow = conv_output_shape(layer)
+            if min(flow) < 1:
+                raise ValueError(f"{where}: the pooled output is empty")
+        else:
+            p = layer.get("p_dropout", 0.0)
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{where}: p_dropout {p} is not in [0, 1)")
+            n_in = math.prod(flow) if isinstance(flow, tuple) else flow
+            if n_in is not None and n_in != layer["n_in"]:
+                raise ValueError(f"{where}: n_in {layer['n_in']} but the previous layer gives {n_in}")
+            flow = layer["n_out"]
+    last = spec["layers"][-1]
+    out_act = "softmax" if last["type"] == "SoftmaxLayer" else last.get("activation_fn")
+    if last["type"] == "ConvPoolLayer" or out_act not in COST_OUTPUTS[cost]:
+        raise ValueError(f"network spec: {cost} does not fit a {out_act} output layer")
+
+
+def _normal(key, shape, std):
+    return std * jax.random.normal(key, shape, jnp.float32)
+
+
+class FullyConnectedLayer(nnx.Module):
+    """A dense layer with network3's dropout: a mask in training, (1-p) at evaluation."""
+
+    def __init__(self, n_in, n_out, activation_fn="sigmoid", p_dropout=0.0, *, key, init):
+        kw, kb = jax.random.split(key)
+        std = {"normal": 1.0, "scaled": 1.0 / math.sqrt(n_in), "network3": math.sqrt(1.0 / n_out)}[init]
+        self.w = nnx.Param(_normal(kw, (n_out, n_in), std))  # (out, in)
+        self.b = nnx.Param(_normal(kb, (n_out,), 1.0))
+        self.activation_fn = activation_fn
+        self.p_dropout = float(p_dropout)
+
+    def weighted_input(self, x, key=None):
+        """``z`` (batch, n_out) for ``x`` (batch, n_in) or conv maps (batch, H, W, C)."""
+        if x.ndim == 4:
+            x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # network3's (C, H, W) order
+        w, b, p = self.w.value, self.b.value, self.p_dropout
+        if p == 0.0:
+            return x @ w.T + b
+        if key is None:
+            return (1.0 - p) * (x @ w.T) + b
+        keep = jax.random.bernoulli(key, 1.0 - p, x.shape)
+        return (x * keep) @ w.T + b  # no rescaling, as network3
+
+    def __call__(self, x, key=None):
+        return ACTIVATIONS[self.activation_fn](self.weighted_input(x, key))
+
+
+class SoftmaxLayer(FullyConnectedLayer):
+    """network3's output layer: starts at zero; its activation is the softmax."""
+
+    def __init__(self, n_in, n_out, p_dropout=0.0, *, key, init):
+        del key, init
+        self.w = nnx.Param(jnp.zeros((n_out, n_in), jnp.float32))
+        self.b = nnx.Param(jnp.zeros((n_out,), jnp.float32))
+        self.activation_fn = "softmax"
+        self.p_dropout = float(p_dropout)
+
+    def __call__(self, x, key=None):
+        return jax.nn.softmax(self.weighted_input(x, key))
+
+
+class ConvPoolLayer(nnx.Module):
+    """Valid convolution, max-pooling, THEN bias and activation, as network3."""
+
+    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn="sigmoid", *, key, init):
+        nf, _, fh, fw = filter_shape
+        kw, kb = jax.random.split(key)
+        n_out = nf * fh * fw / math.prod(poolsize)
+        std = {"normal": 1.0, "scaled": 1.0 / math.sqrt(math.prod(filter_shape[1:])),
+               "network3": math.sqrt(1.0 / n_out)}[init]
+        self.w = nnx.Param(_normal(kw, tuple(filter_shape), std))
+        self.b = nnx.Param(_normal(kb, (nf,), 1.0))
+        self.image_shape = tuple(image_shape)
+        self.poolsize = tuple(poolsize)
+        self.activation_fn = activation_fn
+
+    def __call__(self, x, key=None):
+        del key  # network3 applies no dropout in conv layers
+        if x.ndim == 2:
+            _, c, h, w = self.image_shape
+            x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
+        pooled = max_pool(conv_valid(x, self.w.value), self.poolsize)
+        return ACTIVATIONS[self.activation_fn](pooled + self.b.value)
+
+
+class Network(nnx.Module):
+    """A stack of the book's layers, built from a spec."""
+
+    def __init__(self, spec, *, seed=0, init=None):
+        check_spec(spec)
+        init = init or ("scaled" if is_mlp(spec) else "network3")
+        if init not in INITS:
+            raise ValueError(f"unknown initialisation {init!r} (known: {', '.join(INITS)})")
+        root = jax.random.fold_in(jax.random.PRNGKey(seed), 0)  # 0: initialisation
+        made = []
+        for i, l in enumerate(spec["layers"]):
+            args = {k: v for k, v in l.items() if k != "type"}
+            cls = {"FullyConnectedLayer": FullyConnectedLayer, "ConvPoolLayer": ConvPoolLayer,
+                   "SoftmaxLayer": SoftmaxLayer}[l["type"]]
+            made.append(cls(**args, key=jax.random.fold_in(root, i), init=init))
+        self.layers = nnx.List(made)
+        self.spec_json = json.dumps(spec, sort_keys=True)
+        self.n_in = input_size(spec)
+
+    @property
+    def spec(self):
+        return json.loads(self.spec_json)
+
+    def logits(self, x, key=None):
+        """The output layer's weighted input ``z`` (batch, n_out) for ``x`` (batch, n_in).
+
+        ``key`` switches on dropout (training); layer ``i`` draws from ``fold_in(key, i)``.
+        """
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"network input: expected (batch, {self.n_in}), got {tuple(x.shape)}")
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer(x, None if key is None else jax.random.fold_in(key, i))
+        last = self.layers[-1]
+        return last.weighted_input(x, None if key is None else jax.random.fold_in(key, len(self.layers) - 1))
+
+    def __call__(self, x, key=None):
+        z = self.logits(x, key)
+        last = self.layers[-1]
+        return jax.nn.softmax(z) if last.activation_fn == "softmax" else ACTIVATIONS[last.activation_fn](z)
+
+    @property
+    def output_activation(self) -> str:
+        return self.layers[-1].activation_fn
+
+
+def build(spec, seed=0, init=None) -> Network:
+    """A freshly initialised network for ``spec``; ``init`` is normal | scaled | network3."""
+    return Network(spec, seed=seed, init=init)
+
+
+def get_params(net) -> list[dict[str, np.ndarray]]:
+    """The parameters as numpy, one ``{"w", "b"}`` dict per layer (layouts above)."""
+    return [{"w": np.asarray(l.w.value), "b": np.asarray(l.b.value)} for l in net.layers]
+
+
+def set_params(net, params) -> None:
+    """Fill ``net`` from a params list; shapes must match exactly."""
+    if len(params) != len(net.layers):
+        raise ValueError(f"params: {len(params)} layers given, the network has {len(net.layers)}")
+    for i, (layer, p) in enumerate(zip(net.layers, params)):
+        for name in ("w", "b"):
+            old = getattr(layer, name)
+            new = jnp.asarray(p[name], jnp.float32)
+            if new.shape != old.value.shape:
+                raise ValueError(f"params: layers[{i}].{name} has shape {new.shape}, expected {old.value.shape}")
+            old.value = new

@@ -1,0 +1,451 @@
+"""The engine: jit-compiled SGD epochs as ``lax.scan`` over mini-batches, and evaluation.
+
+    >>> import numpy as np
+    >>> from nn3 import layers, train
+    >>> net = layers.build(layers.mlp_spec([784, 30, 10], "QuadraticCost"), seed=0, init="normal")
+    >>> x = np.random.rand(100, 784).astype("float32"); y = np.arange(100) % 10
+    >>> cfg = train.SGDConfig(epochs=1, mini_batch_size=10, eta=3.0)
+    >>> loop = train.fit(net, cfg, (x, y))
+    >>> loop.epoch
+    1
+
+Every update is ``p += v`` with ``v = mu*v - eta*(grad + decay*w)`` (no decay on
+biases), ``grad`` the mean over the mini-batch. With ``mu = 0`` that is network.py's
+``w -= eta/m * sum``; ``decay = lmbda/n`` gives network2's ``(1 - eta*lmbda/n)``;
+``decay = lmbda/num_batches`` gives network3's ``0.5*lmbda*sum(w^2)/num_batches``.
+
+Randomness is a function of (seed, epoch, step) through ``fold_in``: the order of an
+epoch from (seed, epoch), dropout and augmentation from (seed, step). Nothing global,
+so a run resumed from any step gives the numbers of one that never stopped. No
+printing and no files here: callers watch through callbacks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nn3 import augment as aug
+from nn3 import costs
+
+EVAL_BATCH = 1000
+AUGMENTS = ("none", "expand", "affine")
+SCHEDULES = ("constant", "plateau")
+L2_STYLES = ("example", "batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDConfig:
+    """What decides a training run, all JSON-able.
+
+    ``l2`` says what lmbda is divided by: ``"example"`` the training-set size
+    (network2), ``"batch"`` the number of mini-batches (network3). ``schedule``
+    ``"plateau"`` halves eta after ``patience`` epochs without a new best and stops
+    once eta is ``eta_min_factor`` of its start (chapter 3's exercise).
+    ``early_stopping`` stops after that many epochs without a new best.
+    """
+    epochs: int
+    mini_batch_size: int = 10
+    eta: float = 0.1
+    lmbda: float = 0.0
+    l1: float = 0.0
+    l2: str = "example"
+    momentum: float = 0.0
+    shuffle: bool = True
+    drop_remainder: bool = False
+    augment: str = "none"
+    schedule: str = "constant"
+    patience: int = 10
+    eta_min_factor: float = 1.0 / 128
+    early_stopping: int | None = None
+    seed: int = 0
+    chunks: int = 10
+
+    def check(self, n_train: int) -> None:
+        """Raise a one-line ValueError for a setting that cannot train."""
+        def bad(what):
+            raise ValueError(f"training settings: {what}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            bad(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.mini_batch_size, int) or self.mini_batch_size < 1:
+            bad(f"mini-batch size must be a positive integer, got {self.mini_batch_size!r}")
+        if self.mini_batch_size > n_train:
+            bad(f"mini-batch size {self.mini_batch_size} is larger than the {n_train} training examples")
+        for name in ("eta", "lmbda", "l1", "momentum"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                bad(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.eta == 0:
+            bad("eta must be positive")
+        if self.momentum >= 1:
+            bad(f"momentum must be below 1, got {self.momentum}")
+        for name, allowed in (("l2", L2_STYLES), ("augment", AUGMENTS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                bad(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            bad(f"early_stopping must be a positive number of epochs, got {self.early_stopping}")
+
+
+@dataclasses.dataclass
+class Loop:
+    """Where a run stands, JSON-able: enough, with the arrays, to carry on exactly."""
+    epoch: int = 0          # the epoch being (or next to be) trained
+    batch: int = 0          # mini-batches of that epoch already done
+    step: int = 0           # mini-batches done in all
+    eta: float | None = None
+    best_accuracy: float | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    since_best: int = 0
+    since_eta_change: int = 0
+    stop_reason: str | None = None  # None, "epochs", "early_stopping", "eta_floor", "interrupted", "nan"
+    history: list = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d) -> "Loop":
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def _is_weight(path) -> bool:
+    return any(getattr(k, "key", None) == "w" for k in path)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act", "augment", "dropout", "momentum"))
+def _run_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
+                 graphdef, cost, out_act, augment, dropout, momentum):
+    """Train over ``batches`` (n_batches, m) of example indices in one compiled call.
+
+    Args:
+      state, velocity: nnx.State of the parameters, and of the momentum (or None).
+      x: (N, n_in) float32 on the device; y: (N,) int32.
+      batches: (n_batches, m) int32 indices, into 5N virtual examples when augment="expand".
+      steps: (n_batches,) int32 global step numbers (for the keys).
+      keys: (2, 2) uint32: the dropout and augmentation base keys.
+      hyper: (4,) float32: eta, decay (L2), l1 coefficient, momentum.
+    Returns:
+      (state, velocity, losses (n_batches,) float32).
+    """
+    eta, decay, l1, mu = hyper[0], hyper[1], hyper[2], hyper[3]
+    cost_fn = costs.get(cost)
+
+    def loss_fn(st, xb, yb, key):
+        model = nnx.merge(graphdef, st)
+        return cost_fn(model.logits(xb, key), yb, out_act).mean()
+
+    def step(carry, inp):
+        st, vel = carry
+        idx, s = inp
+        if augment == "expand":
+            xb = aug.expanded(x[idx // 5], idx % 5)
+            yb = y[idx // 5]
+        else:
+            xb, yb = x[idx], y[idx]
+        if augment == "affine":
+            xb = aug.affine(xb, jax.random.fold_in(keys[1], s))
+        key = jax.random.fold_in(keys[0], s) if dropout else None
+        loss, grads = jax.value_and_grad(loss_fn)(st, xb, yb, key)
+
+        def delta(path, p, g):
+            if _is_weight(path):
+                g = g + decay * p + l1 * jnp.sign(p)
+            return eta * g
+
+        d = jax.tree_util.tree_map_with_path(delta, st, grads)
+        if momentum:
+            vel = jax.tree_util.tree_map(lambda v, dd: mu * v - dd, vel, d)
+            st = jax.tree_util.tree_map(lambda p, v: p + v, st, vel)
+        else:
+            st = jax.tree_util.tree_map(lambda p, dd: p - dd, st, d)
+        return (st, vel), loss
+
+    (state, velocity), losses = jax.lax.scan(step, (state, velocity), (batches, steps))
+    return state, velocity, losses
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
+def _eval_batch(state, x, y, mask, *, graphdef, cost, out_act):
+    """(correct count, summed cost) over one padded batch; ``mask`` marks real rows."""
+    model = nnx.merge(graphdef, state)
+    z = model.logits(x)
+    right = (jnp.argmax(z, axis=-1) == y) & mask
+    c = jnp.where(mask, costs.get(cost)(z, y, out_act), 0.0)
+    return jnp.sum(right), jnp.sum(c)
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _predict_batch(state, x, *, graphdef):
+    model = nnx.merge(graphdef, state)
+    return jnp.argmax(model.logits(x), axis=-1)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def as_arrays(data, n_in=None):
+    """``(x (N, n_in) float32, y (N,) int32)`` numpy arrays from what a caller hands in.
+
+    Accepts an ``(x, y)`` pair of arrays, an object with ``.arrays()`` (nn3's
+    mnist_loader sequences), or a list of the book's ``(x, y)`` pairs with
+    (784, 1) columns and one-hot (10, 1) or integer labels.
+    """
+    if hasattr(data, "arrays"):
+        x, y = data.arrays()
+    elif isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape") and np.ndim(data[0]) == 2:
+        x, y = data
+    else:
+        pairs = list(data)
+        if not pairs:
+            raise ValueError("data: empty data set")
+        x = np.stack([np.asarray(a, np.float32).reshape(-1) for a, _ in pairs])
+        y = np.array([int(np.argmax(b)) if np.ndim(b) else int(b) for _, b in pairs])
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)
+    y = y.reshape(-1)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"data: inputs {x.shape} and labels {y.shape} do not match")
+    if n_in is not None and x.shape[1] != n_in:
+        raise ValueError(f"data: inputs have {x.shape[1]} features, the network takes {n_in}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.mod(y, 1) == 0):
+            raise ValueError("data: labels must be integers")
+    return x, y.astype(np.int32)
+
+
+def evaluate(net, data) -> tuple[int, float, int]:
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in batches of EVAL_BATCH.
+
+    Compiles once for all data sets: the last batch is padded and masked.
+    """
+    graphdef, state = nnx.split(net)
+    x, y = as_arrays(data, net.n_in)
+    n = len(y)
+    right, total = 0, 0.0
+    for i in range(0, n, EVAL_BATCH):
+        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+        mask = np.arange(EVAL_BATCH) < len(yb)
+        pad = EVAL_BATCH - len(yb)
+        if pad:
+            xb = np.pad(xb, ((0, pad), (0, 0)))
+            yb = np.pad(yb, (0, pad))
+        r, c = _eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
+                           out_act=net.output_activation)
+        right += int(r)
+        total += float(c)
+    return right, total / max(n, 1), n
+
+
+def predict(net, x) -> np.ndarray:
+    """The predicted class (N,) for inputs (N, n_in)."""
+    graphdef, state = nnx.split(net)
+    x = np.asarray(x, np.float32).reshape(-1, net.n_in)
+    out = []
+    for i in range(0, len(x), EVAL_BATCH):
+        xb = x[i:i + EVAL_BATCH]
+        pad = EVAL_BATCH - len(xb)
+        out.append(np.asarray(_predict_batch(state, np.pad(xb, ((0, pad), (0, 0))), graphdef=graphdef))[:len(xb)])
+    return np.concatenate(out) if out else np.zeros((0,), np.int64)
+
+
+def l2_norm_sq(net) -> float:
+    """Sum of squared weights over all layers (biases excluded)."""
+    return float(sum(jnp.sum(l.w.value ** 2) for l in net.layers))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Trainer:
+    """A network, its settings and its training data on the device, ready to run epochs."""
+
+    def __init__(self, net, cfg: SGDConfig, train_data):
+        x, y = as_arrays(train_data, net.n_in)
+        cfg.check(len(y))
+        self.net, self.cfg = net, cfg
+        self.x, self.y = jax.device_put(x), jax.device_put(y)
+        self.n_examples = len(y) * (5 if cfg.augment == "expand" else 1)
+        m = cfg.mini_batch_size
+        self.n_full = self.n_examples // m
+        self.remainder = 0 if cfg.drop_remainder else self.n_examples % m
+        self.n_batches = self.n_full + (1 if self.remainder else 0)
+        self.chunk = max(1, math.ceil(self.n_full / max(1, cfg.chunks)))
+        n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
+        self.decay, self.l1 = cfg.lmbda / n_decay, cfg.l1 / n_decay
+        self.graphdef, self.state = nnx.split(net)
+        self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state) if cfg.momentum else None
+        root = jax.random.PRNGKey(cfg.seed)
+        self.order_key = jax.random.fold_in(root, 1)
+        self.keys = jnp.stack([jax.random.fold_in(root, 2), jax.random.fold_in(root, 3)])
+        self.statics = dict(graphdef=self.graphdef, cost=net.spec["cost"], out_act=net.output_activation,
+                            augment=cfg.augment, momentum=bool(cfg.momentum),
+                            dropout=any(getattr(l, "p_dropout", 0.0) > 0 for l in net.layers))
+
+    def order(self, epoch: int) -> jax.Array:
+        """(n_examples,) the order of ``epoch``'s examples: a function of (seed, epoch)."""
+        if not self.cfg.shuffle:
+            return jnp.arange(self.n_examples, dtype=jnp.int32)
+        return jax.random.permutation(jax.random.fold_in(self.order_key, epoch), self.n_examples).astype(jnp.int32)
+
+    def run_epoch(self, epoch, start_batch, eta, *, on_progress=None, should_stop=None):
+        """Train ``epoch`` from mini-batch ``start_batch``; chunks are the stopping points.
+
+        Returns:
+          (losses (batches run,) numpy float32, next batch index).
+        """
+        cfg, m = self.cfg, self.cfg.mini_batch_size
+        order = self.order(epoch)
+        hyper = jnp.array([eta, self.decay, self.l1, cfg.momentum], jnp.float32)
+        base = epoch * self.n_batches
+        spans = [(a, min(a + self.chunk, self.n_full)) for a in range(0, self.n_full, self.chunk)]
+        if self.remainder:
+            spans.append((self.n_full, self.n_batches))
+        losses, done = [], start_batch
+        for a, b in spans:
+            if b <= start_batch:
+                continue
+            idx = order[a * m:a * m + (b - a) * m] if a < self.n_full else order[self.n_full * m:]
+            batches = idx.reshape(b - a, -1)
+            steps = jnp.arange(base + a, base + b, dtype=jnp.int32)
+            self.state, self.velocity, ls = _run_batches(
+                self.state, self.velocity, self.x, self.y, batches, steps, self.keys, hyper, **self.statics)
+            losses.append(np.asarray(ls))
+            done = b
+            if on_progress:
+                on_progress(b - a)
+            if not np.all(np.isfinite(losses[-1])) or (should_stop and should_stop() and b < self.n_batches):
+                break
+        return (np.concatenate(losses) if losses else np.zeros(0, np.float32)), done
+
+    def sync(self):
+        """Write the trained parameters back into the network object."""
+        nnx.update(self.net, self.state)
+
+    def arrays(self) -> dict:
+        """The arrays a checkpoint needs: parameters and momentum, as per-layer lists."""
+        from nn3.layers import get_params
+        self.sync()
+        out = {"params": get_params(self.net)}
+        if self.velocity is not None:
+            out["velocity"] = _per_layer(self.velocity)
+        return out
+
+    def load_arrays(self, arrays: dict) -> None:
+        from nn3.layers import set_params
+        set_params(self.net, arrays["params"])
+        self.graphdef, self.state = nnx.split(self.net)
+        if self.velocity is not None and "velocity" in arrays:
+            shadow = nnx.clone(self.net)
+            set_params(shadow, arrays["velocity"])
+            self.velocity = nnx.split(shadow)[1]
+
+
+def _per_layer(state) -> list:
+    layers = state["layers"]
+    return [{"w": np.asarray(layers[i]["w"].value), "b": np.asarray(layers[i]["b"].value)}
+            for i in sorted(layers.keys())]
+
+
+def _accuracy(net, data, key, record, cost_reg=None):
+    right, cost, n = evaluate(net, data)
+    record[f"{key}_accuracy"] = right / n
+    record[f"{key}_correct"] = right
+    record[f"{key}_n"] = n
+    if cost_reg is not None:
+        record[f"{key}_cost"] = cost + cost_reg(n)
+
+
+def fit(net, cfg: SGDConfig, train_data, validation_data=None, test_data=None, *,
+        loop: Loop | None = None, trainer: Trainer | None = None, monitor=(), eta_fn: Callable | None = None,
+        on_epoch=None, on_progress=None, should_stop=None) -> Loop:
+    """Train ``net`` in place for ``cfg.epochs`` epochs (or until a stop rule fires).
+
+    Args:
+      net: a layers.Network; its parameters are updated after every epoch.
+      cfg: the SGDConfig.
+      train_data, validation_data, test_data: see ``as_arrays``. The best epoch is judged
+        on validation data, or on test data when there is none (network.py's habit).
+      loop: where to carry on from (resume); a new Loop when None.
+      trainer: a Trainer already holding the data and state (resume restores into it).
+      monitor: names among "training_cost", "training_accuracy", "validation_cost":
+        extra per-epoch measurements (network2's monitors).
+      eta_fn: eta as a function of the epoch (the chapter-6 exercise); overrides the schedule.
+      on_epoch: called as ``on_epoch(record, loop, trainer)`` after each completed epoch.
+      on_progress: called with the number of mini-batches just done.
+      should_stop: polled at chunk boundaries; True stops with stop_reason "interrupted".
+    Returns:
+      The Loop, with ``history`` (one record per epoch) and ``stop_reason``.
+    """
+    tr = trainer or Trainer(net, cfg, train_data)
+    loop = loop or Loop(eta=float(cfg.eta))
+    if loop.stop_reason in ("epochs", "interrupted"):
+        loop.stop_reason = None
+    judge = validation_data if validation_data is not None else test_data
+    l2 = lambda: l2_norm_sq(net)  # noqa: E731
+    if cfg.l2 == "example":
+        reg = lambda n: 0.5 * cfg.lmbda / n * l2()  # noqa: E731  network2's total_cost
+    else:
+        reg = lambda n: 0.5 * cfg.lmbda * l2() / tr.n_full  # noqa: E731
+    while loop.epoch < cfg.epochs and loop.stop_reason is None:
+        eta = float(eta_fn(loop.epoch)) if eta_fn else loop.eta
+        good = (tr.state, tr.velocity)
+        losses, done = tr.run_epoch(loop.epoch, loop.batch, eta, on_progress=on_progress, should_stop=should_stop)
+        if not np.all(np.isfinite(losses)):
+            tr.state, tr.velocity = good
+            tr.sync()
+            loop.stop_reason = "nan"
+            break
+        loop.step += done - loop.batch
+        loop.batch = done
+        tr.sync()
+        if done < tr.n_batches:
+            loop.stop_reason = "interrupted"
+            break
+        record = {"epoch": loop.epoch, "step": loop.step, "eta": eta,
+                  "train_loss": float(np.mean(losses)) if len(losses) else None}
+        if validation_data is not None:
+            _accuracy(net, validation_data, "validation", record, reg if "validation_cost" in monitor else None)
+        if test_data is not None:
+            _accuracy(net, test_data, "test", record)
+        if "training_cost" in monitor or "training_accuracy" in monitor:
+            _accuracy(net, train_data, "training", record, reg if "training_cost" in monitor else None)
+        _advance(loop, cfg, record, judge is not None)
+        loop.history.append(record)
+        if on_epoch:
+            on_epoch(record, loop, tr)
+    if loop.stop_reason is None:
+        loop.stop_reason = "epochs"
+    return loop
+
+
+def _advance(loop: Loop, cfg: SGDConfig, record: dict, judged: bool) -> None:
+    """Move ``loop`` past a finished epoch: best tracking, eta schedule, early stopping."""
+    acc = record.get("validation_accuracy", record.get("test_accuracy"))
+    loop.epoch += 1
+    loop.batch = 0
+    if judged and (loop.best_accuracy is None or acc > loop.best_accuracy):
+        loop.best_accuracy, loop.best_epoch, loop.best_step = acc, record["epoch"], record["step"]
+        loop.since_best = loop.since_eta_change = 0
+    elif judged:
+        loop.since_best += 1
+        loop.since_eta_change += 1
+    record["best"] = judged and loop.best_epoch == record["epoch"]
+    if judged and cfg.schedule == "plateau" and loop.since_eta_change >= cfg.patience:
+        loop.eta /= 2
+        loop.since_eta_change = 0
+        if loop.eta <= cfg.eta * cfg.eta_min_factor * (1 + 1e-9):
+            loop.stop_reason = "eta_floor"
+    if judged and cfg.early_stopping and loop.since_best >= cfg.early_stopping:
+        loop.stop_reason = "early_stopping"
