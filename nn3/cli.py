@@ -1,0 +1,294 @@
+"""The ``nn3`` command: train, resume, replay, export, import, data, presets.
+
+    $ nn3 train ch1                        # the book's chapter-1 network, 30 epochs
+    $ nn3 resume checkpoints/ch1-...       # carry on where it stopped
+    $ nn3 replay checkpoints/ch1-... --best
+
+Kept thin on purpose: it parses arguments and calls nn3.runs, nn3.export and nn3.data.
+Every fault the user can cause ends in one line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE, EXIT_FAULT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 3, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _number(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _parser():
+    p = _Parser(prog="nn3", description="The networks of Neural Networks and Deep Learning, on JAX.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("data", help="find, verify and describe the data")
+    d.add_argument("--path", help="a data file or directory (default: $NN3_DATA_DIR, ./data)")
+    d.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"])
+    d.add_argument("--fetch", action="store_true", help="download into ./data if missing")
+    d.add_argument("--expand", metavar="OUT", help="write the book's mnist_expanded.pkl.gz to OUT")
+
+    t = sub.add_parser("train", help="train a preset (see: nn3 presets)")
+    t.add_argument("preset", nargs="?", help="a preset name; or give --config")
+    t.add_argument("--config", help="a recorded config.json to run again")
+    t.add_argument("--run", help="the run directory (default: checkpoints/PRESET-TIME)")
+    t.add_argument("--epochs", type=_positive_int)
+    t.add_argument("--eta", type=_number)
+    t.add_argument("--lmbda", type=_number)
+    t.add_argument("--momentum", type=_number)
+    t.add_argument("--mini-batch", dest="mini_batch_size", type=_positive_int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--augment", choices=["none", "expand", "affine"])
+    t.add_argument("--schedule", choices=["constant", "plateau"])
+    t.add_argument("--early-stopping", type=_positive_int, metavar="N")
+    t.add_argument("--chunks", type=_positive_int, help="compiled calls per epoch (progress steps)")
+    t.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"])
+    t.add_argument("--data", help="a data file or directory")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="carry on a run where it stopped")
+    r.add_argument("run")
+    r.add_argument("--epochs", type=_positive_int, help="train to this many epochs in all")
+    r.add_argument("--quiet", action="store_true")
+
+    for name, helptext in (("replay", "rebuild a run's network and evaluate it"),
+                           ("export", "write a run's network as JSON")):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("run")
+        if name == "export":
+            q.add_argument("out")
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--step", type=int)
+        g.add_argument("--best", action="store_true")
+        if name == "replay":
+            q.add_argument("--data", default="test", help="test | validation | a data file")
+            q.add_argument("--predict", type=_positive_int, metavar="N",
+                           help="also print the predicted digits of the first N images")
+
+    i = sub.add_parser("import", help="start a run from a JSON network (then train it)")
+    i.add_argument("json")
+    i.add_argument("--run", required=True)
+    i.add_argument("--epochs", type=_positive_int, default=None)
+    i.add_argument("--eta", type=_number)
+
+    e = sub.add_parser("evaluate", help="accuracy of a JSON network on the test data")
+    e.add_argument("json")
+    e.add_argument("--data", default=None, help="a data file or directory")
+
+    sub.add_parser("presets", help="list the book's experiments")
+    return p
+
+
+def _say(*a):
+    print(*a, flush=True)
+
+
+def _reporter(style, quiet):
+    """What a run prints per epoch: the lines of the book program the preset comes from."""
+    def report(record, loop):
+        j = record["epoch"]
+        if style == "network":
+            _say(f"Epoch {j}: {record['test_correct']} / {record['test_n']}")
+        elif style == "network2":
+            _say(f"Epoch {j} training complete")
+            _say(f"Accuracy on evaluation data: {record['validation_correct']} / {record['validation_n']}")
+        else:
+            _say(f"Epoch {j}: validation accuracy {record['validation_accuracy']:.2%}")
+            if record["best"]:
+                _say("This is the best validation accuracy to date.")
+                _say(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
+    return report
+
+
+def _progress(quiet):
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = [None]
+
+    def tick(n):
+        if bar[0] is None:
+            bar[0] = tqdm(unit="batch", leave=False, disable=None, dynamic_ncols=True)
+        bar[0].update(n)
+
+    def close():
+        if bar[0] is not None:
+            bar[0].close()
+            bar[0] = None
+    return tick, close
+
+
+def _finish(loop, run_dir, started):
+    from nn3 import runs
+    best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+    if best:
+        _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
+             f" (test {best.get('test_accuracy', float('nan')):.2%}); {time.time() - started:.1f} s")
+    _say(f"run directory: {run_dir}")
+    msg = runs.stop_message(loop, run_dir)
+    if msg:
+        print(f"nn3: {msg}", file=sys.stderr)
+    return {"nan": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(loop.stop_reason, 0)
+
+
+def cmd_train(a):
+    from nn3 import runs
+    if a.config:
+        try:
+            recorded = json.loads(Path(a.config).read_text())
+            preset, spec = recorded["preset"], recorded["spec"]
+            base = dict(recorded["sgd"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{a.config}: not a usable nn3 config ({type(e).__name__}: {e})") from None
+        from nn3 import export
+        export.validate_spec(spec, a.config)
+        init, dataset, data_path = recorded.get("init"), recorded.get("dataset", "mnist"), recorded.get("data")
+    elif a.preset:
+        preset, spec, base, init, dataset, data_path = a.preset, None, {}, None, a.dataset, a.data
+    else:
+        raise UsageError("nn3 train: give a preset name or --config FILE")
+    over = {k: getattr(a, k) for k in ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed",
+                                       "augment", "schedule", "chunks") if getattr(a, k) is not None}
+    if a.early_stopping is not None:
+        over["early_stopping"] = a.early_stopping
+    config = runs.make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, **{**base, **over})
+    run_dir = a.run or f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tick, close = _progress(a.quiet)
+    started = time.time()
+    try:
+        run, _, loop = runs.start(config, run_dir, report=_reporter(config["style"], a.quiet), on_progress=tick)
+    finally:
+        close()
+    run.close()
+    return _finish(loop, run_dir, started)
+
+
+def cmd_resume(a):
+    from nn3 import runs
+    tick, close = _progress(a.quiet)
+    started = time.time()
+    from nn3.checkpoint import Run
+    style = Run.open(a.run).config.get("style", "network3")
+    try:
+        run, _, loop = runs.resume(a.run, epochs=a.epochs, report=_reporter(style, a.quiet), on_progress=tick)
+    finally:
+        close()
+    run.close()
+    return _finish(loop, a.run, started)
+
+
+def cmd_replay(a):
+    from nn3 import runs, train
+    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data)
+    _say(f"step {res['step']} (epoch {res['epoch']}): {a.data} accuracy {res['accuracy']:.2%} "
+         f"({res['correct']} / {res['n']})")
+    if res["recorded"] is not None:
+        verdict = "equal" if res["equal"] else "DIFFERENT"
+        _say(f"recorded at save time: {res['recorded']:.2%} -- {verdict}")
+    if a.predict:
+        from nn3 import data
+        splits = data.load_data() if a.data in ("test", "validation") else data.load_data(a.data)
+        x, y = splits[2] if a.data != "validation" else splits[1]
+        pred = train.predict(res["net"], x[:a.predict])
+        _say("predicted: " + " ".join(str(int(v)) for v in pred))
+        _say("labels:    " + " ".join(str(int(v)) for v in y[:a.predict]))
+    return 0 if res["recorded"] is None or res["equal"] else EXIT_FAULT
+
+
+def cmd_export(a):
+    from nn3 import export, layers, runs
+    net = runs.load(a.run, step=a.step, best=a.best)
+    from nn3.checkpoint import Run
+    mb = Run.open(a.run).config["sgd"].get("mini_batch_size")
+    export.save_json(a.out, net.spec, layers.get_params(net), None if layers.is_mlp(net.spec) else mb)
+    _say(f"wrote {a.out}")
+    return 0
+
+
+def cmd_import(a):
+    from nn3 import export, layers, runs
+    spec, params, mb = export.load_json(a.json)
+    preset = "ch3" if layers.is_mlp(spec) else "dbl_conv_relu"
+    over = {k: v for k, v in (("epochs", a.epochs), ("eta", a.eta)) if v is not None}
+    if mb:
+        over["mini_batch_size"] = mb
+    config = runs.make_config(preset, spec=spec, **over)
+    config["imported_from"] = str(a.json)
+    run, _, loop = runs.start(config, a.run, params=params, report=_reporter(config["style"], True))
+    run.close()
+    return _finish(loop, a.run, time.time())
+
+
+def cmd_evaluate(a):
+    from nn3 import data, export, layers, train
+    spec, params, _ = export.load_json(a.json)
+    net = layers.build(spec)
+    layers.set_params(net, params)
+    right, _, n = train.evaluate(net, data.load_data(a.data)[2])
+    _say(f"{a.json}: test accuracy {right / n:.2%} ({right} / {n})")
+    return 0
+
+
+def cmd_data(a):
+    from nn3 import data
+    if a.expand:
+        data.write_expanded(a.expand, a.path)
+        _say(f"wrote {a.expand}")
+        return 0
+    for line in data.describe(a.path, dataset=a.dataset, fetch=a.fetch):
+        _say(line)
+    return 0
+
+
+def cmd_presets(a):
+    from nn3 import presets
+    for p in presets.PRESETS.values():
+        _say(f"{p.name:20s} {p.about}  [book: {p.book}]")
+    return 0
+
+
+def main(argv=None) -> int:
+    try:
+        a = _parser().parse_args(argv)
+        return globals()[f"cmd_{a.command}"](a)
+    except UsageError as e:
+        print(f"{e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, OSError) as e:  # DataError, ExportError, CheckpointError are ValueErrors
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"nn3: error: {msg}", file=sys.stderr)
+        return EXIT_FAULT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

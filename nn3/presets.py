@@ -1,0 +1,111 @@
+"""The book's experiments by name, with the settings it used and the result it reported.
+
+    >>> from nn3 import presets
+    >>> p = presets.get("dbl_conv_relu")
+    >>> p.sgd["eta"], p.sgd["lmbda"], p.book
+    (0.03, 0.1, '99.23% test')
+
+A preset is data: a network spec, the ``SGDConfig`` fields, the initialisation and
+which of the book's programs it comes from (``style``), which decides what a run
+prints. ``nn3 train NAME`` starts one; its flags override the fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from nn3.layers import mlp_spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    style: str            # "network" | "network2" | "network3": whose lines a run prints
+    spec: dict
+    init: str
+    sgd: dict
+    book: str             # the book's figure for it
+    about: str
+
+
+def _conv(nf, cin, side, act, mb=10):
+    return {"type": "ConvPoolLayer", "filter_shape": [nf, cin, 5, 5], "image_shape": [mb, cin, side, side],
+            "poolsize": [2, 2], "activation_fn": act}
+
+
+def _fc(n_in, n_out, act, p=0.0):
+    return {"type": "FullyConnectedLayer", "n_in": n_in, "n_out": n_out, "activation_fn": act, "p_dropout": p}
+
+
+def _softmax(n_in, p=0.0):
+    return {"type": "SoftmaxLayer", "n_in": n_in, "n_out": 10, "p_dropout": p}
+
+
+def _net3(layers):
+    return {"layers": layers, "cost": "LogLikelihoodCost"}
+
+
+_N3 = {"mini_batch_size": 10, "l2": "batch", "shuffle": False, "drop_remainder": True}
+
+
+def _dbl(act, fc):
+    return [_conv(20, 1, 28, act), _conv(40, 20, 12, act)] + fc
+
+
+PRESETS = {p.name: p for p in [
+    Preset("ch1", "network", mlp_spec([784, 30, 10], "QuadraticCost"), "normal",
+           {"epochs": 30, "mini_batch_size": 10, "eta": 3.0}, "95.42% test (best of 3)",
+           "chapter 1: [784, 30, 10] sigmoid, quadratic cost, eta 3.0"),
+    Preset("ch1_100", "network", mlp_spec([784, 100, 10], "QuadraticCost"), "normal",
+           {"epochs": 30, "mini_batch_size": 10, "eta": 3.0}, "96.59% test",
+           "chapter 1: [784, 100, 10]"),
+    Preset("ch3", "network2", mlp_spec([784, 30, 10], "CrossEntropyCost"), "scaled",
+           {"epochs": 30, "mini_batch_size": 10, "eta": 0.5, "lmbda": 5.0}, "96.49% test",
+           "chapter 3: [784, 30, 10], cross-entropy, L2 lmbda 5.0, eta 0.5"),
+    Preset("ch3_100", "network2", mlp_spec([784, 100, 10], "CrossEntropyCost"), "scaled",
+           {"epochs": 30, "mini_batch_size": 10, "eta": 0.5, "lmbda": 5.0}, "97.92% validation",
+           "chapter 3: [784, 100, 10], cross-entropy, L2 lmbda 5.0, eta 0.5"),
+    Preset("shallow", "network3", _net3([_fc(784, 100, "sigmoid"), _softmax(100)]), "network3",
+           {**_N3, "epochs": 60, "eta": 0.1}, "97.80% test", "chapter 6: FC 100 sigmoid + softmax"),
+    Preset("basic_conv", "network3",
+           _net3([_conv(20, 1, 28, "sigmoid"), _fc(2880, 100, "sigmoid"), _softmax(100)]), "network3",
+           {**_N3, "epochs": 60, "eta": 0.1}, "98.78% test", "chapter 6: ConvPool 20x5x5 + FC 100 + softmax"),
+    Preset("omit_fc", "network3", _net3([_conv(20, 1, 28, "sigmoid"), _softmax(2880)]), "network3",
+           {**_N3, "epochs": 60, "eta": 0.1}, "(not in the table)", "chapter 6: ConvPool + softmax"),
+    Preset("dbl_conv", "network3", _net3(_dbl("sigmoid", [_fc(640, 100, "sigmoid"), _softmax(100)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.1}, "99.06% test", "chapter 6: two ConvPool + FC 100"),
+    Preset("dbl_conv_relu", "network3", _net3(_dbl("ReLU", [_fc(640, 100, "ReLU"), _softmax(100)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.03, "lmbda": 0.1}, "99.23% test",
+           "chapter 6: two ConvPool ReLU + FC 100, eta 0.03, lmbda 0.1"),
+    Preset("expanded", "network3", _net3(_dbl("ReLU", [_fc(640, 100, "ReLU"), _softmax(100)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.03, "lmbda": 0.1, "augment": "expand"}, "99.37% test",
+           "chapter 6: dbl_conv_relu on the expanded data, made on the fly"),
+    Preset("expanded_300", "network3", _net3(_dbl("ReLU", [_fc(640, 300, "ReLU"), _softmax(300)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.03, "lmbda": 0.1, "augment": "expand"}, "99.46% test",
+           "chapter 6: expanded, FC 300"),
+    Preset("expanded_1000", "network3", _net3(_dbl("ReLU", [_fc(640, 1000, "ReLU"), _softmax(1000)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.03, "lmbda": 0.1, "augment": "expand"}, "99.43% test",
+           "chapter 6: expanded, FC 1000"),
+    Preset("expanded_double_fc", "network3",
+           _net3(_dbl("ReLU", [_fc(640, 100, "ReLU"), _fc(100, 100, "ReLU"), _softmax(100)])),
+           "network3", {**_N3, "epochs": 60, "eta": 0.03, "lmbda": 0.1, "augment": "expand"}, "99.43% test",
+           "chapter 6: expanded, two FC layers of 100"),
+    Preset("dropout", "network3",
+           _net3(_dbl("ReLU", [_fc(640, 1000, "ReLU", 0.5), _fc(1000, 1000, "ReLU", 0.5), _softmax(1000, 0.5)])),
+           "network3", {**_N3, "epochs": 40, "eta": 0.03, "augment": "expand"}, "99.60% test",
+           "chapter 6: FC 1000 + FC 1000 with dropout 0.5, expanded data, 40 epochs"),
+]}
+
+
+def get(name: str) -> Preset:
+    """The preset called ``name``; a ValueError lists the known ones."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})") from None
+
+
+def with_mini_batch(spec: dict, mini_batch_size: int) -> dict:
+    """``spec`` with every conv layer's image_shape carrying ``mini_batch_size`` (network3's habit)."""
+    layers = [dict(l, image_shape=[mini_batch_size] + list(l["image_shape"][1:])) if l["type"] == "ConvPoolLayer"
+              else dict(l) for l in spec["layers"]]
+    return {**spec, "layers": layers}

@@ -1,0 +1,226 @@
+"""Runs: training that saves itself, resumes where it stopped, and replays from its directory.
+
+    >>> from nn3 import runs
+    >>> cfg = runs.make_config("ch1", epochs=2)
+    >>> runs.start(cfg, "checkpoints/demo")     # doctest: +SKIP
+    >>> runs.resume("checkpoints/demo", epochs=4)  # doctest: +SKIP
+    >>> runs.replay("checkpoints/demo", best=True)["accuracy"]  # doctest: +SKIP
+
+A run directory holds ``config.json`` (spec, settings, seed, dataset, versions),
+orbax checkpoints named by the global mini-batch step, and ``metrics.jsonl``. A
+checkpoint is written after every epoch and when SIGINT/SIGTERM stops training at a
+chunk boundary. Because every random draw is a function of (seed, epoch, step), a
+resumed run gives the parameters of one that never stopped, bit for bit on a CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import math
+import signal
+
+import numpy as np
+
+from nn3 import data, layers, presets, train
+from nn3.checkpoint import CheckpointError, Run
+
+def _versions() -> dict:
+    out = {}
+    for name in ("nn3", "jax", "flax", "orbax-checkpoint", "numpy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, **sgd) -> dict:
+    """The JSON config of a run: a preset with its SGD fields overridden by ``sgd``.
+
+    Unknown fields and bad values raise one-line ValueErrors.
+    """
+    p = presets.get(preset)
+    fields = {f.name for f in dataclasses.fields(train.SGDConfig)}
+    unknown = set(sgd) - fields
+    if unknown:
+        raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+    merged = {**p.sgd, **{k: v for k, v in sgd.items() if v is not None}}
+    spec = spec or p.spec
+    if "mini_batch_size" in merged:
+        spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
+    layers.check_spec(spec)
+    train.SGDConfig(**merged)  # field types; values are checked against the data at start
+    return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
+            "dataset": dataset, "data": None if data_path is None else str(data_path),
+            "monitor": [], "versions": _versions()}
+
+
+def _sgd(config) -> train.SGDConfig:
+    return train.SGDConfig(**config["sgd"])
+
+
+def _load(config):
+    return data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag that training polls at chunk boundaries."""
+
+    def __init__(self):
+        self.raised = None
+
+    def __call__(self):
+        return self.raised is not None
+
+    @contextlib.contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            self.raised = signum
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+def _info(loop: train.Loop) -> dict:
+    last = loop.history[-1] if loop.history else {}
+    return {"epoch": loop.epoch, "step": loop.step, "loop": loop.to_json(),
+            "validation_accuracy": last.get("validation_accuracy"),
+            "test_accuracy": last.get("test_accuracy")}
+
+
+def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
+    """Train with a checkpoint after every epoch and at an interruption."""
+    config = run.config
+    cfg = trainer.cfg
+    _, validation, test = splits
+
+    def on_epoch(record, lp, tr):
+        run.save(lp.step, tr.arrays(), _info(lp))
+        run.append_metrics(record)
+        if report:
+            report(record, lp)
+
+    stop = _StopFlag()
+    with stop.installed():
+        loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
+                         monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
+                         on_progress=on_progress, should_stop=stop)
+    if loop.stop_reason == "interrupted":
+        run.save(loop.step, trainer.arrays(), _info(loop))
+    run.wait()
+    return loop
+
+
+def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
+    """Create ``run_dir`` for ``config`` and train it; returns (run, net, loop).
+
+    ``params`` (a params list) starts from given weights instead of a fresh draw.
+    """
+    splits = _load(config)
+    cfg = _sgd(config)
+    cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
+    net = layers.build(config["spec"], seed=cfg.seed, init=config["init"])
+    if params is not None:
+        layers.set_params(net, params)
+    trainer = train.Trainer(net, cfg, splits[0])
+    run = Run.create(run_dir, config)
+    loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
+    return run, net, loop
+
+
+def restore(run: Run, *, step=None, best=False, trainer=None):
+    """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning)."""
+    config = run.config
+    try:
+        spec = config["spec"]
+        layers.check_spec(spec)
+        net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{run.path}: its config.json does not describe a network ({e})") from None
+    if not run.steps():
+        raise CheckpointError(f"{run.path}: holds no checkpoint yet")
+    if trainer is not None:
+        target = trainer.arrays()
+    else:
+        target = {"params": layers.get_params(net)}
+        if config["sgd"].get("momentum"):
+            target["velocity"] = layers.get_params(net)
+    n, arrays, info = run.restore(target, step=step, best=best)
+    arrays = {k: [{kk: np.asarray(vv) for kk, vv in d.items()} for d in v] for k, v in arrays.items()}
+    if trainer is not None:
+        trainer.load_arrays(arrays)
+        net = trainer.net
+    else:
+        layers.set_params(net, arrays["params"])
+    return n, net, train.Loop.from_json(info["loop"]), info
+
+
+def resume(run_dir, *, epochs=None, report=None, on_progress=None):
+    """Carry on the run in ``run_dir`` (to ``epochs`` in all, if given); returns (run, net, loop)."""
+    run = Run.open(run_dir)
+    config = run.config
+    if epochs is not None:
+        config["sgd"]["epochs"] = epochs
+    splits = _load(config)
+    cfg = _sgd(config)
+    net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
+    trainer = train.Trainer(net, cfg, splits[0])
+    _, net, loop, _ = restore(run, trainer=trainer)
+    run.truncate_metrics(loop.epoch)
+    have = {r.get("epoch") for r in run.read_metrics()}
+    for record in loop.history:
+        if record["epoch"] not in have:
+            run.append_metrics(record)
+    loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
+    return run, net, loop
+
+
+def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
+    """Rebuild the network from ``run_dir`` alone and evaluate it.
+
+    Returns a dict: step, epoch, accuracy, correct, n, recorded (the accuracy stored at
+    save time for that data set, or None) and equal (whether they agree exactly).
+    """
+    run = Run.open(run_dir)
+    try:
+        n, net, loop, info = restore(run, step=step, best=best)
+        if data_name in ("test", "validation"):
+            splits = _load(run.config)
+            dataset = splits[2] if data_name == "test" else splits[1]
+        else:
+            dataset = data.load_data(data_name)[2]
+        right, _, count = train.evaluate(net, dataset)
+    finally:
+        run.close()
+    recorded = info.get(f"{data_name}_accuracy") if data_name in ("test", "validation") else None
+    acc = right / count
+    return {"step": n, "epoch": info.get("epoch"), "accuracy": acc, "correct": right, "n": count,
+            "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
+            "net": net}
+
+
+def load(run_dir, *, step=None, best=False):
+    """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
+    run = Run.open(run_dir)
+    try:
+        return restore(run, step=step, best=best)[1]
+    finally:
+        run.close()
+
+
+def stop_message(loop: train.Loop, run_dir) -> str | None:
+    """A line for a run that stopped early, or None."""
+    return {
+        "nan": f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
+               f"(step {loop.step}) stays the latest",
+        "interrupted": f"interrupted in epoch {loop.epoch} at mini-batch {loop.batch}; checkpoint saved at "
+                       f"step {loop.step}; carry on with: nn3 resume {run_dir}",
+        "early_stopping": f"early stopping after epoch {loop.epoch - 1}: no improvement in "
+                          f"{loop.since_best} epochs",
+        "eta_floor": f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
+    }.get(loop.stop_reason)
+
