@@ -134,7 +134,7 @@ class FullyConnectedLayer(nnx.Module):
         """``z`` (batch, n_out) for ``x`` (batch, n_in) or conv maps (batch, H, W, C)."""
         if x.ndim == 4:
             x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # network3's (C, H, W) order
-        w, b, p = self.w.value, self.b.value, self.p_dropout
+        w, b, p = self.w[...], self.b[...][None, :], self.p_dropout
         if p == 0.0:
             return x @ w.T + b
         if key is None:
@@ -180,8 +180,8 @@ class ConvPoolLayer(nnx.Module):
         if x.ndim == 2:
             _, c, h, w = self.image_shape
             x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
-        pooled = max_pool(conv_valid(x, self.w.value), self.poolsize)
-        return ACTIVATIONS[self.activation_fn](pooled + self.b.value)
+        pooled = max_pool(conv_valid(x, self.w[...]), self.poolsize)
+        return ACTIVATIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
 
 
 class Network(nnx.Module):
@@ -236,7 +236,7 @@ def build(spec, seed=0, init=None) -> Network:
 
 def get_params(net) -> list[dict[str, np.ndarray]]:
     """The parameters as numpy, one ``{"w", "b"}`` dict per layer (layouts above)."""
-    return [{"w": np.asarray(l.w.value), "b": np.asarray(l.b.value)} for l in net.layers]
+    return [{"w": np.asarray(l.w[...]), "b": np.asarray(l.b[...])} for l in net.layers]
 
 
 def set_params(net, params) -> None:
@@ -247,6 +247,6 @@ def set_params(net, params) -> None:
         for name in ("w", "b"):
             old = getattr(layer, name)
             new = jnp.asarray(p[name], jnp.float32)
-            if new.shape != old.value.shape:
-                raise ValueError(f"params: layers[{i}].{name} has shape {new.shape}, expected {old.value.shape}")
-            old.value = new
+            if new.shape != old.shape:
+                raise ValueError(f"params: layers[{i}].{name} has shape {new.shape}, expected {old.shape}")
+            old[...] = new

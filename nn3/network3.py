@@ -80,7 +80,7 @@ def load_data_shared(filename=None):
     With no ``filename``, nn3's usual search (``$NN3_DATA_DIR``, ``./data``, download).
     The book's ``mnist_expanded.pkl.gz`` is read the same way when a script names it.
     """
-    return list(_data.load_data(filename))
+    return list(_data.load_data(filename, download=filename is None))
 
 
 def size(data):

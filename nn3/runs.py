@@ -61,7 +61,7 @@ def _sgd(config) -> train.SGDConfig:
 
 
 def _load(config):
-    return data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"))
+    return data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
 
 
 class _StopFlag:

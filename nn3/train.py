@@ -122,8 +122,10 @@ def _is_weight(path) -> bool:
     return any(getattr(k, "key", None) == "w" for k in path)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act", "augment", "dropout", "momentum"))
-def _run_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
+STATICS = ("graphdef", "cost", "out_act", "augment", "dropout", "momentum")
+
+
+def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
                  graphdef, cost, out_act, augment, dropout, momentum):
     """Train over ``batches`` (n_batches, m) of example indices in one compiled call.
 
@@ -172,6 +174,9 @@ def _run_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
 
     (state, velocity), losses = jax.lax.scan(step, (state, velocity), (batches, steps))
     return state, velocity, losses
+
+
+_run_batches = jax.jit(scan_batches, static_argnames=STATICS)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
@@ -262,7 +267,7 @@ def predict(net, x) -> np.ndarray:
 
 def l2_norm_sq(net) -> float:
     """Sum of squared weights over all layers (biases excluded)."""
-    return float(sum(jnp.sum(l.w.value ** 2) for l in net.layers))
+    return float(sum(jnp.sum(l.w[...] ** 2) for l in net.layers))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -270,6 +275,8 @@ def l2_norm_sq(net) -> float:
 
 class Trainer:
     """A network, its settings and its training data on the device, ready to run epochs."""
+
+    _run = staticmethod(_run_batches)
 
     def __init__(self, net, cfg: SGDConfig, train_data):
         x, y = as_arrays(train_data, net.n_in)
@@ -316,10 +323,10 @@ class Trainer:
         for a, b in spans:
             if b <= start_batch:
                 continue
-            idx = order[a * m:a * m + (b - a) * m] if a < self.n_full else order[self.n_full * m:]
-            batches = idx.reshape(b - a, -1)
+            idx = order[..., a * m:a * m + (b - a) * m] if a < self.n_full else order[..., self.n_full * m:]
+            batches = idx.reshape(idx.shape[:-1] + (b - a, -1))  # (..., n_batches, m)
             steps = jnp.arange(base + a, base + b, dtype=jnp.int32)
-            self.state, self.velocity, ls = _run_batches(
+            self.state, self.velocity, ls = self._run(
                 self.state, self.velocity, self.x, self.y, batches, steps, self.keys, hyper, **self.statics)
             losses.append(np.asarray(ls))
             done = b
@@ -354,7 +361,7 @@ class Trainer:
 
 def _per_layer(state) -> list:
     layers = state["layers"]
-    return [{"w": np.asarray(layers[i]["w"].value), "b": np.asarray(layers[i]["b"].value)}
+    return [{"w": np.asarray(layers[i]["w"][...]), "b": np.asarray(layers[i]["b"][...])}
             for i in sorted(layers.keys())]
 
 
