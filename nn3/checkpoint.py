@@ -1,0 +1,439 @@
+"""A training run on disk: config.json, orbax checkpoints per epoch, metrics.jsonl.
+
+    >>> import numpy as np, tempfile, os
+    >>> from nn3.checkpoint import Run
+    >>> run = Run.create(os.path.join(tempfile.mkdtemp(), "demo"), {"sizes": [2, 1]})
+    >>> state = {"params": [np.zeros((2, 1), np.float32)], "key": np.zeros(2, np.uint32)}
+    >>> run.save(0, state, {"epoch": 0, "validation_accuracy": 0.5})
+    >>> step, restored, info = run.restore(state)
+    >>> step, info["validation_accuracy"], run.steps()
+    (0, 0.5, [0])
+    >>> run.close()
+
+A run directory holds everything needed to rebuild it: ``config.json`` (written
+atomically), one orbax step directory per saved epoch (items ``state``, a pytree of
+arrays, and ``info``, JSON) and ``metrics.jsonl``. Each ``info`` carries a SHA-256 of
+its state, checked on restore; a damaged newest (or best) step is skipped with a
+warning. Saves are synchronous: orbax's async finalizer only logs a failed write and
+then goes on pruning older steps, which would turn a full disk into lost checkpoints.
+Retention keeps the newest ``keep_latest`` steps plus the best by validation accuracy.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+import time
+import warnings
+import weakref
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+from orbax.checkpoint import checkpoint_managers as ocm
+
+absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every save at INFO/WARNING
+
+FORMAT, VERSION = "nn3-run", 1
+CONFIG, METRICS = "config.json", "metrics.jsonl"
+
+
+class CheckpointError(ValueError):
+    """A run directory or checkpoint that cannot be used; the message names it."""
+
+
+def state_hash(state: Any) -> str:
+    """SHA-256 hex digest over every leaf's dtype, shape and bytes, in tree-flatten order."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(state):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _why(e: BaseException) -> str:
+    msg = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {msg[:160]}" if msg else type(e).__name__
+
+
+def _json_object(raw: bytes) -> dict | None:
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _score(acc: Any) -> float | None:
+    """A validation accuracy usable for ranking, or None (absent, NaN, not a number)."""
+    try:
+        acc = float(acc)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(acc) else acc
+
+
+def _accuracy(metrics: Any) -> float:
+    return float(metrics["validation_accuracy"])
+
+
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager, except that a step's unreadable metrics file does not stop opening."""
+
+    def _get_metrics(self, step: int) -> Any:
+        try:
+            return super()._get_metrics(step)
+        except Exception:  # a damaged step: unranked, so BestN does not keep it as best
+            return None
+
+
+def _checked(path, keep_latest: int) -> pathlib.Path:
+    path = pathlib.Path(path)
+    if isinstance(keep_latest, bool) or not isinstance(keep_latest, int) or keep_latest < 1:
+        raise CheckpointError(f"{path}: keep_latest must be an int >= 1, got {keep_latest!r}")
+    return path
+
+
+_OPEN_RUNS: "weakref.WeakSet[Run]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_runs() -> None:
+    for run in list(_OPEN_RUNS):
+        run.close()
+
+
+class Run:
+    """A run directory; use :meth:`create` or :meth:`open`, not the constructor."""
+
+    def __init__(self, path: pathlib.Path, config: dict, keep_latest: int):
+        self.path, self.config, self._keep = path, config, keep_latest
+        self._mgr: _Manager | None = None
+        self._open_manager()
+        _OPEN_RUNS.add(self)
+
+    @classmethod
+    def create(cls, path, config: dict, *, keep_latest: int = 3) -> Run:
+        """Makes a new run at ``path`` (absent or an empty directory) holding ``config``."""
+        path = _checked(path, keep_latest)
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(f"{path}: exists and is not a directory")
+        if path.is_dir() and any(path.iterdir()):
+            raise CheckpointError(f"{path}: directory is not empty; refusing to create a run there")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: config must be a dict, got {type(config).__name__}")
+        config = {**config, "format": FORMAT, "version": VERSION}
+        try:
+            text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: config is not JSON-serialisable ({e})") from e
+        path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path / CONFIG, text)
+        return cls(path, config, keep_latest)
+
+    @classmethod
+    def open(cls, path, *, keep_latest: int = 3) -> Run:
+        """Opens the existing run at ``path``."""
+        path = _checked(path, keep_latest)
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no such run directory")
+        cfg = path / CONFIG
+        if not cfg.is_file():
+            raise CheckpointError(f"{path}: not an nn3 run directory (no {CONFIG})")
+        try:
+            config = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{cfg}: corrupt ({_why(e)})") from e
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not an nn3 run directory ({CONFIG} lacks format {FORMAT!r})")
+        if config.get("version") != VERSION:
+            raise CheckpointError(f"{cfg}: unsupported run version {config.get('version')!r}")
+        return cls(path, config, keep_latest)
+
+    def _open_manager(self) -> None:
+        policy = ocm.AnyPreservationPolicy([
+            ocm.LatestN(n=self._keep),
+            ocm.BestN(get_metric_fn=_accuracy, n=1, keep_checkpoints_without_metrics=False),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy,
+            best_fn=_accuracy, best_mode="max",  # makes orbax store the metrics BestN reads
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,  # half-written steps of a killed process
+            create=True,
+        )
+        handlers = {"state": ocp.StandardCheckpointHandler(), "info": ocp.JsonCheckpointHandler()}
+        try:
+            self._mgr = _Manager(self.path.resolve(), options=options, item_handlers=handlers)
+        except Exception as e:  # a corrupt metrics file of some step, an unreadable dir
+            raise CheckpointError(f"{self.path}: cannot read its checkpoints ({_why(e)})") from e
+
+    def _manager(self) -> _Manager:
+        if self._mgr is None:
+            raise CheckpointError(f"{self.path}: run is closed")
+        return self._mgr
+
+    def save(self, epoch: int, state: Any, info: dict) -> None:
+        """Saves ``state`` (a pytree of arrays) and ``info`` (JSON) as step ``epoch``.
+
+        Saved steps >= ``epoch`` are discarded first: a resumed run rewinds to here.
+        """
+        mgr = self._manager()
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise CheckpointError(f"{self.path}: epoch must be a non-negative int, got {epoch!r}")
+        epoch = int(epoch)
+        info = {**info, "state_sha256": state_hash(state)}
+        try:
+            json.dumps(info)  # NaN allowed: a diverged run's cost history is still worth keeping
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.path}: info for step {epoch} is not JSON-serialisable ({e})") from e
+        acc = _score(info.get("validation_accuracy"))
+        metrics = None if acc is None else {"validation_accuracy": acc}
+        try:
+            for stale in [s for s in mgr.all_steps() if s >= epoch]:
+                mgr.delete(stale)
+            args = ocp.args.Composite(state=ocp.args.StandardSave(state), info=ocp.args.JsonSave(info))
+            saved = mgr.save(epoch, args=args, metrics=metrics)
+        except Exception as e:
+            self._recover_after_failed_save(epoch)
+            raise CheckpointError(f"{self.path}: saving checkpoint step {epoch} failed ({_why(e)})") from e
+        if not saved:
+            raise CheckpointError(f"{self.path}: orbax declined to save checkpoint step {epoch}")
+
+    def _recover_after_failed_save(self, epoch: int) -> None:
+        for tmp in self.path.glob(f"{epoch}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self._mgr.close()
+        except Exception:  # the manager may be in any state after a failed write
+            pass
+        self._mgr = None
+        self._open_manager()
+
+    def wait(self) -> None:
+        """Blocks until no save is in flight (saves are synchronous; kept for the API)."""
+        if self._mgr is not None:
+            self._mgr.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending work and releases the checkpoint manager; idempotent."""
+        if self._mgr is not None:
+            mgr, self._mgr = self._mgr, None
+            mgr.close()
+        _OPEN_RUNS.discard(self)
+
+    def steps(self) -> list[int]:
+        """Saved epochs, ascending."""
+        return sorted(self._manager().all_steps())
+
+    def read_info(self, step: int) -> dict:
+        """The ``info`` dict saved with ``step``."""
+        if step not in self.steps():
+            raise CheckpointError(f"{self.path}: no checkpoint at step {step} (have {self.steps()})")
+        try:
+            info = self._manager().restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))["info"]
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: checkpoint step {step} info unreadable ({_why(e)})") from e
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{self.path}: checkpoint step {step} info is not a JSON object")
+        return info
+
+    def _ranked_by_accuracy(self) -> list[int]:
+        scored = []
+        for s in self.steps():
+            try:
+                acc = _score(self.read_info(s).get("validation_accuracy"))
+            except CheckpointError:
+                continue
+            if acc is not None:
+                scored.append((acc, s))
+        return [s for _, s in sorted(scored, reverse=True)]  # ties: the later step, as orbax's BestN
+
+    def best_step(self) -> int | None:
+        """The step with the highest recorded validation_accuracy, or None."""
+        ranked = self._ranked_by_accuracy()
+        return ranked[0] if ranked else None
+
+    def restore(self, target: Any, step: int | None = None, *, best: bool = False) -> tuple[int, Any, dict]:
+        """Restores a state shaped like ``target`` onto ``jax.devices()[0]``.
+
+        Args:
+          target: pytree of arrays or ``jax.ShapeDtypeStruct`` with the saved structure.
+          step: the epoch to restore; None means the newest intact one.
+          best: restore the intact step with the best validation_accuracy instead.
+
+        Returns:
+          ``(step, state, info)``; ``state`` has ``target``'s structure, jax arrays.
+        """
+        if best and step is not None:
+            raise CheckpointError(f"{self.path}: give either step={step} or best=True, not both")
+        steps = self.steps()
+        if step is not None:
+            if step not in steps:
+                raise CheckpointError(f"{self.path}: no checkpoint at step {step} (have {steps})")
+            candidates = [step]
+        elif best:
+            candidates = self._ranked_by_accuracy()
+            if not candidates:
+                raise CheckpointError(f"{self.path}: no checkpoint records a validation_accuracy")
+        else:
+            candidates = steps[::-1]
+            if not candidates:
+                raise CheckpointError(f"{self.path}: no checkpoints saved")
+        damaged = []
+        for n in candidates:
+            try:
+                state, info = self._restore_step(n, target)
+            except _Damaged as e:
+                if step is not None:
+                    raise CheckpointError(f"{self.path}: checkpoint step {n} is damaged ({e})") from e
+                damaged.append((n, str(e)))
+                continue
+            for bad, why in damaged:
+                warnings.warn(f"{self.path}: checkpoint step {bad} is damaged ({why}); using step {n}",
+                              stacklevel=2)
+            return n, state, info
+        tried = ", ".join(str(n) for n, _ in damaged)
+        raise CheckpointError(f"{self.path}: no intact checkpoint (tried steps {tried}; {damaged[0][1]})")
+
+    def _restore_step(self, n: int, target: Any) -> tuple[Any, dict]:
+        mgr = self._manager()
+        try:
+            md = mgr.item_metadata(n)["state"]
+        except Exception as e:
+            raise _Damaged(f"metadata unreadable: {_why(e)}") from e
+        tree = getattr(md, "tree", md)
+        if tree is None:
+            raise _Damaged("no state metadata")
+        saved, _ = jax.tree_util.tree_flatten_with_path(tree)
+        want, treedef = jax.tree_util.tree_flatten_with_path(target)
+        _check_structure(self.path, n, saved, want)
+        # Restored as numpy with the saved dtypes (no sharding: nothing tied to the saving
+        # device), hashed, then placed on this process's default device.
+        abstract = treedef.unflatten([jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for _, m in saved])
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), info=ocp.args.JsonRestore())
+        try:
+            with _quiet_stray_reads():
+                out = mgr.restore(n, args=args)
+            state, info = out["state"], out["info"]
+        except Exception as e:
+            raise _Damaged(_why(e)) from e
+        if not isinstance(info, dict) or "state_sha256" not in info:
+            raise _Damaged("info lacks state_sha256")
+        if state_hash(state) != info["state_sha256"]:
+            raise _Damaged("state hash mismatch")
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        state = jax.tree.map(lambda a: jax.device_put(a, sharding), state)
+        return state, info
+
+    def append_metrics(self, record: dict) -> None:
+        """Appends ``record`` as one JSON line to metrics.jsonl, durably."""
+        path = self.path / METRICS
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with open(path, "a+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(0, end - 1))
+            if end and f.read(1) != b"\n":  # a killed process's last append
+                f.seek(0)
+                data = f.read()
+                if _json_object(data[data.rfind(b"\n") + 1:]) is None:
+                    f.truncate(data.rfind(b"\n") + 1)  # torn: drop it, as read_metrics does
+                else:
+                    f.write(b"\n")
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        """All records of metrics.jsonl; a torn last line is ignored."""
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        lines = path.read_bytes().split(b"\n")
+        records = []
+        for i, raw in enumerate(lines):
+            if not raw.strip():
+                continue
+            rec = _json_object(raw)
+            if rec is None:
+                if all(not r.strip() for r in lines[i + 1:]):
+                    break  # the torn tail of an interrupted append
+                raise CheckpointError(f"{path}: line {i + 1} is not a JSON object")
+            records.append(rec)
+        return records
+
+    def truncate_metrics(self, epoch: int) -> None:
+        """Keeps only records with ``record["epoch"] < epoch`` (records without one stay)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", -math.inf) < epoch]
+        _atomic_write(self.path / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+
+@contextlib.contextmanager
+def _quiet_stray_reads(settle_s: float = 0.2):
+    """Drops the 'Event loop is closed' noise of a restore that failed part-way.
+
+    When one array of a damaged step fails to read, orbax closes its event loop while
+    tensorstore still finishes the other reads; their callbacks then hit the closed
+    loop and Python reports each as an ignored exception. We let them land, unheard.
+    """
+    previous = sys.unraisablehook
+
+    def hook(u):
+        if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed"):
+            previous(u)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    except BaseException:
+        time.sleep(settle_s)
+        raise
+    finally:
+        sys.unraisablehook = previous
+
+
+class _Damaged(Exception):
+    """A step that cannot be trusted; the message says why."""
+
+
+def _check_structure(run_path, n, saved, want) -> None:
+    keys = jax.tree_util.keystr
+    saved_keys, want_keys = [keys(p) for p, _ in saved], [keys(p) for p, _ in want]
+    if saved_keys != want_keys:
+        diff = sorted(set(saved_keys) ^ set(want_keys))[:3] or ["leaf order"]
+        raise CheckpointError(
+            f"{run_path}: checkpoint step {n} has a different state structure than the target "
+            f"(another architecture?): {len(saved_keys)} saved leaves vs {len(want_keys)}, differing at {', '.join(diff)}")
+    for (p, m), (_, t) in zip(saved, want):
+        t_shape, t_dtype = tuple(np.shape(t)), np.dtype(getattr(t, "dtype", np.result_type(t)))
+        if tuple(m.shape) != t_shape or np.dtype(m.dtype) != t_dtype:
+            raise CheckpointError(
+                f"{run_path}: checkpoint step {n} has a different state structure than the target "
+                f"(another architecture?): {keys(p)} saved {np.dtype(m.dtype)}{list(m.shape)}, "
+                f"target {t_dtype}{list(t_shape)}")
