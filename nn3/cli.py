@@ -74,6 +74,7 @@ def _parser():
     t.add_argument("--chunks", type=_positive_int, help="compiled calls per epoch (progress steps)")
     t.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"])
     t.add_argument("--data", help="a data file or directory")
+    t.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N examples of each split")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = sub.add_parser("resume", help="carry on a run where it stopped")
@@ -173,15 +174,17 @@ def cmd_train(a):
         from nn3 import export
         export.validate_spec(spec, a.config)
         init, dataset, data_path = recorded.get("init"), recorded.get("dataset", "mnist"), recorded.get("data")
+        limit = a.limit or recorded.get("limit")
     elif a.preset:
-        preset, spec, base, init, dataset, data_path = a.preset, None, {}, None, a.dataset, a.data
+        preset, spec, base, init, dataset, data_path, limit = a.preset, None, {}, None, a.dataset, a.data, a.limit
     else:
         raise UsageError("nn3 train: give a preset name or --config FILE")
     over = {k: getattr(a, k) for k in ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed",
                                        "augment", "schedule", "chunks") if getattr(a, k) is not None}
     if a.early_stopping is not None:
         over["early_stopping"] = a.early_stopping
-    config = runs.make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, **{**base, **over})
+    config = runs.make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
+                              **{**base, **over})
     run_dir = a.run or f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     tick, close = _progress(a.quiet)
     started = time.time()

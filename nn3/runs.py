@@ -35,11 +35,15 @@ def _versions() -> dict:
     return out
 
 
-def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, **sgd) -> dict:
+def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, limit=None,
+                **sgd) -> dict:
     """The JSON config of a run: a preset with its SGD fields overridden by ``sgd``.
 
+    ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
     Unknown fields and bad values raise one-line ValueErrors.
     """
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
     p = presets.get(preset)
     fields = {f.name for f in dataclasses.fields(train.SGDConfig)}
     unknown = set(sgd) - fields
@@ -53,7 +57,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     train.SGDConfig(**merged)  # field types; values are checked against the data at start
     return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
             "dataset": dataset, "data": None if data_path is None else str(data_path),
-            "monitor": [], "versions": _versions()}
+            "limit": limit, "monitor": [], "versions": _versions()}
 
 
 def _sgd(config) -> train.SGDConfig:
@@ -61,7 +65,11 @@ def _sgd(config) -> train.SGDConfig:
 
 
 def _load(config):
-    return data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
+    splits = data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
+    limit = config.get("limit")
+    if limit:  # a quick run: the first ``limit`` examples of each split
+        splits = tuple((x[:limit], y[:limit]) for x, y in splits)
+    return splits
 
 
 class _StopFlag:
