@@ -14,16 +14,16 @@ from nn3 import network, network2, network3  # noqa: F401
 __version__ = "0.1.0"
 
 
-def load(run_dir, *, step=None, best=False):
-    """The trained network (``layers.Network``) saved in a run directory."""
-    from nn3 import runs
-    return runs.load(run_dir, step=step, best=best)
+def load(path, *, step=None, best=False):
+    """A saved network back as a façade (network / network2 / network3 object).
+
+    ``path`` is a run directory (``net.save(dir)``, ``nn3 train``) or a JSON file.
+    """
+    from nn3 import saved
+    return saved.load(path, step=step, best=best)
 
 
 def load_json(path):
-    """A ``layers.Network`` rebuilt from an nn3 / network2 JSON file."""
-    from nn3 import export, layers
-    spec, params, _ = export.load_json(path)
-    net = layers.build(spec)
-    layers.set_params(net, params)
-    return net
+    """A network back from an nn3 / network2 JSON file, as a façade."""
+    from nn3 import saved
+    return saved.load(path)

@@ -66,6 +66,7 @@ class Network:
 
     def _fit(self, cfg, training_data, test_data=None, validation_data=None, **kw):
         start = self.loop.epoch
+        self.last_config = cfg
         self.loop.stop_reason = None
         self.loop.eta = cfg.eta
         self.loop = train.fit(self.net, cfg, training_data, validation_data, test_data, loop=self.loop, **kw)
@@ -93,6 +94,16 @@ class Network:
         x, y = train.as_arrays(mini_batch, self.sizes[0])
         cfg = train.SGDConfig(epochs=1, mini_batch_size=len(y), eta=eta, shuffle=False, seed=self.seed)
         train.fit(self.net, cfg, (x, y))
+
+    def save(self, run_dir):
+        """Save as a run directory (parameters, settings, history); ``nn3.load`` reads it back."""
+        from nn3 import saved
+        saved.save(self, run_dir)
+
+    def save_json(self, path):
+        """Save as JSON (network2's format for this network)."""
+        from nn3 import saved
+        saved.save_json(self, path)
 
     def accuracy_history(self):
         """Per-epoch records of every SGD call so far (nn3's addition)."""

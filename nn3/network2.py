@@ -18,6 +18,8 @@ accepting only the two known cost names.
 # ruff: noqa: N802, N803
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from nn3 import export, layers, train
@@ -139,8 +141,15 @@ class Network(_network.Network):
         return cost + 0.5 * (lmbda / n) * train.l2_norm_sq(self.net)
 
     def save(self, filename):
-        """Write the network to ``filename`` in network2's JSON format."""
-        export.save_json(filename, self.net.spec, layers.get_params(self.net))
+        """Write the network to ``filename`` in network2's JSON format.
+
+        A name without a ``.json`` ending, or an existing directory, gets a run
+        directory instead (as the other façades' ``save``).
+        """
+        if str(filename).endswith(".json") or not (os.path.isdir(filename) or "." not in os.path.basename(filename)):
+            export.save_json(filename, self.net.spec, layers.get_params(self.net))
+        else:
+            super().save(filename)
 
 
 def load(filename):

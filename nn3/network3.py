@@ -138,6 +138,7 @@ class Network:
                 if test_data is not None:
                     say(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
 
+        self.last_config = cfg
         self.loop.stop_reason = None
         self.loop.eta = float(eta)
         self.loop = train.fit(self.net, cfg, training_data, validation_data, test_data, loop=self.loop,
@@ -157,6 +158,16 @@ class Network:
             if r["epoch"] == self.loop.best_epoch:
                 return r
         return None
+
+    def save(self, run_dir):
+        """Save as a run directory (the chapter-6 exercise); ``nn3.load`` reads it back."""
+        from nn3 import saved
+        saved.save(self, run_dir)
+
+    def save_json(self, path):
+        """Save as JSON in nn3's network3 style (layer specs + nested lists)."""
+        from nn3 import saved
+        saved.save_json(self, path)
 
     def accuracy(self, data):
         """The fraction of ``data`` classified right (the chapter-6 exercise)."""
