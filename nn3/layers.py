@@ -48,8 +48,8 @@ def mlp_spec(sizes, cost="CrossEntropyCost"):
 def is_mlp(spec) -> bool:
     """Whether ``spec`` is a chapter-1/3 network (network2's JSON format can hold it)."""
     return spec["cost"] in ("QuadraticCost", "CrossEntropyCost") and all(
-        l["type"] == "FullyConnectedLayer" and l["activation_fn"] == "sigmoid"
-        and l["p_dropout"] == 0.0 for l in spec["layers"])
+        l["type"] == "FullyConnectedLayer" and l.get("activation_fn", "sigmoid") == "sigmoid"
+        and l.get("p_dropout", 0.0) == 0.0 for l in spec["layers"])
 
 
 def mlp_sizes(spec) -> list[int]:
@@ -60,7 +60,7 @@ def conv_output_shape(layer) -> tuple[int, int, int]:
     """(H, W, C) after a valid convolution and a pool that drops borders."""
     nf, _, fh, fw = layer["filter_shape"]
     _, _, h, w = layer["image_shape"]
-    ph, pw = layer["poolsize"]
+    ph, pw = layer.get("poolsize", (2, 2))
     return (h - fh + 1) // ph, (w - fw + 1) // pw, nf
 
 
@@ -86,14 +86,14 @@ def check_spec(spec) -> None:
             raise ValueError(f"{where}: unknown layer type")
         if kind == "SoftmaxLayer" and i != len(spec["layers"]) - 1:
             raise ValueError(f"{where}: a softmax layer must be the last")
-        if kind != "SoftmaxLayer" and layer.get("activation_fn") not in ACTIVATIONS:
+        if kind != "SoftmaxLayer" and layer.get("activation_fn", "sigmoid") not in ACTIVATIONS:
             raise ValueError(f"{where}: unknown activation {layer.get('activation_fn')!r}")
         if kind == "ConvPoolLayer":
             nf, cin, fh, fw = layer["filter_shape"]
             _, c, h, w = layer["image_shape"]
             if cin != c:
                 raise ValueError(f"{where}: filter_shape has {cin} input maps, image_shape {c}")
-            if fh > h or fw > w or min(layer["poolsize"]) < 1:
+            if fh > h or fw > w or min(layer.get("poolsize", (2, 2))) < 1:
                 raise ValueError(f"{where}: filter {fh}x{fw} or pool does not fit a {h}x{w} image")
             if flow is not None and math.prod(flow if isinstance(flow, tuple) else (flow,)) != c * h * w:
                 raise ValueError(f"{where}: image_shape {layer['image_shape'][1:]} does not match "
@@ -110,7 +110,7 @@ def check_spec(spec) -> None:
                 raise ValueError(f"{where}: n_in {layer['n_in']} but the previous layer gives {n_in}")
             flow = layer["n_out"]
     last = spec["layers"][-1]
-    out_act = "softmax" if last["type"] == "SoftmaxLayer" else last.get("activation_fn")
+    out_act = "softmax" if last["type"] == "SoftmaxLayer" else last.get("activation_fn", "sigmoid")
     if last["type"] == "ConvPoolLayer" or out_act not in COST_OUTPUTS[cost]:
         raise ValueError(f"network spec: {cost} does not fit a {out_act} output layer")
 

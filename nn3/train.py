@@ -104,6 +104,7 @@ class Loop:
     best_step: int | None = None
     since_best: int = 0
     since_eta_change: int = 0
+    loss_sum: float = 0.0   # training loss summed over the epoch in progress, in step order
     stop_reason: str | None = None  # None, "epochs", "early_stopping", "eta_floor", "interrupted", "nan"
     history: list = dataclasses.field(default_factory=list)
 
@@ -179,6 +180,11 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
 _run_batches = jax.jit(scan_batches, static_argnames=STATICS)
 
 
+@jax.jit
+def _all_finite(state):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(state)]))
+
+
 @partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
 def _eval_batch(state, x, y, mask, *, graphdef, cost, out_act):
     """(correct count, summed cost) over one padded batch; ``mask`` marks real rows."""
@@ -250,7 +256,9 @@ def evaluate(net, data) -> tuple[int, float, int]:
                            out_act=net.output_activation)
         right += int(r)
         total += float(c)
-    return right, total / max(n, 1), n
+    if n == 0:
+        raise ValueError("data: empty data set")
+    return right, total / n, n
 
 
 def predict(net, x) -> np.ndarray:
@@ -280,7 +288,7 @@ class Trainer:
 
     def __init__(self, net, cfg: SGDConfig, train_data):
         x, y = as_arrays(train_data, net.n_in)
-        cfg.check(len(y))
+        cfg.check(len(y) * (5 if cfg.augment == "expand" else 1))
         self.net, self.cfg = net, cfg
         self.x, self.y = jax.device_put(x), jax.device_put(y)
         self.n_examples = len(y) * (5 if cfg.augment == "expand" else 1)
@@ -323,6 +331,7 @@ class Trainer:
         for a, b in spans:
             if b <= start_batch:
                 continue
+            a = max(a, start_batch)  # resumed inside a chunk (e.g. with other chunking)
             idx = order[..., a * m:a * m + (b - a) * m] if a < self.n_full else order[..., self.n_full * m:]
             batches = idx.reshape(idx.shape[:-1] + (b - a, -1))  # (..., n_batches, m)
             steps = jnp.arange(base + a, base + b, dtype=jnp.int32)
@@ -332,7 +341,10 @@ class Trainer:
             done = b
             if on_progress:
                 on_progress(b - a)
-            if not np.all(np.isfinite(losses[-1])) or (should_stop and should_stop() and b < self.n_batches):
+            if not np.all(np.isfinite(losses[-1])) or not bool(_all_finite(self.state)):
+                losses[-1] = np.append(losses[-1], np.nan)  # the update itself overflowed
+                break
+            if should_stop and should_stop() and b < self.n_batches:
                 break
         return (np.concatenate(losses) if losses else np.zeros(0, np.float32)), done
 
@@ -414,6 +426,8 @@ def fit(net, cfg: SGDConfig, train_data, validation_data=None, test_data=None, *
             tr.sync()
             loop.stop_reason = "nan"
             break
+        for v in losses.tolist():  # sequential float64 sum: the same wherever a run was paused
+            loop.loss_sum += v
         loop.step += done - loop.batch
         loop.batch = done
         tr.sync()
@@ -421,7 +435,8 @@ def fit(net, cfg: SGDConfig, train_data, validation_data=None, test_data=None, *
             loop.stop_reason = "interrupted"
             break
         record = {"epoch": loop.epoch, "step": loop.step, "eta": eta,
-                  "train_loss": float(np.mean(losses)) if len(losses) else None}
+                  "train_loss": loop.loss_sum / tr.n_batches}
+        loop.loss_sum = 0.0
         if validation_data is not None:
             _accuracy(net, validation_data, "validation", record, reg if "validation_cost" in monitor else None)
         if test_data is not None:
