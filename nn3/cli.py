@@ -10,10 +10,13 @@ Every fault the user can cause ends in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_USAGE, EXIT_FAULT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 3, 130
@@ -101,6 +104,7 @@ def _parser():
     i.add_argument("--run", required=True)
     i.add_argument("--epochs", type=_positive_int, default=None)
     i.add_argument("--eta", type=_number)
+    i.add_argument("--limit", type=_positive_int, metavar="N", help="use only the first N examples of each split")
 
     e = sub.add_parser("evaluate", help="accuracy of a JSON network on the test data")
     e.add_argument("json")
@@ -228,8 +232,15 @@ def cmd_replay(a):
     return 0 if res["recorded"] is None or res["equal"] else EXIT_FAULT
 
 
+def _takes_mnist(net, source):
+    if net.n_in != 784:
+        raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
+
+
 def cmd_export(a):
     from nn3 import export, layers, runs
+    if not Path(a.out).resolve().parent.is_dir():
+        raise ValueError(f"{a.out}: its folder {Path(a.out).resolve().parent} does not exist")
     net = runs.load(a.run, step=a.step, best=a.best)
     from nn3.checkpoint import Run
     mb = Run.open(a.run).config["sgd"].get("mini_batch_size")
@@ -241,21 +252,24 @@ def cmd_export(a):
 def cmd_import(a):
     from nn3 import export, layers, runs
     spec, params, mb = export.load_json(a.json)
+    _takes_mnist(layers.build(spec), a.json)
     preset = "ch3" if layers.is_mlp(spec) else "dbl_conv_relu"
     over = {k: v for k, v in (("epochs", a.epochs), ("eta", a.eta)) if v is not None}
     if mb:
         over["mini_batch_size"] = mb
-    config = runs.make_config(preset, spec=spec, **over)
+    config = runs.make_config(preset, spec=spec, limit=a.limit, **over)
     config["imported_from"] = str(a.json)
+    started = time.time()
     run, _, loop = runs.start(config, a.run, params=params, report=_reporter(config["style"], True))
     run.close()
-    return _finish(loop, a.run, time.time())
+    return _finish(loop, a.run, started)
 
 
 def cmd_evaluate(a):
     from nn3 import data, export, layers, train
     spec, params, _ = export.load_json(a.json)
     net = layers.build(spec)
+    _takes_mnist(net, a.json)
     layers.set_params(net, params)
     right, _, n = train.evaluate(net, data.load_data(a.data)[2])
     _say(f"{a.json}: test accuracy {right / n:.2%} ({right} / {n})")
@@ -280,16 +294,49 @@ def cmd_presets(a):
     return 0
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """nn3's own warnings (a damaged checkpoint skipped) as one ``nn3: warning:`` line."""
+    previous = warnings.showwarning
+    here = str(Path(__file__).resolve().parent)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category is UserWarning and str(Path(filename).resolve()).startswith(here):
+            print(f"nn3: warning: {_first_line(Warning(str(message)))}",
+                  file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv=None) -> int:
     try:
-        a = _parser().parse_args(argv)
-        return globals()[f"cmd_{a.command}"](a)
+        with _one_line_warnings():
+            a = _parser().parse_args(argv)
+            return globals()[f"cmd_{a.command}"](a)
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as e:  # DataError, ExportError, CheckpointError are ValueErrors
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"nn3: error: {msg}", file=sys.stderr)
+        print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
+        return EXIT_FAULT
+    except KeyboardInterrupt:  # outside training (loading data, compiling): nothing to save
+        print("nn3: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
+        if os.environ.get("NN3_DEBUG"):
+            raise
+        print(f"nn3: internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
+              f"{_first_line(e)}", file=sys.stderr)
         return EXIT_FAULT
 
 

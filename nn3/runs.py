@@ -18,12 +18,13 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import math
+import pathlib
 import signal
 
 import numpy as np
 
 from nn3 import data, layers, presets, train
-from nn3.checkpoint import CheckpointError, Run
+from nn3.checkpoint import CONFIG, CheckpointError, Run
 
 def _versions() -> dict:
     out = {}
@@ -128,6 +129,11 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
 
     ``params`` (a params list) starts from given weights instead of a fresh draw.
     """
+    where = pathlib.Path(run_dir)  # refused before anything is loaded
+    if where.exists() and not where.is_dir():
+        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+    if (where / CONFIG).exists():
+        raise CheckpointError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
     splits = _load(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
@@ -177,7 +183,13 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     cfg = _sgd(config)
     net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
     trainer = train.Trainer(net, cfg, splits[0])
-    _, net, loop, _ = restore(run, trainer=trainer)
+    if run.steps():
+        _, net, loop, _ = restore(run, trainer=trainer)
+    elif config.get("imported_from"):
+        raise CheckpointError(f"{run_dir}: holds no checkpoint yet and began from "
+                              f"{config['imported_from']}; import it again")
+    else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
+        loop = train.Loop(eta=float(cfg.eta))
     run.truncate_metrics(loop.epoch)
     have = {r.get("epoch") for r in run.read_metrics()}
     for record in loop.history:
@@ -222,6 +234,9 @@ def load(run_dir, *, step=None, best=False):
 
 def stop_message(loop: train.Loop, run_dir) -> str | None:
     """A line for a run that stopped early, or None."""
+    if loop.stop_reason == "nan" and loop.step == 0:
+        return (f"training diverged (NaN loss) in epoch {loop.epoch}, before any epoch completed; "
+                f"no checkpoint was saved (try a smaller eta)")
     return {
         "nan": f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
                f"(step {loop.step}) stays the latest",

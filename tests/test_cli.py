@@ -1,0 +1,190 @@
+"""The ``nn3`` command end to end on a few hundred MNIST examples, and how it fails.
+
+    NN3_DATA_DIR=/work/shared/data .venv/bin/python -m pytest tests/test_cli.py -q
+
+Everything goes through ``nn3.cli.main(argv)`` in this process (one compile per shape),
+with stdout/stderr captured: train -> resume -> replay -> export -> import -> evaluate;
+damaged checkpoints; refusals; a diverging run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nn3 import cli, presets
+
+DATA_DIR = os.environ.get("NN3_DATA_DIR", "")
+pytestmark = [
+    pytest.mark.mnist,
+    pytest.mark.skipif(not (Path(DATA_DIR) / "mnist.pkl.gz").is_file(),
+                       reason="needs NN3_DATA_DIR/mnist.pkl.gz"),
+]
+LIMIT = ["--limit", "300", "--quiet"]  # 30 mini-batches of 10 per epoch
+
+
+def nn3(capsys, *argv):
+    """(exit code, stdout, stderr lines) of ``nn3 ARGV``."""
+    capsys.readouterr()
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def steps(run_dir):
+    return sorted(int(d.name) for d in Path(run_dir).iterdir() if d.is_dir() and d.name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A two-epoch ch1 run on 300 examples: steps 30 and 60."""
+    d = tmp_path_factory.mktemp("base") / "run"
+    assert cli.main(["train", "ch1", "--epochs", "2", "--run", str(d), *LIMIT]) == 0
+    return d
+
+
+@pytest.fixture
+def run_copy(base_run, tmp_path):
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    return d
+
+
+def test_pipeline(capsys, tmp_path):
+    d, d2, out_json = tmp_path / "run", tmp_path / "imported", tmp_path / "net.json"
+    code, out, err = nn3(capsys, "train", "ch1", "--epochs", "2", "--run", d, *LIMIT)
+    assert code == 0, err
+    assert "Epoch 0: " in out and "Epoch 1: " in out and "/ 300" in out
+    assert (d / "config.json").is_file() and steps(d) == [30, 60]
+    assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
+    code, out, err = nn3(capsys, "resume", d, "--epochs", "3", "--quiet")
+    assert code == 0, err
+    assert "Epoch 2: " in out and "Epoch 1: " not in out and steps(d)[-1] == 90
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    for how in (["--best"], ["--step", "60"], []):
+        code, out, err = nn3(capsys, "replay", d, *how)
+        assert code == 0 and "equal" in out and "DIFFERENT" not in out, (how, out, err)
+    assert "step 60" in nn3(capsys, "replay", d, "--step", "60")[1]
+    code, out, err = nn3(capsys, "replay", d, "--data", "validation", "--predict", "5")
+    assert code == 0 and "predicted: " in out and "labels: " in out
+    code, out, err = nn3(capsys, "export", d, out_json)
+    assert code == 0 and out_json.is_file() and set(json.loads(out_json.read_text())) >= {"sizes", "weights"}
+    code, out, err = nn3(capsys, "import", out_json, "--run", d2, "--epochs", "1", "--limit", "300")
+    assert code == 0, err
+    assert steps(d2) == [30] and json.loads((d2 / "config.json").read_text())["imported_from"] == str(out_json)
+    code, out, err = nn3(capsys, "evaluate", out_json)
+    assert code == 0 and "test accuracy" in out and "/ 10000" in out, err
+
+
+def test_presets_lists_the_book(capsys):
+    code, out, _ = nn3(capsys, "presets")
+    assert code == 0 and "ch1" in out and "dbl_conv_relu" in out
+
+
+def _newest_state_files(run_dir):
+    newest = Path(run_dir) / str(steps(run_dir)[-1]) / "state"
+    return sorted((f for f in newest.rglob("*") if f.is_file() and f.parent.name == "d"),
+                  key=lambda f: f.stat().st_size)
+
+
+def _empty_step(d):
+    shutil.rmtree(d / "60")
+    (d / "60").mkdir()
+
+
+def _truncate(d):
+    for f in _newest_state_files(d):
+        f.write_bytes(f.read_bytes()[:5])
+
+
+def _flip_bit(d):
+    big = _newest_state_files(d)[-1]  # the weights
+    b = bytearray(big.read_bytes())
+    b[len(b) // 2] ^= 0x10
+    big.write_bytes(bytes(b))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # checkpoint.py: stray tensorstore reads
+@pytest.mark.parametrize("damage", [_empty_step, _truncate, _flip_bit], ids=["emptied", "truncated", "bit-flip"])
+def test_damaged_newest_step_falls_back_with_a_warning(capsys, run_copy, damage):
+    damage(run_copy)
+    code, out, err = nn3(capsys, "replay", run_copy)
+    assert code == 0 and "step 30 " in out and "equal" in out
+    assert len(err) == 1 and "warning" in err[0] and "step 60 is damaged" in err[0] and "using step 30" in err[0]
+
+
+def test_resume_past_a_damaged_step(capsys, run_copy):
+    _flip_bit(run_copy)
+    code, out, err = nn3(capsys, "resume", run_copy, "--epochs", "2", "--quiet")
+    assert code == 0 and len(err) == 1 and "step 60 is damaged" in err[0]
+    assert "Epoch 1: " in out and steps(run_copy) == [30, 60]
+    code, out, err = nn3(capsys, "replay", run_copy)  # step 60 trained again from 30: intact
+    assert code == 0 and "step 60 " in out and err == []
+
+
+def test_missing_and_foreign_directories(capsys, tmp_path):
+    for where, why in ((tmp_path / "nothing", "no such run directory"), (tmp_path, "not an nn3 run directory")):
+        for cmd in ("resume", "replay", "export"):
+            extra = [tmp_path / "x.json"] if cmd == "export" else []
+            code, _, err = nn3(capsys, cmd, where, *extra)
+            assert code == 1 and len(err) == 1 and why in err[0] and str(where) in err[0], (cmd, err)
+
+
+def test_train_refuses_an_existing_run(capsys, run_copy):
+    before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+    code, _, err = nn3(capsys, "train", "ch1", "--run", run_copy, *LIMIT)
+    assert code == 1 and len(err) == 1 and "already holds an nn3 run" in err[0]
+    assert before == {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+
+
+def test_resume_refuses_another_architecture(capsys, run_copy):
+    cfg = json.loads((run_copy / "config.json").read_text())
+    cfg["spec"] = presets.get("ch1_100").spec  # [784, 100, 10] instead of [784, 30, 10]
+    (run_copy / "config.json").write_text(json.dumps(cfg))
+    code, _, err = nn3(capsys, "resume", run_copy, "--epochs", "3")
+    assert code == 1 and len(err) == 1 and "different state structure" in err[0] and "architecture" in err[0]
+    assert steps(run_copy) == [30, 60]
+
+
+def test_divergence_keeps_the_last_good_epoch(capsys, tmp_path):
+    d = tmp_path / "nan"  # ch3 with eta 300 survives epoch 0 on these 300 examples, not epoch 1
+    code, out, err = nn3(capsys, "train", "ch3", "--eta", "300", "--epochs", "3", "--run", d, *LIMIT)
+    assert code == cli.EXIT_DIVERGED
+    assert len(err) == 1 and "diverged" in err[0] and "epoch 1" in err[0] and "step 30" in err[0]
+    assert steps(d) == [30]
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0]
+    code, out, _ = nn3(capsys, "replay", d, "--best")
+    assert code == 0 and "step 30 " in out and "equal" in out
+
+
+def test_divergence_in_the_first_epoch_says_no_checkpoint(capsys, tmp_path):
+    d = tmp_path / "nan0"
+    code, out, err = nn3(capsys, "train", "ch3", "--eta", "1e6", "--epochs", "2", "--run", d, *LIMIT)
+    assert code == cli.EXIT_DIVERGED
+    assert len(err) == 1 and "diverged" in err[0] and "no checkpoint was saved" in err[0]
+    assert steps(d) == []
+    code, _, err = nn3(capsys, "replay", d)
+    assert code == 1 and len(err) == 1 and "no checkpoint" in err[0]
+
+
+def test_replay_detects_a_tampered_record(capsys, run_copy):
+    info = run_copy / "60" / "info" / "metadata"
+    rec = json.loads(info.read_text())
+    rec["test_accuracy"] = 0.999
+    info.write_text(json.dumps(rec))
+    code, out, err = nn3(capsys, "replay", run_copy)
+    assert code == 1 and "DIFFERENT" in out and "99.90%" in out
+
+
+def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_run):
+    """A run killed in its first epoch (config.json, no step) resumes from the start, the same run."""
+    from nn3.checkpoint import Run
+    d = tmp_path / "fresh"
+    Run.create(d, json.loads((base_run / "config.json").read_text())).close()
+    code, out, err = nn3(capsys, "resume", d, "--quiet")
+    assert code == 0, err
+    assert steps(d) == [30, 60]
+    assert (d / "metrics.jsonl").read_text() == (base_run / "metrics.jsonl").read_text()
