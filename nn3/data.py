@@ -348,7 +348,9 @@ def check_hashes(source: Source, dataset="mnist") -> str:
         got = file_digest(p, algo)
         if got != hexd:
             raise HashMismatch(f"{p}: {ALGO_NAMES[algo]} {got} does not match the known {hexd}")
-    return f"{ALGO_NAMES[algo]} matches the published file"
+    if len(source.files) == 1:
+        return f"{ALGO_NAMES[algo]} {got} verified"
+    return f"{ALGO_NAMES[algo]} of each file matches the published one"
 
 
 def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=False,
