@@ -123,11 +123,11 @@ def _is_weight(path) -> bool:
     return any(getattr(k, "key", None) == "w" for k in path)
 
 
-STATICS = ("graphdef", "cost", "out_act", "augment", "dropout", "momentum")
+STATICS = ("graphdef", "cost", "out_act", "augment", "dropout", "decay", "l1", "momentum")
 
 
 def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
-                 graphdef, cost, out_act, augment, dropout, momentum):
+                 graphdef, cost, out_act, augment, dropout, decay, l1, momentum):
     """Train over ``batches`` (n_batches, m) of example indices in one compiled call.
 
     Args:
@@ -137,10 +137,13 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
       steps: (n_batches,) int32 global step numbers (for the keys).
       keys: (2, 2) uint32: the dropout and augmentation base keys.
       hyper: (4,) float32: eta, decay (L2), l1 coefficient, momentum.
+      decay, l1, momentum: static flags: whether those terms are on at all (an off term
+        costs no operations in the step).
     Returns:
-      (state, velocity, losses (n_batches,) float32).
+      (state, velocity, losses (n_batches,) float32, finite: whether every parameter
+      is finite after the last update).
     """
-    eta, decay, l1, mu = hyper[0], hyper[1], hyper[2], hyper[3]
+    eta, lam, lam1, mu = hyper[0], hyper[1], hyper[2], hyper[3]
     cost_fn = costs.get(cost)
 
     def loss_fn(st, xb, yb, key):
@@ -161,8 +164,10 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
         loss, grads = jax.value_and_grad(loss_fn)(st, xb, yb, key)
 
         def delta(path, p, g):
-            if _is_weight(path):
-                g = g + decay * p + l1 * jnp.sign(p)
+            if decay and _is_weight(path):
+                g = g + lam * p
+            if l1 and _is_weight(path):
+                g = g + lam1 * jnp.sign(p)
             return eta * g
 
         d = jax.tree_util.tree_map_with_path(delta, st, grads)
@@ -174,15 +179,11 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
         return (st, vel), loss
 
     (state, velocity), losses = jax.lax.scan(step, (state, velocity), (batches, steps))
-    return state, velocity, losses
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(state)]))
+    return state, velocity, losses, finite
 
 
 _run_batches = jax.jit(scan_batches, static_argnames=STATICS)
-
-
-@jax.jit
-def _all_finite(state):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(state)]))
 
 
 @partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
@@ -305,7 +306,8 @@ class Trainer:
         self.order_key = jax.random.fold_in(root, 1)
         self.keys = jnp.stack([jax.random.fold_in(root, 2), jax.random.fold_in(root, 3)])
         self.statics = dict(graphdef=self.graphdef, cost=net.spec["cost"], out_act=net.output_activation,
-                            augment=cfg.augment, momentum=bool(cfg.momentum),
+                            augment=cfg.augment, momentum=bool(cfg.momentum), decay=bool(cfg.lmbda),
+                            l1=bool(cfg.l1),
                             dropout=any(getattr(l, "p_dropout", 0.0) > 0 for l in net.layers))
 
     def order(self, epoch: int) -> jax.Array:
@@ -335,13 +337,13 @@ class Trainer:
             idx = order[..., a * m:a * m + (b - a) * m] if a < self.n_full else order[..., self.n_full * m:]
             batches = idx.reshape(idx.shape[:-1] + (b - a, -1))  # (..., n_batches, m)
             steps = jnp.arange(base + a, base + b, dtype=jnp.int32)
-            self.state, self.velocity, ls = self._run(
+            self.state, self.velocity, ls, finite = self._run(
                 self.state, self.velocity, self.x, self.y, batches, steps, self.keys, hyper, **self.statics)
             losses.append(np.asarray(ls))
             done = b
             if on_progress:
                 on_progress(b - a)
-            if not np.all(np.isfinite(losses[-1])) or not bool(_all_finite(self.state)):
+            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):
                 losses[-1] = np.append(losses[-1], np.nan)  # the update itself overflowed
                 break
             if should_stop and should_stop() and b < self.n_batches:
