@@ -14,6 +14,7 @@ resumed run gives the parameters of one that never stopped, bit for bit on a CPU
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
@@ -101,25 +102,65 @@ def _info(loop: train.Loop) -> dict:
             "test_accuracy": last.get("test_accuracy")}
 
 
+class _Saver:
+    """Writes checkpoints on one background thread, so that training does not wait for disk.
+
+    At most one save is in flight: the next one (and ``wait``) first waits for it and
+    re-raises its error, so a failed write still stops the run with its one-line
+    message, and steps land in order. The arrays are copied to host memory before the
+    thread starts; a process killed mid-write leaves orbax's temporary directory,
+    which is never taken for a checkpoint.
+    """
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nn3-save")
+        self.pending = None
+
+    def submit(self, step, arrays, info, record=None):
+        self.wait()
+        self.pending = self.pool.submit(self._write, step, arrays, info, record)
+
+    def _write(self, step, arrays, info, record):
+        self.run.save(step, arrays, info)
+        if record is not None:
+            self.run.append_metrics(record)
+
+    def wait(self):
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self):
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
     """Train with a checkpoint after every epoch and at an interruption."""
     config = run.config
     cfg = trainer.cfg
     _, validation, test = splits
+    saver = _Saver(run)
 
     def on_epoch(record, lp, tr):
-        run.save(lp.step, tr.arrays(), _info(lp))
-        run.append_metrics(record)
+        saver.submit(lp.step, tr.arrays(), _info(lp), record)
         if report:
             report(record, lp)
 
     stop = _StopFlag()
-    with stop.installed():
-        loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
-                         monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
-                         on_progress=on_progress, should_stop=stop)
-    if loop.stop_reason == "interrupted":
-        run.save(loop.step, trainer.arrays(), _info(loop))
+    try:
+        with stop.installed():
+            loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
+                             monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
+                             on_progress=on_progress, should_stop=stop)
+            if loop.stop_reason == "interrupted":
+                saver.submit(loop.step, trainer.arrays(), _info(loop))
+            saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
+    finally:
+        saver.close()
     run.wait()
     return loop
 
