@@ -115,18 +115,20 @@ def check_spec(spec) -> None:
         raise ValueError(f"network spec: {cost} does not fit a {out_act} output layer")
 
 
-def _normal(key, shape, std):
-    return std * jax.random.normal(key, shape, jnp.float32)
+def _normal(rng, shape, std):
+    # numpy's generator: a fresh process draws in microseconds what jax.random would
+    # first compile for seconds (a replay or a resume needs no compile to build a net).
+    return jnp.asarray((std * rng.standard_normal(shape)).astype(np.float32))
 
 
 class FullyConnectedLayer(nnx.Module):
     """A dense layer with network3's dropout: a mask in training, (1-p) at evaluation."""
 
-    def __init__(self, n_in, n_out, activation_fn="sigmoid", p_dropout=0.0, *, key, init):
-        kw, kb = jax.random.split(key)
+    def __init__(self, n_in, n_out, activation_fn="sigmoid", p_dropout=0.0, *, rng, init):
+        """``rng``: the numpy Generator the layer draws its initial weights from."""
         std = {"normal": 1.0, "scaled": 1.0 / math.sqrt(n_in), "network3": math.sqrt(1.0 / n_out)}[init]
-        self.w = nnx.Param(_normal(kw, (n_out, n_in), std))  # (out, in)
-        self.b = nnx.Param(_normal(kb, (n_out,), 1.0))
+        self.w = nnx.Param(_normal(rng, (n_out, n_in), std))  # (out, in)
+        self.b = nnx.Param(_normal(rng, (n_out,), 1.0))
         self.activation_fn = activation_fn
         self.p_dropout = float(p_dropout)
 
@@ -149,10 +151,10 @@ class FullyConnectedLayer(nnx.Module):
 class SoftmaxLayer(FullyConnectedLayer):
     """network3's output layer: starts at zero; its activation is the softmax."""
 
-    def __init__(self, n_in, n_out, p_dropout=0.0, *, key, init):
-        del key, init
-        self.w = nnx.Param(jnp.zeros((n_out, n_in), jnp.float32))
-        self.b = nnx.Param(jnp.zeros((n_out,), jnp.float32))
+    def __init__(self, n_in, n_out, p_dropout=0.0, *, rng, init):
+        del rng, init
+        self.w = nnx.Param(jnp.asarray(np.zeros((n_out, n_in), np.float32)))
+        self.b = nnx.Param(jnp.asarray(np.zeros((n_out,), np.float32)))
         self.activation_fn = "softmax"
         self.p_dropout = float(p_dropout)
 
@@ -163,14 +165,13 @@ class SoftmaxLayer(FullyConnectedLayer):
 class ConvPoolLayer(nnx.Module):
     """Valid convolution, max-pooling, THEN bias and activation, as network3."""
 
-    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn="sigmoid", *, key, init):
+    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn="sigmoid", *, rng, init):
         nf, _, fh, fw = filter_shape
-        kw, kb = jax.random.split(key)
         n_out = nf * fh * fw / math.prod(poolsize)
         std = {"normal": 1.0, "scaled": 1.0 / math.sqrt(math.prod(filter_shape[1:])),
                "network3": math.sqrt(1.0 / n_out)}[init]
-        self.w = nnx.Param(_normal(kw, tuple(filter_shape), std))
-        self.b = nnx.Param(_normal(kb, (nf,), 1.0))
+        self.w = nnx.Param(_normal(rng, tuple(filter_shape), std))
+        self.b = nnx.Param(_normal(rng, (nf,), 1.0))
         self.image_shape = tuple(image_shape)
         self.poolsize = tuple(poolsize)
         self.activation_fn = activation_fn
@@ -192,13 +193,13 @@ class Network(nnx.Module):
         init = init or ("scaled" if is_mlp(spec) else "network3")
         if init not in INITS:
             raise ValueError(f"unknown initialisation {init!r} (known: {', '.join(INITS)})")
-        root = jax.random.fold_in(jax.random.PRNGKey(seed), 0)  # 0: initialisation
         made = []
         for i, l in enumerate(spec["layers"]):
             args = {k: v for k, v in l.items() if k != "type"}
             cls = {"FullyConnectedLayer": FullyConnectedLayer, "ConvPoolLayer": ConvPoolLayer,
                    "SoftmaxLayer": SoftmaxLayer}[l["type"]]
-            made.append(cls(**args, key=jax.random.fold_in(root, i), init=init))
+            # Layer i's weights then biases come from its own stream of (seed, i).
+            made.append(cls(**args, rng=np.random.default_rng([seed, i]), init=init))
         self.layers = nnx.List(made)
         self.spec_json = json.dumps(spec, sort_keys=True)
         self.n_in = input_size(spec)

@@ -129,7 +129,7 @@ def test_convpool_forward_matches_numpy(monkeypatch, formulation):
     r = np.random.default_rng(4)
     # 7x8 image, 3x2 filter -> 5x7 -> pool (2, 3) -> 2x2, dropping a row and a column.
     layer = layers.ConvPoolLayer((3, 2, 3, 2), (4, 2, 7, 8), poolsize=(2, 3), activation_fn="tanh",
-                                 key=jax.random.PRNGKey(0), init="normal")
+                                 rng=np.random.default_rng(0), init="normal")
     w = r.normal(size=(3, 2, 3, 2)).astype(np.float32)
     b = r.normal(size=3).astype(np.float32)
     layer.w[...], layer.b[...] = jnp.asarray(w), jnp.asarray(b)
@@ -145,7 +145,7 @@ def test_bias_is_added_once_per_pooled_unit():
     # The book's activations are monotone, so pool-then-activate is only visible through
     # the numbers: one bias per pooled unit, the max of the raw convolution under it.
     layer = layers.ConvPoolLayer((1, 1, 1, 1), (1, 1, 2, 2), poolsize=(2, 2), activation_fn="linear",
-                                 key=jax.random.PRNGKey(0), init="normal")
+                                 rng=np.random.default_rng(0), init="normal")
     layer.w[...] = jnp.ones((1, 1, 1, 1))
     layer.b[...] = jnp.array([10.0])
     got = run(layer, np.array([[1.0, 4.0, 2.0, 3.0]], np.float32))
@@ -181,7 +181,7 @@ def stats(a):
 @pytest.mark.parametrize("init", ["network3", "normal", "scaled"])
 def test_fc_init_statistics(init):
     std = {"network3": math.sqrt(1 / 2000), "normal": 1.0, "scaled": 1 / math.sqrt(30)}[init]
-    layer = layers.FullyConnectedLayer(30, 2000, key=jax.random.PRNGKey(1), init=init)
+    layer = layers.FullyConnectedLayer(30, 2000, rng=np.random.default_rng(1), init=init)
     m, s = stats(layer.w[...])
     assert abs(s / std - 1) < 0.05 and abs(m) < 0.05 * std
     m, s = stats(layer.b[...])  # biases N(0, 1) whatever the weights
@@ -194,7 +194,7 @@ def test_conv_init_statistics(init):
     nf, c, h, w = filter_shape
     std = {"network3": math.sqrt(1 / (nf * h * w / math.prod(pool))), "normal": 1.0,
            "scaled": 1 / math.sqrt(c * h * w)}[init]
-    layer = layers.ConvPoolLayer(filter_shape, (1, c, 12, 12), pool, key=jax.random.PRNGKey(2), init=init)
+    layer = layers.ConvPoolLayer(filter_shape, (1, c, 12, 12), pool, rng=np.random.default_rng(2), init=init)
     m, s = stats(layer.w[...])
     assert abs(s / std - 1) < 0.1 and abs(m) < 0.1 * std
     m, s = stats(layer.b[...])
