@@ -318,10 +318,27 @@ def _one_line_warnings():
         warnings.showwarning = previous
 
 
+def _compile_cache():
+    """Keep XLA's compiled programs between runs of the command (``$NN3_CACHE_DIR``).
+
+    A replay or a resume then skips the compiles its training run already did. An
+    empty NN3_CACHE_DIR turns this off. The same program gives the same numbers
+    whether it was compiled now or read from the cache.
+    """
+    where = os.environ.get("NN3_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "nn3", "xla"))
+    if not where:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def main(argv=None) -> int:
     try:
         with _one_line_warnings():
             a = _parser().parse_args(argv)
+            if a.command not in ("presets",):
+                _compile_cache()
             return globals()[f"cmd_{a.command}"](a)
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
