@@ -110,6 +110,10 @@ def _parser():
     e.add_argument("json")
     e.add_argument("--data", default=None, help="a data file or directory")
 
+    pl = sub.add_parser("plot", help="PNGs of a run: learning curves, misclassified digits, filters")
+    pl.add_argument("run")
+    pl.add_argument("--out", help="folder for the PNGs (default: the run directory)")
+
     sub.add_parser("presets", help="list the book's experiments")
     return p
 
@@ -284,6 +288,28 @@ def cmd_data(a):
         return 0
     for line in data.describe(a.path, dataset=a.dataset, fetch=a.fetch):
         _say(line)
+    return 0
+
+
+def cmd_plot(a):
+    from nn3 import plots, runs
+    from nn3.checkpoint import Run
+    out = Path(a.out or a.run)
+    out.mkdir(parents=True, exist_ok=True)
+    run = Run.open(a.run)
+    try:
+        history = run.read_metrics()
+        config = run.config
+    finally:
+        run.close()
+    net = runs.load(a.run)
+    plots.learning_curves(history, out / "curves.png", title=config.get("preset"))
+    wrong = plots.misclassified(net, runs.load_splits(config)[2], out / "misclassified.png")
+    made = ["curves.png", f"misclassified.png ({wrong} wrong)"]
+    if any(l["type"] == "ConvPoolLayer" for l in net.spec["layers"]):
+        plots.filters(net, out / "filters.png")
+        made.append("filters.png")
+    _say(f"wrote in {out}: " + ", ".join(made))
     return 0
 
 

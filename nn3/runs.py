@@ -66,6 +66,11 @@ def _sgd(config) -> train.SGDConfig:
     return train.SGDConfig(**config["sgd"])
 
 
+def load_splits(config):
+    """The (training, validation, test) data a run's config names."""
+    return _load(config)
+
+
 def _load(config):
     splits = data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
     limit = config.get("limit")

@@ -188,3 +188,19 @@ def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_r
     assert code == 0, err
     assert steps(d) == [30, 60]
     assert (d / "metrics.jsonl").read_text() == (base_run / "metrics.jsonl").read_text()
+
+
+def test_plot_writes_three_pngs(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    d = tmp_path / "run"
+    spec = presets.with_mini_batch(presets.get("basic_conv").spec, 10)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"preset": "basic_conv", "spec": spec,
+                                  "sgd": dict(presets.get("basic_conv").sgd, epochs=1)}))
+    assert nn3(capsys, "train", "--config", config, "--run", d, *LIMIT)[0] == 0
+    code, out, err = nn3(capsys, "plot", d, "--out", tmp_path / "png")
+    assert code == 0, err
+    for name in ("curves.png", "misclassified.png", "filters.png"):
+        assert (tmp_path / "png" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "wrong" in out
+    assert nn3(capsys, "plot", tmp_path / "nowhere")[0] == 1
