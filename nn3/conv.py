@@ -1,16 +1,79 @@
 """Valid convolution and border-dropping max-pooling, the two hot ops of network3's layers.
 
     >>> import jax.numpy as jnp
-    >>> from nn3.conv import conv_valid, max_pool
+    >>> from nn3.conv import conv_pool, conv_valid, max_pool
     >>> max_pool(conv_valid(jnp.zeros((10, 28, 28, 1)), jnp.zeros((20, 1, 5, 5))), (2, 2)).shape
     (10, 12, 12, 20)
+    >>> conv_pool(jnp.zeros((10, 12, 12, 20)), jnp.zeros((40, 20, 5, 5)), (2, 2)).shape
+    (10, 4, 4, 40)
 
-The formulation is chosen here and nowhere else, by measurement (bench/bench_conv.py).
+The formulation is chosen here and nowhere else, by measurement (bench/bench_conv.py):
+
+- ``"fused"`` (CPU): ``conv_pool`` as one op with a hand-written backward pass. The
+  first layer (one input map) takes (fh+ph-1)x(fw+pw-1) patches at the pool's stride and
+  one matmul against the kernel placed at every pool offset, then a max over the offsets;
+  deeper layers take im2col (the fh*fw shifted slices side by side) and one matmul.
+- ``"im2col"``: ``max_pool(conv_valid(x, w))``, the conv im2col + matmul differentiated by JAX.
+- ``"xla"``: XLA's convolution, the natural choice off CPU and the default there.
+
+``FORMULATION`` (``"auto"``: fused on CPU, xla elsewhere) is read when a function is
+traced; benches set it to compare. Max-pooling's gradient goes in full to every input
+equal to its window's max, as Theano's ``MaxPoolGrad`` (JAX's ``max`` would split ties).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+FORMULATIONS = ("auto", "fused", "im2col", "xla")
+FORMULATION = "auto"
+
+
+def formulation() -> str:
+    """The formulation in force now: FORMULATION with "auto" resolved for this backend."""
+    if FORMULATION not in FORMULATIONS:
+        raise ValueError(f"nn3.conv.FORMULATION: {FORMULATION!r} is not one of {', '.join(FORMULATIONS)}")
+    if FORMULATION == "auto":
+        return "fused" if jax.default_backend() == "cpu" else "xla"
+    return FORMULATION
+
+
+def _check(x, w, poolsize=(1, 1)):
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv: expected x (batch, H, W, C) and w (nf, C, h, w), got {x.shape} and {w.shape}")
+    if x.shape[3] != w.shape[1]:
+        raise ValueError(f"conv: x has {x.shape[3]} input maps, w expects {w.shape[1]}")
+    if w.shape[2] > x.shape[1] or w.shape[3] > x.shape[2]:
+        raise ValueError(f"conv: a {w.shape[2]}x{w.shape[3]} filter does not fit a {x.shape[1]}x{x.shape[2]} image")
+    if len(poolsize) != 2 or min(poolsize) < 1:
+        raise ValueError(f"conv: poolsize must be two positive integers, got {poolsize}")
+
+
+def _kernel(w):
+    """(nf, C, h, w) -> (h*w*C, nf), flipped: Theano convolves, im2col correlates."""
+    nf, c, fh, fw = w.shape
+    return w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0).reshape(fh * fw * c, nf)
+
+
+def _patch_index(width, grid, kernel, stride):
+    """(gh, gw, kh*kw) flat pixel indices of the kh x kw patches on a grid at ``stride``."""
+    (gh, gw), (kh, kw), (sh, sw) = grid, kernel, stride
+    rows = sh * np.arange(gh)[:, None, None, None] + np.arange(kh)[None, None, :, None]
+    cols = sw * np.arange(gw)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+    return (rows * width + cols).reshape(gh, gw, kh * kw)
+
+
+def _patches(x, grid, kernel, stride):
+    """(batch, gh, gw, kh*kw*C) patches in (row, column, map) order, one per grid point."""
+    b, h, w, c = x.shape
+    (gh, gw), (kh, kw), (sh, sw) = grid, kernel, stride
+    if c == 1:  # one gather: measured faster than 25 slices for the first layer
+        return x.reshape(b, h * w)[:, _patch_index(w, grid, kernel, stride)]
+    return jnp.concatenate([x[:, u:u + (gh - 1) * sh + 1:sh, v:v + (gw - 1) * sw + 1:sw, :]
+                            for u in range(kh) for v in range(kw)], axis=-1)
 
 
 def conv_valid(x, w):
@@ -21,27 +84,153 @@ def conv_valid(x, w):
       w: (n_filters, C, h, w) float32 filters, network3's layout.
     Returns:
       (batch, H-h+1, W-w+1, n_filters).
-
-    On CPU, im2col + one matmul was measured ~6x faster than XLA's convolution at
-    mini-batch 10 (PERF.md); elsewhere XLA's convolution is the natural choice.
     """
+    _check(x, w)
     nf, c, fh, fw = w.shape
-    w = w[:, :, ::-1, ::-1]  # flip: Theano convolves, XLA and im2col correlate
-    if jax.default_backend() != "cpu":
+    if formulation() == "xla":
         return jax.lax.conv_general_dilated(
-            x, w.transpose(2, 3, 1, 0), (1, 1), "VALID",
+            x, w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0), (1, 1), "VALID",
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
     oh, ow = x.shape[1] - fh + 1, x.shape[2] - fw + 1
-    patches = jnp.concatenate(
-        [x[:, i:i + oh, j:j + ow, :] for i in range(fh) for j in range(fw)], axis=-1)
-    # (batch, oh, ow, fh*fw*C) @ (fh*fw*C, n_filters)
-    return patches @ w.transpose(2, 3, 1, 0).reshape(fh * fw * c, nf)
+    return _patches(x, (oh, ow), (fh, fw), (1, 1)) @ _kernel(w)  # (batch, oh, ow, K) @ (K, nf)
+
+
+def _pool_mask(x, m, poolsize):
+    """(batch, H//ph, ph, W//pw, pw, C) bools: which inputs equal their window's max ``m``."""
+    ph, pw = poolsize
+    b, h2, w2, c = m.shape
+    windows = x[:, :h2 * ph, :w2 * pw, :].reshape(b, h2, ph, w2, pw, c)
+    return windows == m[:, :, None, :, None, :]
 
 
 def max_pool(x, poolsize):
     """Max over ``poolsize`` blocks of (batch, H, W, C), dropping borders that do not fill one."""
+    return _max_pool(x, tuple(int(p) for p in poolsize))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool(x, poolsize):
     ph, pw = poolsize
     b, h, w, c = x.shape
     h2, w2 = h // ph, w // pw
-    x = x[:, :h2 * ph, :w2 * pw, :].reshape(b, h2, ph, w2, pw, c)
-    return x.max(axis=(2, 4))  # (batch, H//ph, W//pw, C)
+    return x[:, :h2 * ph, :w2 * pw, :].reshape(b, h2, ph, w2, pw, c).max(axis=(2, 4))  # (b, h2, w2, C)
+
+
+def _max_pool_fwd(x, poolsize):
+    m = _max_pool(x, poolsize)
+    return m, (x, m)
+
+
+def _max_pool_bwd(poolsize, res, g):
+    x, m = res
+    b, h, w, c = x.shape
+    _, h2, w2, _ = m.shape
+    ph, pw = poolsize
+    gx = jnp.where(_pool_mask(x, m, poolsize), g[:, :, None, :, None, :], 0.0)
+    gx = gx.reshape(b, h2 * ph, w2 * pw, c)
+    return (jnp.pad(gx, ((0, 0), (0, h - h2 * ph), (0, w - w2 * pw), (0, 0))),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def conv_pool(x, w, poolsize):
+    """``max_pool(conv_valid(x, w), poolsize)``, fused on CPU (see the module's docstring).
+
+    Args:
+      x: (batch, H, W, C) float32 images.
+      w: (n_filters, C, h, w) float32 filters, network3's layout.
+      poolsize: (ph, pw).
+    Returns:
+      (batch, (H-h+1)//ph, (W-w+1)//pw, n_filters).
+    """
+    poolsize = tuple(int(p) for p in poolsize)
+    _check(x, w, poolsize)
+    if formulation() != "fused":
+        return max_pool(conv_valid(x, w), poolsize)
+    return _fused(x, w, poolsize)
+
+
+def _plan(x_shape, w_shape, poolsize):
+    """(grid, kernel, stride, expanded) of the fused formulation for these shapes."""
+    _, h, w, c = x_shape
+    _, _, fh, fw = w_shape
+    ph, pw = poolsize
+    h2, w2 = (h - fh + 1) // ph, (w - fw + 1) // pw
+    if c == 1:  # the kernel at every pool offset: patches only at the pooled points
+        return (h2, w2), (fh + ph - 1, fw + pw - 1), (ph, pw), True
+    return (h2 * ph, w2 * pw), (fh, fw), (1, 1), False  # only what survives the pool
+
+
+def _expanded_kernel(w, poolsize):
+    """(nf, C, h, w) -> ((h+ph-1)*(w+pw-1)*C, ph*pw*nf): the kernel at each pool offset."""
+    nf, c, fh, fw = w.shape
+    ph, pw = poolsize
+    k = w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)  # (fh, fw, C, nf), correlation
+    at = [jnp.pad(k, ((a, ph - 1 - a), (d, pw - 1 - d), (0, 0), (0, 0))) for a in range(ph) for d in range(pw)]
+    return jnp.stack(at, axis=3).reshape((fh + ph - 1) * (fw + pw - 1) * c, ph * pw * nf)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _fused(x, w, poolsize):
+    return _fused_fwd(x, w, poolsize)[0]
+
+
+def _fused_fwd(x, w, poolsize):
+    grid, kernel, stride, expanded = _plan(x.shape, w.shape, poolsize)
+    nf = w.shape[0]
+    b = x.shape[0]
+    ph, pw = poolsize
+    p = _patches(x, grid, kernel, stride)  # (b, gh, gw, K)
+    z = p @ (_expanded_kernel(w, poolsize) if expanded else _kernel(w))
+    if expanded:
+        m = z.reshape(b, grid[0], grid[1], ph * pw, nf).max(axis=3)
+    else:
+        m = z.reshape(b, grid[0] // ph, ph, grid[1] // pw, pw, nf).max(axis=(2, 4))
+    return m, (x, w, p, z, m)  # x only for its shape: no copy, it is alive anyway
+
+
+def _fused_bwd(poolsize, res, g):
+    x, w, p, z, m = res
+    grid, kernel, stride, expanded = _plan(x.shape, w.shape, poolsize)
+    nf, c, fh, fw = w.shape
+    b, h, wd, _ = x.shape
+    ph, pw = poolsize
+    (gh, gw), (kh, kw) = grid, kernel
+    if expanded:  # z (b, gh, gw, ph*pw*nf): offsets of one pooled point side by side
+        zz = z.reshape(b, gh, gw, ph * pw, nf)
+        dz = jnp.where(zz == m[:, :, :, None, :], g[:, :, :, None, :], 0.0).reshape(b, gh, gw, ph * pw * nf)
+        km = _expanded_kernel(w, poolsize)
+    else:
+        dz = jnp.where(_pool_mask(z, m, poolsize), g[:, :, None, :, None, :], 0.0).reshape(b, gh, gw, nf)
+        km = _kernel(w)
+    n_k = p.shape[-1]
+    dkm = p.reshape(-1, n_k).T @ dz.reshape(-1, dz.shape[-1])  # (K, nout)
+    if expanded:
+        d = dkm.reshape(kh, kw, c, ph * pw, nf)
+        dk = sum(d[a:a + fh, e:e + fw, :, a * pw + e, :] for a in range(ph) for e in range(pw))
+    else:
+        dk = dkm.reshape(fh, fw, c, nf)
+    dw = dk.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1]
+    dp = dz @ km.T  # (b, gh, gw, K); dropped when x is data (the first layer)
+    return _col2im(dp, (h, wd, c), kernel, stride), dw
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def _col2im(dp, image, kernel, stride):
+    """The adjoint of ``_patches``: (b, gh, gw, kh*kw*C) -> (b, H, W, C), overlaps summed."""
+    (h, w, c), (kh, kw), (sh, sw) = image, kernel, stride
+    b, gh, gw, _ = dp.shape
+    if (sh, sw) == (1, 1):  # rows first, then columns: 2*5 pads, measured faster than 25
+        dp = dp.reshape(b, gh, gw, kh, kw * c)
+        rows = sum(jnp.pad(dp[:, :, :, u, :], ((0, 0), (u, h - gh - u), (0, 0), (0, 0))) for u in range(kh))
+        rows = rows.reshape(b, h, gw, kw, c)
+        return sum(jnp.pad(rows[:, :, :, v, :], ((0, 0), (0, 0), (v, w - gw - v), (0, 0))) for v in range(kw))
+    dp = dp.reshape(b, gh, gw, kh * kw, c)
+    zero = jnp.zeros((), dp.dtype)
+    return sum(jax.lax.pad(dp[:, :, :, u * kw + v, :], zero,
+                           ((0, 0, 0), (u, h - u - (gh - 1) * sh - 1, sh - 1), (v, w - v - (gw - 1) * sw - 1, sw - 1),
+                            (0, 0, 0)))
+               for u in range(kh) for v in range(kw))

@@ -1,0 +1,191 @@
+"""Tests for nn3.conv: a numpy true convolution and max-pool, gradients, fused == separate, ties."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nn3 import conv
+
+FORMS = ("fused", "im2col", "xla")
+
+
+@pytest.fixture(autouse=True)
+def _auto_formulation():
+    yield
+    conv.FORMULATION = "auto"
+
+
+def np_true_conv(x, w):
+    """(b, H, W, C) * (F, C, h, w) -> (b, H-h+1, W-w+1, F), by loops: out = sum x[y+h-1-u, x+w-1-v] w[u, v]."""
+    b, hh, ww, c = x.shape
+    f, _, fh, fw = w.shape
+    out = np.zeros((b, hh - fh + 1, ww - fw + 1, f))
+    for i in range(hh - fh + 1):
+        for j in range(ww - fw + 1):
+            for u in range(fh):
+                for v in range(fw):
+                    # the kernel is flipped: tap (u, v) meets the pixel (fh-1-u, fw-1-v) of the window
+                    out[:, i, j, :] += x[:, i + fh - 1 - u, j + fw - 1 - v, :] @ w[:, :, u, v].T
+    return out
+
+
+def np_max_pool(x, ph, pw):
+    """(b, H, W, C) -> (b, H//ph, W//pw, C), by loops; borders that do not fill a pool dropped."""
+    b, h, w, c = x.shape
+    out = np.empty((b, h // ph, w // pw, c))
+    for i in range(h // ph):
+        for j in range(w // pw):
+            out[:, i, j, :] = x[:, i * ph:(i + 1) * ph, j * pw:(j + 1) * pw, :].max(axis=(1, 2))
+    return out
+
+
+def rand(seed, *shape):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def xla_conv_pool(x, w, poolsize):
+    """An independent reference: XLA's convolution and JAX's own max, differentiated by JAX."""
+    z = jax.lax.conv_general_dilated(x, jnp.flip(w, (2, 3)), (1, 1), "VALID",
+                                     dimension_numbers=("NHWC", "OIHW", "NHWC"))
+    ph, pw = poolsize
+    b, h, wd, f = z.shape
+    return z[:, :h // ph * ph, :wd // pw * pw].reshape(b, h // ph, ph, wd // pw, pw, f).max(axis=(2, 4))
+
+
+def test_numpy_reference_flips_the_kernel():
+    # One tap at w[0, 0] of a 2x2 kernel reads the pixel at (i+1, j+1): a convolution, not a correlation.
+    x = np.arange(16.0).reshape(1, 4, 4, 1)
+    w = np.zeros((1, 1, 2, 2))
+    w[0, 0, 0, 0] = 1.0
+    np.testing.assert_array_equal(np_true_conv(x, w)[0, :, :, 0], x[0, 1:, 1:, 0])
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("shape", [(2, 9, 7, 1, 3, 3, 2), (2, 8, 11, 3, 4, 5, 3)])  # b, H, W, C, F, h, w
+def test_conv_valid_is_a_true_convolution(form, shape):
+    b, h, w, c, f, fh, fw = shape
+    x, k = rand(0, b, h, w, c), rand(1, f, c, fh, fw)
+    conv.FORMULATION = form
+    got = np.asarray(conv.conv_valid(jnp.asarray(x), jnp.asarray(k)))
+    assert got.shape == (b, h - fh + 1, w - fw + 1, f)
+    np.testing.assert_allclose(got, np_true_conv(x.astype(np.float64), k), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("poolsize", [(2, 2), (2, 3), (3, 1), (1, 1)])
+def test_max_pool_drops_borders_that_do_not_fill_a_pool(poolsize):
+    x = rand(2, 2, 7, 8, 3)  # 7 rows and 8 columns: (2, 3) drops a row and 2 columns
+    got = np.asarray(conv.max_pool(jnp.asarray(x), poolsize))
+    assert got.shape == (2, 7 // poolsize[0], 8 // poolsize[1], 3)
+    np.testing.assert_array_equal(got, np_max_pool(x, *poolsize))
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("shape", [(2, 12, 12, 1, 4, 5, 5, 2, 2), (2, 11, 10, 1, 3, 3, 4, 3, 2),
+                                   (2, 12, 11, 3, 5, 5, 5, 2, 2), (1, 9, 9, 2, 3, 2, 3, 2, 3),
+                                   (2, 6, 7, 2, 2, 3, 3, 1, 1)])  # b, H, W, C, F, h, w, ph, pw
+def test_conv_pool_matches_numpy_and_reference_gradients(form, shape):
+    b, h, w, c, f, fh, fw, ph, pw = shape
+    x, k = rand(3, b, h, w, c), rand(4, f, c, fh, fw)
+    conv.FORMULATION = form
+    got = np.asarray(conv.conv_pool(jnp.asarray(x), jnp.asarray(k), (ph, pw)))
+    want = np_max_pool(np_true_conv(x.astype(np.float64), k), ph, pw)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    probe = jnp.asarray(rand(5, *want.shape))  # a scalar that weighs every pooled unit differently
+
+    def loss(fn):
+        return lambda x, k: jnp.sum(jnp.tanh(fn(x, k, (ph, pw))) * probe)
+
+    gx, gk = jax.jit(jax.grad(loss(conv.conv_pool), (0, 1)))(jnp.asarray(x), jnp.asarray(k))
+    rx, rk = jax.jit(jax.grad(loss(xla_conv_pool), (0, 1)))(jnp.asarray(x), jnp.asarray(k))
+    np.testing.assert_allclose(gk, rk, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx, rx, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_gradient_matches_finite_differences():
+    x, k = rand(6, 2, 9, 9, 2), rand(7, 3, 2, 3, 3)
+    probe = rand(8, 2, 3, 3, 3)
+    conv.FORMULATION = "fused"
+
+    def loss(k):
+        return jnp.sum(jnp.tanh(conv.conv_pool(jnp.asarray(x), k, (2, 2))) * probe)
+
+    grad = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(k)))
+    loss = jax.jit(loss)
+    eps = 1e-2  # float32: central differences of a smooth function, checked to ~1e-3
+    for idx in [(0, 0, 0, 0), (1, 1, 2, 1), (2, 0, 1, 2), (2, 1, 0, 0)]:
+        bump = np.zeros_like(k)
+        bump[idx] = eps
+        numeric = (float(loss(jnp.asarray(k + bump))) - float(loss(jnp.asarray(k - bump)))) / (2 * eps)
+        assert abs(numeric - grad[idx]) < 2e-3 * max(1.0, abs(numeric)), (idx, numeric, grad[idx])
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28, 1, 20, 2, 2), (3, 12, 12, 20, 40, 2, 2), (2, 13, 11, 1, 4, 3, 2)])
+def test_fused_equals_separate_functions(shape):
+    b, h, w, c, f, ph, pw = shape
+    x, k = jnp.asarray(rand(9, b, h, w, c)), jnp.asarray(rand(10, f, c, 5, 5))
+
+    def run(form):
+        conv.FORMULATION = form
+
+        def loss(x, k):
+            return jnp.sum(jnp.sin(conv.conv_pool(x, k, (ph, pw))))
+
+        return jax.jit(lambda x, k: (conv.conv_pool(x, k, (ph, pw)),) + jax.grad(loss, (0, 1))(x, k))(x, k)
+
+    fused, separate = run("fused"), run("im2col")
+    conv.FORMULATION = "im2col"
+    direct = jax.jit(lambda x, k: conv.max_pool(conv.conv_valid(x, k), (ph, pw)))(x, k)
+    np.testing.assert_allclose(fused[0], direct, rtol=1e-5, atol=1e-5)
+    for a, s in zip(fused, separate):
+        np.testing.assert_allclose(a, s, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_works_under_jit_and_vmap():
+    x, k = jnp.asarray(rand(11, 3, 2, 12, 12, 1)), jnp.asarray(rand(12, 3, 4, 1, 5, 5))
+    conv.FORMULATION = "fused"
+    step = jax.jit(jax.vmap(jax.grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (2, 2)) ** 2))))
+    got = step(k, x)
+    conv.FORMULATION = "xla"
+    want = jax.vmap(jax.grad(lambda k, x: jnp.sum(xla_conv_pool(x, k, (2, 2)) ** 2)))(k, x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_tied_maxima_all_receive_the_gradient(form):
+    # Theano's MaxPoolGrad: every input equal to its window's max gets the whole gradient.
+    x = jnp.asarray(np.array([[1.0, 1.0, 0.0, 2.0], [0.0, 1.0, 2.0, 2.0]], np.float32).reshape(1, 2, 4, 1))
+    conv.FORMULATION = form
+    g = jax.jit(jax.grad(lambda x: jnp.sum(conv.max_pool(x, (2, 2)) * jnp.array([3.0, 5.0]).reshape(1, 1, 2, 1))))(x)
+    np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], [[3, 3, 0, 5], [0, 3, 5, 5]])
+    # The same rule through conv_pool: a 1x1 identity filter makes the conv output the input.
+    g2 = jax.jit(jax.grad(lambda x: jnp.sum(conv.conv_pool(x, jnp.ones((1, 1, 1, 1)), (2, 2))
+                                            * jnp.array([3.0, 5.0]).reshape(1, 1, 2, 1))))(x)
+    np.testing.assert_array_equal(g2, g)
+
+
+def test_auto_is_fused_on_cpu_and_xla_elsewhere(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert conv.formulation() == "fused"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert conv.formulation() == "xla"
+
+
+@pytest.mark.parametrize("x_shape, w_shape, pool, fault", [
+    ((2, 8, 8, 3), (4, 2, 3, 3), (2, 2), "input maps"),
+    ((2, 4, 4, 1), (4, 1, 5, 5), (2, 2), "does not fit"),
+    ((8, 8, 1), (4, 1, 3, 3), (2, 2), "expected x"),
+    ((2, 8, 8, 1), (4, 1, 3, 3), (0, 2), "poolsize"),
+])
+def test_bad_shapes_raise_one_line_errors(x_shape, w_shape, pool, fault):
+    with pytest.raises(ValueError, match=fault) as err:
+        conv.conv_pool(jnp.zeros(x_shape), jnp.zeros(w_shape), pool)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_formulation_is_refused():
+    conv.FORMULATION = "winograd"
+    with pytest.raises(ValueError, match="winograd"):
+        conv.conv_valid(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 2, 2)))
