@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from nn3.activations import ACTIVATIONS
-from nn3.conv import conv_valid, max_pool
+from nn3.conv import conv_pool
 from nn3.costs import COST_OUTPUTS, COSTS
 
 LAYER_TYPES = ("FullyConnectedLayer", "ConvPoolLayer", "SoftmaxLayer")
@@ -181,7 +181,7 @@ class ConvPoolLayer(nnx.Module):
         if x.ndim == 2:
             _, c, h, w = self.image_shape
             x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
-        pooled = max_pool(conv_valid(x, self.w[...]), self.poolsize)
+        pooled = conv_pool(x, self.w[...], self.poolsize)  # (batch, H', W', n_filters)
         return ACTIVATIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
 
 
