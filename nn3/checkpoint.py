@@ -158,6 +158,14 @@ class Run:
     def open(cls, path, *, keep_latest: int = 3) -> Run:
         """Opens the existing run at ``path``."""
         path = _checked(path, keep_latest)
+        return cls(path, cls.read_config(path), keep_latest)
+
+    @staticmethod
+    def read_config(path) -> dict:
+        """The config of the run at ``path``, checked as ``open`` checks it, without opening
+        its checkpoints: a second manager on one directory cleans up temporary steps in the
+        background, under the feet of the first one's save."""
+        path = pathlib.Path(path)
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such run directory")
         cfg = path / CONFIG
@@ -171,7 +179,7 @@ class Run:
             raise CheckpointError(f"{path}: not an nn3 run directory ({CONFIG} lacks format {FORMAT!r})")
         if config.get("version") != VERSION:
             raise CheckpointError(f"{cfg}: unsupported run version {config.get('version')!r}")
-        return cls(path, config, keep_latest)
+        return config
 
     def _open_manager(self) -> None:
         policy = ocm.AnyPreservationPolicy([

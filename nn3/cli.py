@@ -209,7 +209,7 @@ def cmd_resume(a):
     tick, close = _progress(a.quiet)
     started = time.time()
     from nn3.checkpoint import Run
-    style = Run.open(a.run).config.get("style", "network3")
+    style = Run.read_config(a.run).get("style", "network3")
     try:
         run, _, loop = runs.resume(a.run, epochs=a.epochs, report=_reporter(style, a.quiet), on_progress=tick)
     finally:
@@ -247,7 +247,7 @@ def cmd_export(a):
         raise ValueError(f"{a.out}: its folder {Path(a.out).resolve().parent} does not exist")
     net = runs.load(a.run, step=a.step, best=a.best)
     from nn3.checkpoint import Run
-    mb = Run.open(a.run).config["sgd"].get("mini_batch_size")
+    mb = Run.read_config(a.run)["sgd"].get("mini_batch_size")
     export.save_json(a.out, net.spec, layers.get_params(net), None if layers.is_mlp(net.spec) else mb)
     _say(f"wrote {a.out}")
     return 0
