@@ -14,8 +14,9 @@ biases), ``grad`` the mean over the mini-batch. With ``mu = 0`` that is network.
 ``w -= eta/m * sum``; ``decay = lmbda/n`` gives network2's ``(1 - eta*lmbda/n)``;
 ``decay = lmbda/num_batches`` gives network3's ``0.5*lmbda*sum(w^2)/num_batches``.
 
-Randomness is a function of (seed, epoch, step) through ``fold_in``: the order of an
-epoch from (seed, epoch), dropout and augmentation from (seed, step). Nothing global,
+Randomness is a function of (seed, epoch, step): the order of an epoch from a numpy
+generator seeded by (seed, epoch), dropout and augmentation from ``fold_in`` of JAX keys
+by (seed, step). Nothing global,
 so a run resumed from any step gives the numbers of one that never stopped. No
 printing and no files here: callers watch through callbacks.
 """
@@ -303,7 +304,6 @@ class Trainer:
         self.graphdef, self.state = nnx.split(net)
         self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state) if cfg.momentum else None
         root = jax.random.PRNGKey(cfg.seed)
-        self.order_key = jax.random.fold_in(root, 1)
         self.keys = jnp.stack([jax.random.fold_in(root, 2), jax.random.fold_in(root, 3)])
         self.statics = dict(graphdef=self.graphdef, cost=net.spec["cost"], out_act=net.output_activation,
                             augment=cfg.augment, momentum=bool(cfg.momentum), decay=bool(cfg.lmbda),
@@ -314,7 +314,10 @@ class Trainer:
         """(n_examples,) the order of ``epoch``'s examples: a function of (seed, epoch)."""
         if not self.cfg.shuffle:
             return jnp.arange(self.n_examples, dtype=jnp.int32)
-        return jax.random.permutation(jax.random.fold_in(self.order_key, epoch), self.n_examples).astype(jnp.int32)
+        # numpy's shuffle of a stream seeded by (seed, epoch): ~1 ms for 50,000, where
+        # jax.random.permutation's sorts took ~20 ms, an eighth of an MLP epoch.
+        rng = np.random.default_rng([self.cfg.seed, 1, epoch])
+        return jnp.asarray(rng.permutation(self.n_examples).astype(np.int32))
 
     def run_epoch(self, epoch, start_batch, eta, *, on_progress=None, should_stop=None):
         """Train ``epoch`` from mini-batch ``start_batch``; chunks are the stopping points.
