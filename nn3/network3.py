@@ -121,7 +121,10 @@ class Network:
         say = print if verbose else (lambda *a: None)
         cfg = train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=self.mini_batch_size, eta=eta,
                               lmbda=lmbda, l2="batch", shuffle=shuffle, drop_remainder=True, augment=augment,
-                              early_stopping=early_stopping, momentum=momentum, seed=self.seed)
+                              early_stopping=early_stopping, momentum=momentum, seed=self.seed,
+                              # a chunk per 1000 mini-batches: the book's progress lines appear on time
+                              chunks=max(1, len(train.as_arrays(training_data)[1]) * (5 if augment == "expand" else 1)
+                                         // self.mini_batch_size // 1000))
         start = self.loop.epoch
         done = [self.loop.step]
 
