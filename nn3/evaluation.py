@@ -1,0 +1,114 @@
+"""Evaluation in large batches: accuracy, cost and predictions; and what data a caller may hand in.
+
+    >>> import numpy as np
+    >>> from nn3 import evaluation, layers
+    >>> net = layers.build(layers.mlp_spec([784, 30, 10]))
+    >>> right, mean_cost, n = evaluation.evaluate(net, (np.zeros((5, 784), "float32"), np.zeros(5, int)))
+    >>> n
+    5
+
+Batches have a fixed size (EVAL_BATCH); the last one is padded and masked, so every data
+set, whatever its size, runs through one compiled program.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nn3 import costs
+
+EVAL_BATCH = 1000
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
+def _eval_batch(state, x, y, mask, *, graphdef, cost, out_act):
+    """(correct count, summed cost) over one padded batch; ``mask`` marks real rows."""
+    model = nnx.merge(graphdef, state)
+    z = model.logits(x)
+    right = (jnp.argmax(z, axis=-1) == y) & mask
+    c = jnp.where(mask, costs.get(cost)(z, y, out_act), 0.0)
+    return jnp.sum(right), jnp.sum(c)
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _predict_batch(state, x, *, graphdef):
+    model = nnx.merge(graphdef, state)
+    return jnp.argmax(model.logits(x), axis=-1)
+
+
+def as_arrays(data, n_in=None):
+    """``(x (N, n_in) float32, y (N,) int32)`` numpy arrays from what a caller hands in.
+
+    Accepts an ``(x, y)`` pair of arrays, an object with ``.arrays()`` (nn3's
+    mnist_loader sequences), or a list of the book's ``(x, y)`` pairs with
+    (784, 1) columns and one-hot (10, 1) or integer labels.
+    """
+    if hasattr(data, "arrays"):
+        x, y = data.arrays()
+    elif isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape") and np.ndim(data[0]) == 2:
+        x, y = data
+    else:
+        pairs = list(data)
+        if not pairs:
+            raise ValueError("data: empty data set")
+        x = np.stack([np.asarray(a, np.float32).reshape(-1) for a, _ in pairs])
+        y = np.array([int(np.argmax(b)) if np.ndim(b) else int(b) for _, b in pairs])
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)
+    y = y.reshape(-1)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"data: inputs {x.shape} and labels {y.shape} do not match")
+    if n_in is not None and x.shape[1] != n_in:
+        raise ValueError(f"data: inputs have {x.shape[1]} features, the network takes {n_in}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.mod(y, 1) == 0):
+            raise ValueError("data: labels must be integers")
+    return x, y.astype(np.int32)
+
+
+def evaluate(net, data) -> tuple[int, float, int]:
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in batches of EVAL_BATCH.
+
+    Compiles once for all data sets: the last batch is padded and masked.
+    """
+    graphdef, state = nnx.split(net)
+    x, y = as_arrays(data, net.n_in)
+    n = len(y)
+    right, total = 0, 0.0
+    for i in range(0, n, EVAL_BATCH):
+        xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+        mask = np.arange(EVAL_BATCH) < len(yb)
+        pad = EVAL_BATCH - len(yb)
+        if pad:
+            xb = np.pad(xb, ((0, pad), (0, 0)))
+            yb = np.pad(yb, (0, pad))
+        r, c = _eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
+                           out_act=net.output_activation)
+        right += int(r)
+        total += float(c)
+    if n == 0:
+        raise ValueError("data: empty data set")
+    return right, total / n, n
+
+
+def predict(net, x) -> np.ndarray:
+    """The predicted class (N,) for inputs (N, n_in)."""
+    graphdef, state = nnx.split(net)
+    x = np.asarray(x, np.float32).reshape(-1, net.n_in)
+    out = []
+    for i in range(0, len(x), EVAL_BATCH):
+        xb = x[i:i + EVAL_BATCH]
+        pad = EVAL_BATCH - len(xb)
+        out.append(np.asarray(_predict_batch(state, np.pad(xb, ((0, pad), (0, 0))), graphdef=graphdef))[:len(xb)])
+    return np.concatenate(out) if out else np.zeros((0,), np.int64)
+
+
+def l2_norm_sq(net) -> float:
+    """Sum of squared weights over all layers (biases excluded)."""
+    return float(sum(jnp.sum(l.w[...] ** 2) for l in net.layers))
