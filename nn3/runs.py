@@ -27,6 +27,7 @@ import numpy as np
 from nn3 import data, layers, presets, train
 from nn3.checkpoint import CONFIG, CheckpointError, Run
 
+
 def _versions() -> dict:
     out = {}
     for name in ("nn3", "jax", "flax", "orbax-checkpoint", "numpy"):
@@ -68,10 +69,6 @@ def _sgd(config) -> train.SGDConfig:
 
 def load_splits(config):
     """The (training, validation, test) data a run's config names."""
-    return _load(config)
-
-
-def _load(config):
     splits = data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
     limit = config.get("limit")
     if limit:  # a quick run: the first ``limit`` examples of each split
@@ -180,7 +177,7 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
         raise CheckpointError(f"{run_dir}: exists and is not a directory")
     if (where / CONFIG).exists():
         raise CheckpointError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
-    splits = _load(config)
+    splits = load_splits(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
     net = layers.build(config["spec"], seed=cfg.seed, init=config["init"])
@@ -225,7 +222,7 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     config = run.config
     if epochs is not None:
         config["sgd"]["epochs"] = epochs
-    splits = _load(config)
+    splits = load_splits(config)
     cfg = _sgd(config)
     net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
     trainer = train.Trainer(net, cfg, splits[0])
@@ -255,7 +252,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     try:
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
-            splits = _load(run.config)
+            splits = load_splits(run.config)
             dataset = splits[2] if data_name == "test" else splits[1]
         else:
             dataset = data.load_data(data_name)[2]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nn3
-from nn3 import layers, mnist_loader, network, network2, network3, train
+from nn3 import layers, mnist_loader, network, network2, network3
 from nn3.network3 import ConvPoolLayer, FullyConnectedLayer, ReLU, SoftmaxLayer
 
 
