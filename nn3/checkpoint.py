@@ -278,7 +278,8 @@ class Run:
                 continue
             if acc is not None:
                 scored.append((acc, s))
-        return [s for _, s in sorted(scored, reverse=True)]  # ties: the later step, as orbax's BestN
+        # Ties: the earlier step, as training's own best (a later equal epoch is no improvement).
+        return [s for _, s in sorted(scored, key=lambda t: (-t[0], t[1]))]
 
     def best_step(self) -> int | None:
         """The step with the highest recorded validation_accuracy, or None."""
