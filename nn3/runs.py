@@ -21,6 +21,7 @@ import importlib.metadata
 import math
 import pathlib
 import signal
+import time
 
 import numpy as np
 
@@ -112,21 +113,38 @@ class _Saver:
     message, and steps land in order. The arrays are copied to host memory before the
     thread starts; a process killed mid-write leaves orbax's temporary directory,
     which is never taken for a checkpoint.
+
+    ``due`` spaces the saves of runs whose epochs are shorter than a save is long:
+    a save is due when the time since the last one is at least SPACING times what the
+    last one took (so saving costs at most ~1/SPACING of the run). The first epoch,
+    the last, an interrupted one and the end of a stopped run are always saved.
     """
+
+    SPACING = 40
 
     def __init__(self, run: Run):
         self.run = run
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nn3-save")
         self.pending = None
+        self.records = []         # metrics of epochs not yet written
+        self.last_end = None      # perf_counter when the last save finished
+        self.last_took = 0.0
 
-    def submit(self, step, arrays, info, record=None):
+    def due(self) -> bool:
+        return self.last_end is None or time.perf_counter() - self.last_end >= self.SPACING * self.last_took
+
+    def submit(self, step, arrays, info):
         self.wait()
-        self.pending = self.pool.submit(self._write, step, arrays, info, record)
+        records, self.records = self.records, []
+        self.pending = self.pool.submit(self._write, step, arrays, info, records)
 
-    def _write(self, step, arrays, info, record):
+    def _write(self, step, arrays, info, records):
+        began = time.perf_counter()
         self.run.save(step, arrays, info)
-        if record is not None:
+        for record in records:
             self.run.append_metrics(record)
+        self.last_end = time.perf_counter()
+        self.last_took = self.last_end - began
 
     def wait(self):
         pending, self.pending = self.pending, None
@@ -141,14 +159,16 @@ class _Saver:
 
 
 def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
-    """Train with a checkpoint after every epoch and at an interruption."""
+    """Train with checkpoints at epoch boundaries (see _Saver) and at an interruption."""
     config = run.config
     cfg = trainer.cfg
     _, validation, test = splits
     saver = _Saver(run)
 
     def on_epoch(record, lp, tr):
-        saver.submit(lp.step, tr.arrays(), _info(lp), record)
+        saver.records.append(record)
+        if saver.due() or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
+            saver.submit(lp.step, tr.arrays(), _info(lp))
         if report:
             report(record, lp)
 
@@ -158,7 +178,7 @@ def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=Non
             loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
                              on_progress=on_progress, should_stop=stop)
-            if loop.stop_reason == "interrupted":
+            if loop.stop_reason == "interrupted" or saver.records:  # a diverged run: its last good epoch
                 saver.submit(loop.step, trainer.arrays(), _info(loop))
             saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
