@@ -381,4 +381,4 @@ def test_real_mnist(monkeypatch):
         assert x.min() == 0.0 and x.max() == 255 / 256 and y.min() == 0 and y.max() == 9
     k = splits[2][0] * 256
     np.testing.assert_array_equal(k, np.round(k))      # the pixels are k/256
-    assert "SHA-256 matches" in data.describe()[0]
+    assert "SHA-256 f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416 verified" in data.describe()[0]
