@@ -576,3 +576,17 @@ def test_loop_json_round_trip():
     loop = Loop(epoch=3, batch=2, step=32, eta=0.25, best_accuracy=0.9, best_epoch=1, best_step=20,
                 since_best=2, stop_reason="interrupted", history=[{"epoch": 0, "eta": 0.5}])
     assert Loop.from_json(json.loads(json.dumps(loop.to_json()))) == loop
+
+
+@pytest.mark.parametrize("n", [7, 100, 123])
+def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
+    """Conv nets evaluate in batches of CONV_EVAL_BATCH; counts agree with one whole forward pass."""
+    from nn3 import evaluation
+    net = layers.build(small_conv_spec, seed=3)
+    assert evaluation.eval_batch(net) == evaluation.CONV_EVAL_BATCH
+    rng = np.random.default_rng(n)
+    x = rng.random((n, layers.input_size(small_conv_spec)), dtype=np.float32)
+    y = rng.integers(0, small_conv_spec["layers"][-1]["n_out"], n)
+    want = int(np.sum(np.argmax(np.asarray(net(x)), axis=1) == y))
+    assert train.evaluate(net, (x, y))[0] == want
+    np.testing.assert_array_equal(train.predict(net, x), np.argmax(np.asarray(net(x)), axis=1))
