@@ -8,13 +8,12 @@ anything: an implicit broadcast of a lower-rank array anywhere in the engine fai
 from __future__ import annotations
 
 import os
-import tempfile
 
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
-# The CLI keeps compiled programs in NN3_CACHE_DIR; tests use a throwaway one.
-os.environ.setdefault("NN3_CACHE_DIR", tempfile.mkdtemp(prefix="nn3-test-xla-"))
+# The CLI's compile cache is opt-in; tests run without it (test_cli checks it on its own).
+os.environ.pop("NN3_CACHE_DIR", None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

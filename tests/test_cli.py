@@ -204,3 +204,15 @@ def test_plot_writes_three_pngs(capsys, tmp_path):
         assert (tmp_path / "png" / name).read_bytes()[:4] == b"\x89PNG"
     assert "wrong" in out
     assert nn3(capsys, "plot", tmp_path / "nowhere")[0] == 1
+
+
+def test_compile_cache_is_used_when_asked_and_changes_nothing(tmp_path, base_run):
+    import subprocess
+    import sys
+    cache = tmp_path / "xla"
+    env = {**os.environ, "NN3_CACHE_DIR": str(cache)}
+    outs = [subprocess.run([sys.executable, "-m", "nn3", "replay", str(base_run)], env=env, timeout=180,
+                           capture_output=True, text=True) for _ in range(2)]
+    assert [o.returncode for o in outs] == [0, 0], outs[0].stderr
+    assert outs[0].stdout == outs[1].stdout and "equal" in outs[0].stdout
+    assert any(cache.iterdir())
