@@ -129,8 +129,8 @@ def _close_open_runs() -> None:
 class Run:
     """A run directory; use :meth:`create` or :meth:`open`, not the constructor."""
 
-    def __init__(self, path: pathlib.Path, config: dict, keep_latest: int):
-        self.path, self.config, self._keep = path, config, keep_latest
+    def __init__(self, path: pathlib.Path, config: dict, keep_latest: int, read_only: bool = False):
+        self.path, self.config, self._keep, self.read_only = path, config, keep_latest, read_only
         self._mgr: _Manager | None = None
         self._open_manager()
         _OPEN_RUNS.add(self)
@@ -155,10 +155,15 @@ class Run:
         return cls(path, config, keep_latest)
 
     @classmethod
-    def open(cls, path, *, keep_latest: int = 3) -> Run:
-        """Opens the existing run at ``path``."""
+    def open(cls, path, *, keep_latest: int = 3, read_only: bool = False) -> Run:
+        """Opens the existing run at ``path``.
+
+        ``read_only`` (replay, export, plot) changes nothing in the directory: in
+        particular it leaves temporary steps alone, which may be the save in flight of a
+        run still training there.
+        """
         path = _checked(path, keep_latest)
-        return cls(path, cls.read_config(path), keep_latest)
+        return cls(path, cls.read_config(path), keep_latest, read_only)
 
     @staticmethod
     def read_config(path) -> dict:
@@ -190,8 +195,9 @@ class Run:
             preservation_policy=policy,
             best_fn=_accuracy, best_mode="max",  # makes orbax store the metrics BestN reads
             enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,  # half-written steps of a killed process
-            create=True,
+            cleanup_tmp_directories=not self.read_only,  # half-written steps of a killed process
+            create=not self.read_only,
+            read_only=self.read_only,
         )
         handlers = {"state": ocp.StandardCheckpointHandler(), "info": ocp.JsonCheckpointHandler()}
         try:

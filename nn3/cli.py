@@ -296,7 +296,7 @@ def cmd_plot(a):
     from nn3.checkpoint import Run
     out = Path(a.out or a.run)
     out.mkdir(parents=True, exist_ok=True)
-    run = Run.open(a.run)
+    run = Run.open(a.run, read_only=True)
     try:
         history = run.read_metrics()
         config = run.config

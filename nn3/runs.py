@@ -267,8 +267,9 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
 
     Returns a dict: step, epoch, accuracy, correct, n, recorded (the accuracy stored at
     save time for that data set, or None) and equal (whether they agree exactly).
+    Nothing in the directory changes: a run may still be training there.
     """
-    run = Run.open(run_dir)
+    run = Run.open(run_dir, read_only=True)
     try:
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
@@ -288,7 +289,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
 
 def load(run_dir, *, step=None, best=False):
     """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
-    run = Run.open(run_dir)
+    run = Run.open(run_dir, read_only=True)
     try:
         return restore(run, step=step, best=best)[1]
     finally:

@@ -56,7 +56,7 @@ def _facade(style, spec, seed=0, cost=None):
 def load(path, *, step=None, best=False):
     """A façade network from a run directory, or from a JSON file (network2's or nn3's)."""
     if os.path.isdir(path):
-        run = Run.open(path)
+        run = Run.open(path, read_only=True)
         try:
             _, net, loop, _ = runs.restore(run, step=step, best=best)
             style = run.config.get("style", "network3")

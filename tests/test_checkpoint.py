@@ -317,3 +317,21 @@ def test_metrics_torn_line_and_truncate(tmp_path):
     with pytest.raises(CheckpointError, match=r"metrics.jsonl: line 1 is not a JSON object"):
         run.read_metrics()
     run.close()
+
+
+def test_read_only_open_leaves_a_save_in_flight_alone(tmp_path):
+    """A replay beside a training run must not clean up the trainer's temporary step."""
+    run = saved_run(tmp_path / "run", [0.5, 0.6])
+    run.close()
+    in_flight = tmp_path / "run" / "2.orbax-checkpoint-tmp-1234"
+    in_flight.mkdir()
+    (in_flight / "part").write_bytes(b"x")
+    reader = Run.open(tmp_path / "run", read_only=True)
+    step, state, _ = reader.restore(make_state(0))
+    reader.close()
+    assert step == 1 and in_flight.is_dir()
+    assert_tree_equal(state, make_state(1))
+    writer = Run.open(tmp_path / "run")
+    writer.save(2, make_state(2), info(2, 0.7))  # a writer does clean up, before its own save
+    writer.close()
+    assert not in_flight.exists()
