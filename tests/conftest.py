@@ -15,6 +15,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # The CLI's compile cache is opt-in; tests run without it (test_cli checks it on its own).
 os.environ.pop("NN3_CACHE_DIR", None)
 
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -42,3 +43,9 @@ def small_conv_spec():
         {"type": "FullyConnectedLayer", "n_in": 18, "n_out": 5, "activation_fn": "tanh", "p_dropout": 0.0},
         {"type": "SoftmaxLayer", "n_in": 5, "n_out": 3, "p_dropout": 0.0}],
         "cost": "LogLikelihoodCost"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _array_cache(tmp_path_factory):
+    """Decoded data sets go to a throwaway folder, not the user's ~/.cache."""
+    os.environ["NN3_DATA_CACHE"] = str(tmp_path_factory.mktemp("arrays"))

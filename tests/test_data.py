@@ -131,6 +131,24 @@ def test_cache_is_keyed_by_mtime_and_read_only(tmp_path, pixels):
     assert data.load_data(pkl, sizes=SIZES, cache=False)[0][0].flags.writeable
 
 
+def test_decoded_arrays_are_kept_for_the_next_process(tmp_path, pixels, monkeypatch):
+    monkeypatch.setenv("NN3_DATA_CACHE", str(tmp_path / "arrays"))
+    pkl = write_pkl(tmp_path / "m.pkl.gz", book_splits(*pixels))
+    first = data.load_data(pkl, sizes=SIZES)
+    data.clear_cache()  # as a new process would start
+    with monkeypatch.context() as m:
+        m.setattr(data, "_load_source", lambda *a: pytest.fail("decoded again"))
+        again = data.load_data(pkl, sizes=SIZES)
+    for (x0, y0), (x1, y1) in zip(first, again):
+        np.testing.assert_array_equal(x0, x1)
+        np.testing.assert_array_equal(y0, y1)
+        assert not x1.flags.writeable and x1.dtype == np.float32 and y1.dtype == np.int64
+    with gzip.open(pkl, "wb") as f:  # the file changes: decoded (and checked) again
+        f.write(b"not a pickle")
+    data.clear_cache()
+    one_line_error("m.pkl.gz", data.load_data, pkl, sizes=SIZES)
+
+
 def test_python3_pickle_protocols_load(tmp_path, pixels):
     want = book_splits(*pixels)
     for protocol in (2, 4, 5):
