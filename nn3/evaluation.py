@@ -86,8 +86,10 @@ def evaluate(net, data) -> tuple[int, float, int]:
     graphdef, state = nnx.split(net)
     x, y = as_arrays(data, net.n_in)
     n = len(y)
-    right, total = 0, 0.0
+    if n == 0:
+        raise ValueError("data: empty data set")
     size = eval_batch(net)
+    parts = []  # device scalars, read once at the end: no wait between batches
     for i in range(0, n, size):
         xb, yb = x[i:i + size], y[i:i + size]
         mask = np.arange(size) < len(yb)
@@ -95,12 +97,10 @@ def evaluate(net, data) -> tuple[int, float, int]:
         if pad:
             xb = np.pad(xb, ((0, pad), (0, 0)))
             yb = np.pad(yb, (0, pad))
-        r, c = _eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
-                           out_act=net.output_activation)
-        right += int(r)
-        total += float(c)
-    if n == 0:
-        raise ValueError("data: empty data set")
+        parts.append(_eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
+                                 out_act=net.output_activation))
+    right = sum(int(r) for r, _ in jax.device_get(parts))
+    total = sum(float(c) for _, c in jax.device_get(parts))
     return right, total / n, n
 
 
