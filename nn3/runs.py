@@ -120,7 +120,7 @@ class _Saver:
     the last, an interrupted one and the end of a stopped run are always saved.
     """
 
-    SPACING = 40
+    SPACING = 100
 
     def __init__(self, run: Run):
         self.run = run
