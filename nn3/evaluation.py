@@ -46,12 +46,14 @@ def _predict_batch(state, x, *, graphdef):
     return jnp.argmax(model.logits(x), axis=-1)
 
 
-def as_arrays(data, n_in=None):
+def as_arrays(data, n_in=None, n_out=None):
     """``(x (N, n_in) float32, y (N,) int32)`` numpy arrays from what a caller hands in.
 
     Accepts an ``(x, y)`` pair of arrays, an object with ``.arrays()`` (nn3's
     mnist_loader sequences), or a list of the book's ``(x, y)`` pairs with
-    (784, 1) columns and one-hot (10, 1) or integer labels.
+    (784, 1) columns and one-hot (10, 1) or integer labels. With ``n_in`` / ``n_out``
+    (the network's), inputs of another width, one-hot labels of another width and
+    labels outside 0..n_out-1 are refused rather than broadcast or clipped.
     """
     if hasattr(data, "arrays"):
         x, y = data.arrays()
@@ -66,6 +68,8 @@ def as_arrays(data, n_in=None):
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
+        if n_out is not None and y.shape[1] != n_out:
+            raise ValueError(f"data: one-hot labels have {y.shape[1]} columns, the network has {n_out} outputs")
         y = np.argmax(y, axis=1)
     y = y.reshape(-1)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
@@ -75,6 +79,8 @@ def as_arrays(data, n_in=None):
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.mod(y, 1) == 0):
             raise ValueError("data: labels must be integers")
+    if n_out is not None and len(y) and (y.min() < 0 or y.max() >= n_out):
+        raise ValueError(f"data: labels run from {y.min()} to {y.max()}, the network has {n_out} outputs")
     return x, y.astype(np.int32)
 
 
@@ -84,7 +90,7 @@ def evaluate(net, data) -> tuple[int, float, int]:
     Compiles once for all data sets: the last batch is padded and masked.
     """
     graphdef, state = nnx.split(net)
-    x, y = as_arrays(data, net.n_in)
+    x, y = as_arrays(data, net.n_in, net.n_out)
     n = len(y)
     if n == 0:
         raise ValueError("data: empty data set")

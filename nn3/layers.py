@@ -203,6 +203,7 @@ class Network(nnx.Module):
         self.layers = nnx.List(made)
         self.spec_json = json.dumps(spec, sort_keys=True)
         self.n_in = input_size(spec)
+        self.n_out = spec["layers"][-1]["n_out"]
 
     @property
     def spec(self):

@@ -215,7 +215,7 @@ class Trainer:
     _run = staticmethod(_run_batches)
 
     def __init__(self, net, cfg: SGDConfig, train_data):
-        x, y = as_arrays(train_data, net.n_in)
+        x, y = as_arrays(train_data, net.n_in, net.n_out)
         cfg.check(len(y) * (5 if cfg.augment == "expand" else 1))
         self.net, self.cfg = net, cfg
         self.x, self.y = _on_device(x), _on_device(y)

@@ -590,3 +590,16 @@ def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
     want = int(np.sum(np.argmax(np.asarray(net(x)), axis=1) == y))
     assert train.evaluate(net, (x, y))[0] == want
     np.testing.assert_array_equal(train.predict(net, x), np.argmax(np.asarray(net(x)), axis=1))
+
+
+def test_labels_that_do_not_fit_the_network_are_refused(tiny_data):
+    """No silent clipping or broadcasting of labels (the one-hot and take_along_axis would)."""
+    x, y = tiny_data
+    net = layers.build(layers.mlp_spec([x.shape[1], 4, 3], "CrossEntropyCost"))
+    cfg = train.SGDConfig(epochs=1, mini_batch_size=5, eta=0.1)
+    with pytest.raises(ValueError, match="labels run from 0 to 7, the network has 3 outputs"):
+        train.fit(net, cfg, (x, np.arange(len(y)) % 8))
+    with pytest.raises(ValueError, match="one-hot labels have 10 columns, the network has 3 outputs"):
+        train.evaluate(net, (x, np.eye(10)[np.arange(len(y)) % 3]))
+    with pytest.raises(ValueError, match="labels run from -1"):
+        train.evaluate(net, (x, -np.ones(len(y), int)))
