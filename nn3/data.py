@@ -4,7 +4,7 @@
     >>> (tx, ty), (vx, vy), (ex, ey) = data.load_data()      # $NN3_DATA_DIR, ./data
     >>> tx.shape, tx.dtype, ty.shape, ty.dtype
     ((50000, 784), dtype('float32'), (50000,), dtype('int64'))
-    >>> data.write_expanded("data/mnist_expanded.pkl.gz")     # the book's 250,000 set
+    >>> data.write_expanded("data/mnist_expanded.pkl.gz")     # the book's 250,000 set  # doctest: +SKIP
 
 Files from outside are untrusted: pickles go through an unpickler that admits only
 numpy arrays, every split is checked (shape, pixels in [0, 1], labels 0-9), and a
