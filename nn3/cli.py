@@ -122,9 +122,14 @@ def _say(*a):
     print(*a, flush=True)
 
 
-def _reporter(style, quiet):
-    """What a run prints per epoch: the lines of the book program the preset comes from."""
+def _reporter(style, before=None):
+    """What a run prints per epoch: the lines of the book program the preset comes from.
+
+    ``before`` runs first (it clears the progress bar, so the lines stand on their own).
+    """
     def report(record, loop):
+        if before:
+            before()
         j = record["epoch"]
         if style == "network":
             _say(f"Epoch {j}: {record['test_correct']} / {record['test_n']}")
@@ -140,14 +145,15 @@ def _reporter(style, quiet):
 
 
 def _progress(quiet):
+    """A progress bar per epoch on stderr (when it is a terminal): (tick, close)."""
     if quiet:
         return None, lambda: None
     from tqdm import tqdm
     bar = [None]
 
-    def tick(n):
+    def tick(n, per_epoch):
         if bar[0] is None:
-            bar[0] = tqdm(unit="batch", leave=False, disable=None, dynamic_ncols=True)
+            bar[0] = tqdm(total=per_epoch, unit="batch", leave=False, disable=None, dynamic_ncols=True)
         bar[0].update(n)
 
     def close():
@@ -197,7 +203,7 @@ def cmd_train(a):
     tick, close = _progress(a.quiet)
     started = time.time()
     try:
-        run, _, loop = runs.start(config, run_dir, report=_reporter(config["style"], a.quiet), on_progress=tick)
+        run, _, loop = runs.start(config, run_dir, report=_reporter(config["style"], close), on_progress=tick)
     finally:
         close()
     run.close()
@@ -211,7 +217,7 @@ def cmd_resume(a):
     from nn3.checkpoint import Run
     style = Run.read_config(a.run).get("style", "network3")
     try:
-        run, _, loop = runs.resume(a.run, epochs=a.epochs, report=_reporter(style, a.quiet), on_progress=tick)
+        run, _, loop = runs.resume(a.run, epochs=a.epochs, report=_reporter(style, close), on_progress=tick)
     finally:
         close()
     run.close()
@@ -264,7 +270,7 @@ def cmd_import(a):
     config = runs.make_config(preset, spec=spec, limit=a.limit, **over)
     config["imported_from"] = str(a.json)
     started = time.time()
-    run, _, loop = runs.start(config, a.run, params=params, report=_reporter(config["style"], True))
+    run, _, loop = runs.start(config, a.run, params=params, report=_reporter(config["style"]))
     run.close()
     return _finish(loop, a.run, started)
 

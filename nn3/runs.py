@@ -172,12 +172,13 @@ def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=Non
         if report:
             report(record, lp)
 
+    progress = None if on_progress is None else (lambda n: on_progress(n, trainer.n_batches))
     stop = _StopFlag()
     try:
         with stop.installed():
             loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
-                             on_progress=on_progress, should_stop=stop)
+                             on_progress=progress, should_stop=stop)
             if loop.stop_reason == "interrupted" or saver.records:  # a diverged run: its last good epoch
                 saver.submit(loop.step, trainer.arrays(), _info(loop))
             saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
@@ -191,6 +192,8 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     """Create ``run_dir`` for ``config`` and train it; returns (run, net, loop).
 
     ``params`` (a params list) starts from given weights instead of a fresh draw.
+    ``report(record, loop)`` is called after each epoch; ``on_progress(n, per_epoch)``
+    after each compiled chunk, with the mini-batches just done and an epoch's total.
     """
     where = pathlib.Path(run_dir)  # refused before anything is loaded
     if where.exists() and not where.is_dir():
