@@ -12,12 +12,12 @@ member ``i`` sees exactly what a lone run with seed ``seeds[i]`` would see.
 """
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from nn3 import layers, train
 
@@ -37,21 +37,21 @@ class EnsembleTrainer(train.Trainer):
     _run = staticmethod(_run_members)
 
     def __init__(self, nets, cfg, train_data, seeds):
-        self.members = [train.Trainer(n, dataclasses.replace(cfg, seed=s), train_data) for n, s in zip(nets, seeds)]
-        super().__init__(nets[0], cfg, train_data)
+        super().__init__(nets[0], cfg, train_data)  # the data goes to the device once, for all
+        self.nets, self.seeds = list(nets), list(seeds)
         stack = lambda *xs: jnp.stack(xs)  # noqa: E731
-        self.state = jax.tree_util.tree_map(stack, *[m.state for m in self.members])
-        self.velocity = (None if self.velocity is None else
-                         jax.tree_util.tree_map(stack, *[m.velocity for m in self.members]))
-        self.keys = jnp.stack([m.keys for m in self.members])
+        self.state = jax.tree_util.tree_map(stack, *[nnx.split(n)[1] for n in self.nets])
+        if self.velocity is not None:
+            self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state)
+        self.keys = jnp.stack([train.step_keys(s) for s in self.seeds])
 
     def order(self, epoch):
-        return jnp.stack([m.order(epoch) for m in self.members])  # (members, n_examples)
+        # (members, n_examples): member i's order is a lone run's with seed seeds[i]
+        return jnp.stack([train.epoch_order(s, epoch, self.n_examples, self.cfg.shuffle) for s in self.seeds])
 
     def sync(self):
-        for i, m in enumerate(self.members):
-            m.state = jax.tree_util.tree_map(lambda a: a[i], self.state)
-            m.sync()
+        for i, net in enumerate(self.nets):
+            nnx.update(net, jax.tree_util.tree_map(lambda a: a[i], self.state))
 
 
 def fit(spec, cfg: train.SGDConfig, seeds, train_data, *, init=None, on_epoch=None):

@@ -105,8 +105,9 @@ def evaluate(net, data) -> tuple[int, float, int]:
             yb = np.pad(yb, (0, pad))
         parts.append(_eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
                                  out_act=net.output_activation))
-    right = sum(int(r) for r, _ in jax.device_get(parts))
-    total = sum(float(c) for _, c in jax.device_get(parts))
+    got = jax.device_get(parts)
+    right = sum(int(r) for r, _ in got)
+    total = sum(float(c) for _, c in got)
     return right, total / n, n
 
 

@@ -96,30 +96,28 @@ class Network(_network.Network):
         (accuracies as counts, as the book's). The costs include the L2 term with
         ``n`` the size of the data set measured, as network2's ``total_cost`` does.
         """
-        monitor = []
-        if monitor_training_cost:
-            monitor.append("training_cost")
-        if monitor_training_accuracy:
-            monitor.append("training_accuracy")
-        if monitor_evaluation_cost:
-            monitor.append("validation_cost")
         ec, ea, tc, ta = [], [], [], []
+        # (on?, the record's key, the list it feeds, the book's line)
+        monitors = [
+            (monitor_training_cost, "training_cost", tc, lambda r: f"Cost on training data: {r['training_cost']}"),
+            (monitor_training_accuracy, "training_correct", ta,
+             lambda r: f"Accuracy on training data: {r['training_correct']} / {r['training_n']}"),
+            (monitor_evaluation_cost, "validation_cost", ec,
+             lambda r: f"Cost on evaluation data: {r['validation_cost']}"),
+            (monitor_evaluation_accuracy, "validation_correct", ea,
+             lambda r: f"Accuracy on evaluation data: {r['validation_correct']} / {r['validation_n']}"),
+        ]
+        monitor = [name for on, name in ((monitor_training_cost, "training_cost"),
+                                         (monitor_training_accuracy, "training_accuracy"),
+                                         (monitor_evaluation_cost, "validation_cost")) if on]
         start = self.loop.epoch
 
         def report(record, loop, trainer):
             print(f"Epoch {record['epoch'] - start} training complete")
-            if monitor_training_cost:
-                tc.append(record["training_cost"])
-                print(f"Cost on training data: {record['training_cost']}")
-            if monitor_training_accuracy:
-                ta.append(record["training_correct"])
-                print(f"Accuracy on training data: {record['training_correct']} / {record['training_n']}")
-            if monitor_evaluation_cost:
-                ec.append(record["validation_cost"])
-                print(f"Cost on evaluation data: {record['validation_cost']}")
-            if monitor_evaluation_accuracy:
-                ea.append(record["validation_correct"])
-                print(f"Accuracy on evaluation data: {record['validation_correct']} / {record['validation_n']}")
+            for on, key, values, line in monitors:
+                if on:
+                    values.append(record[key])
+                    print(line(record))
 
         cfg = self._config(epochs, mini_batch_size, eta, lmbda=lmbda, momentum=momentum, l1=l1,
                            schedule=schedule, early_stopping=early_stopping_n or None)

@@ -119,12 +119,13 @@ class Network:
             raise ValueError(f"SGD: mini_batch_size {mini_batch_size} differs from the network's "
                              f"{self.mini_batch_size}")
         say = print if verbose else (lambda *a: None)
+        training_data = train.as_arrays(training_data)  # once: the trainer takes the arrays as they are
+        n_batches = len(training_data[1]) * (5 if augment == "expand" else 1) // self.mini_batch_size
         cfg = train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=self.mini_batch_size, eta=eta,
                               lmbda=lmbda, l2="batch", shuffle=shuffle, drop_remainder=True, augment=augment,
                               early_stopping=early_stopping, momentum=momentum, seed=self.seed,
                               # a chunk per 1000 mini-batches: the book's progress lines appear on time
-                              chunks=max(1, len(train.as_arrays(training_data)[1]) * (5 if augment == "expand" else 1)
-                                         // self.mini_batch_size // 1000))
+                              chunks=max(1, n_batches // 1000))
         start = self.loop.epoch
         done = [self.loop.step]
 

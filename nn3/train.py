@@ -35,6 +35,7 @@ from flax import nnx
 from nn3 import augment as aug
 from nn3 import costs
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
+from nn3.layers import get_params, set_params
 
 AUGMENTS = ("none", "expand", "affine")
 SCHEDULES = ("constant", "plateau")
@@ -209,6 +210,21 @@ def _on_device(a: np.ndarray) -> jax.Array:
     return out
 
 
+def step_keys(seed: int) -> jax.Array:
+    """(2, 2) uint32: the base keys of dropout and augmentation for ``seed``."""
+    root = jax.random.PRNGKey(seed)
+    return jnp.stack([jax.random.fold_in(root, 2), jax.random.fold_in(root, 3)])
+
+
+def epoch_order(seed: int, epoch: int, n: int, shuffle: bool = True) -> jax.Array:
+    """(n,) int32: the order of ``epoch``'s examples, a function of (seed, epoch) alone."""
+    if not shuffle:
+        return jnp.arange(n, dtype=jnp.int32)
+    # numpy's shuffle of a stream seeded by (seed, epoch): ~1 ms for 50,000, where
+    # jax.random.permutation's sorts took ~20 ms, an eighth of an MLP epoch.
+    return jnp.asarray(np.random.default_rng([seed, 1, epoch]).permutation(n).astype(np.int32))
+
+
 class Trainer:
     """A network, its settings and its training data on the device, ready to run epochs."""
 
@@ -216,10 +232,10 @@ class Trainer:
 
     def __init__(self, net, cfg: SGDConfig, train_data):
         x, y = as_arrays(train_data, net.n_in, net.n_out)
-        cfg.check(len(y) * (5 if cfg.augment == "expand" else 1))
+        self.n_examples = len(y) * (5 if cfg.augment == "expand" else 1)
+        cfg.check(self.n_examples)
         self.net, self.cfg = net, cfg
         self.x, self.y = _on_device(x), _on_device(y)
-        self.n_examples = len(y) * (5 if cfg.augment == "expand" else 1)
         m = cfg.mini_batch_size
         self.n_full = self.n_examples // m
         self.remainder = 0 if cfg.drop_remainder else self.n_examples % m
@@ -229,8 +245,7 @@ class Trainer:
         self.decay, self.l1 = cfg.lmbda / n_decay, cfg.l1 / n_decay
         self.graphdef, self.state = nnx.split(net)
         self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state) if cfg.momentum else None
-        root = jax.random.PRNGKey(cfg.seed)
-        self.keys = jnp.stack([jax.random.fold_in(root, 2), jax.random.fold_in(root, 3)])
+        self.keys = step_keys(cfg.seed)
         self.statics = dict(graphdef=self.graphdef, cost=net.spec["cost"], out_act=net.output_activation,
                             augment=cfg.augment, momentum=bool(cfg.momentum), decay=bool(cfg.lmbda),
                             l1=bool(cfg.l1),
@@ -238,12 +253,7 @@ class Trainer:
 
     def order(self, epoch: int) -> jax.Array:
         """(n_examples,) the order of ``epoch``'s examples: a function of (seed, epoch)."""
-        if not self.cfg.shuffle:
-            return jnp.arange(self.n_examples, dtype=jnp.int32)
-        # numpy's shuffle of a stream seeded by (seed, epoch): ~1 ms for 50,000, where
-        # jax.random.permutation's sorts took ~20 ms, an eighth of an MLP epoch.
-        rng = np.random.default_rng([self.cfg.seed, 1, epoch])
-        return jnp.asarray(rng.permutation(self.n_examples).astype(np.int32))
+        return epoch_order(self.cfg.seed, epoch, self.n_examples, self.cfg.shuffle)
 
     def run_epoch(self, epoch, start_batch, eta, *, on_progress=None, should_stop=None):
         """Train ``epoch`` from mini-batch ``start_batch``; chunks are the stopping points.
@@ -285,7 +295,6 @@ class Trainer:
 
     def arrays(self) -> dict:
         """The arrays a checkpoint needs: parameters and momentum, as per-layer lists."""
-        from nn3.layers import get_params
         self.sync()
         out = {"params": get_params(self.net)}
         if self.velocity is not None:
@@ -293,7 +302,6 @@ class Trainer:
         return out
 
     def load_arrays(self, arrays: dict) -> None:
-        from nn3.layers import set_params
         set_params(self.net, arrays["params"])
         self.graphdef, self.state = nnx.split(self.net)
         if self.velocity is not None and "velocity" in arrays:
