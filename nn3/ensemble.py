@@ -47,7 +47,7 @@ class EnsembleTrainer(train.Trainer):
 
     def order(self, epoch):
         # (members, n_examples): member i's order is a lone run's with seed seeds[i]
-        return jnp.stack([train.epoch_order(s, epoch, self.n_examples, self.cfg.shuffle) for s in self.seeds])
+        return np.stack([train.epoch_order(s, epoch, self.n_examples, self.cfg.shuffle) for s in self.seeds])
 
     def sync(self):
         for i, net in enumerate(self.nets):

@@ -281,7 +281,7 @@ def test_interrupted_in_a_later_epoch_then_resumed_fresh_is_bit_identical(tiny_d
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, momentum=0.5, chunks=3)
     straight, _ = _fit(DROP_SPEC, cfg, tiny_data)
     polls = iter(range(100))
-    stop = lambda: next(polls) == 4  # noqa: E731  epoch 0 polls 0-2; epoch 1 stops after its 2nd chunk
+    stop = lambda: next(polls) == 3  # noqa: E731  polled before chunks 2-3: epoch 0 polls 0-1, epoch 1 stops after its 2nd chunk
     net2, _, first, loop2 = _resumed(DROP_SPEC, cfg, tiny_data, None, should_stop=stop)
     assert first.stop_reason == "interrupted" and (first.epoch, first.batch) == (1, 4)
     assert loop2.stop_reason == "epochs" and loop2.step == 12
@@ -603,3 +603,29 @@ def test_labels_that_do_not_fit_the_network_are_refused(tiny_data):
         train.evaluate(net, (x, np.eye(10)[np.arange(len(y)) % 3]))
     with pytest.raises(ValueError, match="labels run from -1"):
         train.evaluate(net, (x, -np.ones(len(y), int)))
+
+
+# --------------------------------------------------------------------------- compact images
+
+
+@pytest.mark.parametrize("augment", ["none", "expand", "affine"])
+def test_pixels_of_k_over_256_train_as_uint8_codes_with_the_same_bits(augment, monkeypatch):
+    r = np.random.default_rng(5)
+    x = (r.integers(0, 256, (40, 784)) / 256).astype(np.float32)  # what the book's images hold
+    y = r.integers(0, 10, 40)
+    cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, augment=augment)
+    spec = layers.mlp_spec([784, 12, 10])
+    assert Trainer(layers.build(spec, seed=1), cfg, (x, y)).x.dtype == np.uint8
+    compact, _ = _fit(spec, cfg, (x, y))
+    monkeypatch.setattr(train, "COMPACT", False)
+    assert Trainer(layers.build(spec, seed=1), cfg, (x, y)).x.dtype == np.float32
+    plain, _ = _fit(spec, cfg, (x, y))
+    assert_params_equal(compact, plain)
+
+
+@pytest.mark.parametrize("change", ["off the grid", "negative", "one", "nan"])
+def test_other_pixels_stay_float32(change):
+    x = (np.arange(80, dtype=np.float32).reshape(10, 8) / 256)
+    x[3, 4] = {"off the grid": 0.3, "negative": -1 / 256, "one": 1.0, "nan": np.nan}[change]
+    assert train._compact(x) is x
+    assert train._compact(np.arange(80, dtype=np.float32).reshape(10, 8) / 256).dtype == np.uint8
