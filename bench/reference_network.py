@@ -117,8 +117,7 @@ class BookNetwork:
             zs.append(z)
             activation = sigmoid(z)
             activations.append(activation)
-        nabla_b = [None] * len(self.biases)
-        nabla_w = [None] * len(self.weights)
+        nabla_b, nabla_w = self._empty_gradients()
         # Output error, then walk it back one layer at a time.
         delta = (activations[-1] - y) * sigmoid_prime(zs[-1])
         nabla_b[-1] = delta
@@ -128,6 +127,10 @@ class BookNetwork:
             nabla_b[-layer] = delta
             nabla_w[-layer] = delta @ activations[-layer - 1].T
         return nabla_b, nabla_w
+
+    def _empty_gradients(self):
+        """The lists ``backprop`` fills, one slot per layer."""
+        return [None] * len(self.biases), [None] * len(self.weights)
 
     def mini_batch_gradient(self, x_batch: np.ndarray, y_batch: np.ndarray):
         """Sum over a mini-batch of the per-example gradients.

@@ -20,6 +20,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_mlp  # noqa: E402
 from reference_network import BookNetwork  # noqa: E402
+from reference_program import ProgramNetwork  # noqa: E402
 from reference_vectorised import VectorisedNetwork  # noqa: E402
 
 SIZES = [6, 5, 4, 3]  # two hidden layers, so the backward loop runs more than once
@@ -76,6 +77,25 @@ def test_sgd_epoch_agrees_with_ragged_last_batch(one_hot):
         book.sgd_epoch(x, target, 10, 3.0, np.random.default_rng(7))
         vec.sgd_epoch(x, target, 10, 3.0, np.random.default_rng(7))
     _assert_params_close(book, vec)
+
+
+def test_program_shaped_reference_takes_the_books_pairs_and_gives_the_same_numbers():
+    x, y, y1h = _data(53)
+    pairs = ProgramNetwork.pairs(x, y, SIZES[-1])
+    assert len(pairs) == 53 and pairs[0][0].shape == (6, 1) and pairs[0][1].shape == (3, 1)
+    assert pairs[0][1].dtype == np.float64 and pairs[0][1][y[0], 0] == 1.0 and pairs[0][1].sum() == 1.0
+    prog, book = ProgramNetwork(SIZES, seed=0), BookNetwork(SIZES, seed=0)
+    for _ in range(2):
+        prog.sgd_epoch(pairs, None, 10, 3.0, np.random.default_rng(7))
+        book.sgd_epoch(x, y, 10, 3.0, np.random.default_rng(7))
+    _assert_params_close(prog, book, tol=1e-12)
+    rows = ProgramNetwork(SIZES, seed=0)
+    rows.sgd_epoch(x, y1h, 10, 3.0, np.random.default_rng(7))
+    assert not np.allclose(rows.weights[0], ProgramNetwork(SIZES, seed=0).weights[0])
+    gb, gw = ProgramNetwork(SIZES, seed=0).mini_batch_gradient(x[:10], y1h[:10])
+    hb, hw = BookNetwork(SIZES, seed=0).mini_batch_gradient(x[:10], y1h[:10])
+    for g, h in zip(gb + gw, hb + hw):
+        np.testing.assert_allclose(g, h, rtol=0, atol=1e-12)
 
 
 def test_sgd_epoch_shuffles_with_the_given_rng():
@@ -168,7 +188,8 @@ def test_bench_rows_and_ratios_on_synthetic_data(capsys):
     assert a["s_per_epoch"] == pytest.approx(a["measured_s_per_epoch"] * 3)
     bench_mlp.print_table(res, _args())
     out = capsys.readouterr().out
-    assert "nn3: not available yet" in out and "(a) book per-example numpy" in out
+    assert "nn3: not available yet" in out and "(a) network.py-shaped numpy" in out
+    assert res["a_lean_per_example"]["scaled_from"] == 20 and "(a') lean per-example numpy" in out
 
 
 def test_time_nn3_through_a_stand_in_facade(monkeypatch, capsys):
