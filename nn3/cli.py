@@ -176,6 +176,14 @@ def _finish(loop, run_dir, started):
     return {"nan": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(loop.stop_reason, 0)
 
 
+def _threads(config) -> None:
+    """Start JAX with the CPU pool that suits the run's network (see nn3.threads)."""
+    from nn3 import threads
+    spec = config.get("spec") if isinstance(config, dict) else None
+    m = (config.get("sgd") or {}).get("mini_batch_size", 10) if isinstance(config, dict) else 10
+    threads.limit(threads.for_spec(spec, m if isinstance(m, int) and m > 0 else 10))
+
+
 def cmd_train(a):
     from nn3 import runs
     if a.config:
@@ -200,6 +208,7 @@ def cmd_train(a):
     config = runs.make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
                               **{**base, **over})
     run_dir = a.run or f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _threads(config)
     tick, close = _progress(a.quiet)
     started = time.time()
     try:
@@ -215,7 +224,9 @@ def cmd_resume(a):
     tick, close = _progress(a.quiet)
     started = time.time()
     from nn3.checkpoint import Run
-    style = Run.read_config(a.run).get("style", "network3")
+    recorded = Run.read_config(a.run)
+    style = recorded.get("style", "network3")
+    _threads(recorded)
     try:
         run, _, loop = runs.resume(a.run, epochs=a.epochs, report=_reporter(style, close), on_progress=tick)
     finally:

@@ -629,3 +629,21 @@ def test_other_pixels_stay_float32(change):
     x[3, 4] = {"off the grid": 0.3, "negative": -1 / 256, "one": 1.0, "nan": np.nan}[change]
     assert train._compact(x) is x
     assert train._compact(np.arange(80, dtype=np.float32).reshape(10, 8) / 256).dtype == np.uint8
+
+
+def test_automatic_chunks_are_at_most_ten_and_none_too_short():
+    from nn3 import presets
+    cfg = SGDConfig(epochs=1, mini_batch_size=10)
+    assert train._chunk_length(presets.get("ch1").spec, cfg, 5000) == 5000  # one call: ~0.1 s of work
+    assert train._chunk_length(presets.get("ch1_100").spec, cfg, 5000) == 2519  # two
+    assert train._chunk_length(presets.get("dbl_conv_relu").spec, cfg, 5000) == 500  # ten
+    assert train._chunk_length(presets.get("dbl_conv_relu").spec, cfg, 7) == 7  # too little to cut
+    assert train._chunk_length(presets.get("ch1").spec, dataclasses.replace(cfg, chunks=3), 5000) == 1667
+    with pytest.raises(ValueError, match="chunks must be a positive integer"):
+        SGDConfig(epochs=1, chunks=0).check(100)
+
+
+def test_forward_macs_counts_conv_before_pooling_and_dense_layers():
+    from nn3 import presets
+    assert layers.forward_macs(layers.mlp_spec([784, 30, 10])) == 784 * 30 + 30 * 10
+    assert layers.forward_macs(presets.get("basic_conv").spec) == 20 * 25 * 24 * 24 + 20 * 12 * 12 * 100 + 100 * 10

@@ -1,0 +1,89 @@
+"""How many threads JAX's CPU backend works with, chosen before JAX starts.
+
+    >>> from nn3 import threads
+    >>> threads.parse("1"), threads.parse("all"), threads.parse(None)
+    (1, None, None)
+
+XLA sizes its CPU thread pool once, from the cores the process may run on when the
+backend starts. A network as small as chapter 1's does ~25 us of work per mini-batch:
+with two pool threads, the step hands over between them and both cores stay busy, and
+an epoch takes 0.12-0.21 s on the 2-core machine depending on where the threads land;
+with one it takes 0.118 s every time. A conv net does enough per step to gain from
+every core (dbl_conv_relu: 4.95 s per epoch on two, 7.1 on one). So ``nn3 train``
+and ``nn3 resume`` start JAX with one thread for a small fully connected net and with
+all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``) overrides that, and a
+script can call ``limit(n)`` before its first JAX computation.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+ENV = "NN3_CPU_THREADS"
+_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",
+                        "libtpu")
+
+
+def parse(value) -> int | None:
+    """``NN3_CPU_THREADS``'s value as a thread count; None for unset, empty or ``all``."""
+    if value is None or str(value).strip().lower() in ("", "all", "0"):
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{ENV}: expected a number of threads or 'all', got {value!r}") from None
+    if n < 0:
+        raise ValueError(f"{ENV}: expected a number of threads or 'all', got {value!r}")
+    return n
+
+
+def _started() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # the private hook moved: assume started, so that nothing is changed
+        return True
+
+
+def limit(n: int | None) -> bool:
+    """Start JAX's backends now, with a CPU pool of ``n`` threads; True when that was done.
+
+    Does nothing (False) when ``n`` is None or covers every usable core, when JAX has
+    already started, when the OS cannot set affinities, or when an accelerator plugin is
+    installed (the pool then matters little, and its threads should not be pinned).
+    The calling thread's cores are restored afterwards; the pool keeps the first ``n``.
+    """
+    if n is None or not hasattr(os, "sched_setaffinity") or _started():
+        return False
+    if any(importlib.util.find_spec(p) for p in _ACCELERATOR_PLUGINS):
+        return False
+    cores = os.sched_getaffinity(0)
+    if n >= len(cores):
+        return False
+    import jax
+    os.sched_setaffinity(0, sorted(cores)[:n])
+    try:
+        jax.devices()  # creates the CPU client and its pool while only n cores are visible
+    finally:
+        os.sched_setaffinity(0, cores)
+    return True
+
+
+SMALL_STEP_MACS = 2_000_000  # per mini-batch; [784,100,10] at 10 is 0.8M, [784,1000,10] 7.9M
+
+
+def for_spec(spec, mini_batch_size: int = 10) -> int | None:
+    """The pool size ``nn3 train`` starts JAX with for ``spec``.
+
+    ``NN3_CPU_THREADS`` when set; else one thread for a fully connected net whose
+    mini-batch step multiplies fewer than SMALL_STEP_MACS weights by inputs (measured
+    here: [784,100,10] 0.31 s per epoch on one thread, 0.38 on two; [784,1000,10] 2.6
+    on one, 1.5 on two); else None (every core).
+    """
+    if os.environ.get(ENV) is not None:
+        return parse(os.environ[ENV])
+    from nn3.layers import forward_macs
+    layers = (spec or {}).get("layers", ())
+    if not layers or any(layer.get("type") == "ConvPoolLayer" for layer in layers):
+        return None
+    return 1 if mini_batch_size * forward_macs(spec) < SMALL_STEP_MACS else None
