@@ -186,6 +186,7 @@ def test_bench_rows_and_ratios_on_synthetic_data(capsys):
     a, b = res["a_book_per_example"], res["b_vectorised"]
     assert a["scaled_from"] == 20 and b["train_images"] == 60
     assert a["s_per_epoch"] == pytest.approx(a["measured_s_per_epoch"] * 3)
+    assert len(a["rounds_s"]) == 3 and a["s_per_epoch"] == min(a["rounds_s"])  # the fastest of --rounds
     bench_mlp.print_table(res, _args())
     out = capsys.readouterr().out
     assert "nn3: not available yet" in out and "(a) network.py-shaped numpy" in out
