@@ -117,7 +117,8 @@ class _Saver:
     ``due`` spaces the saves of runs whose epochs are shorter than a save is long:
     a save is due when the time since the last one is at least SPACING times what the
     last one took (so saving costs at most ~1/SPACING of the run). The first epoch,
-    the last, an interrupted one and the end of a stopped run are always saved.
+    the last, a new best one (``replay --best`` must find it), an interrupted one and
+    the end of a stopped run are always saved.
     """
 
     SPACING = 100
@@ -167,7 +168,7 @@ def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=Non
 
     def on_epoch(record, lp, tr):
         saver.records.append(record)
-        if saver.due() or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
+        if saver.due() or record.get("best") or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
             saver.submit(lp.step, tr.arrays(), _info(lp))
         if report:
             report(record, lp)

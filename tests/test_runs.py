@@ -142,3 +142,16 @@ def test_library_resume_and_replay(tmp_path):
     assert same_params(layers.get_params(res["net"]), layers.get_params(net2))
     res = runs.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["equal"]
+
+
+def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch):
+    """dbl_conv_relu's 60 epochs once kept no checkpoint of their best epoch: saves were spaced."""
+    monkeypatch.setattr(runs._Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
+    cfg = runs.make_config("ch1", epochs=6, limit=300, eta=0.5)
+    run, net, loop = runs.start(cfg, tmp_path / "r")
+    run.close()
+    best = [r for r in loop.history if r["best"]]
+    assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 5
+    res = runs.replay(tmp_path / "r", data_name="validation", best=True)
+    assert res["step"] == loop.best_step and res["equal"]
+    assert {r["step"] for r in best} >= set(step_dirs(tmp_path / "r")) - {loop.step}  # spaced: only these and the last
