@@ -179,9 +179,8 @@ def _finish(loop, run_dir, started):
 def _threads(config) -> None:
     """Start JAX with the CPU pool that suits the run's network (see nn3.threads)."""
     from nn3 import threads
-    spec = config.get("spec") if isinstance(config, dict) else None
-    m = (config.get("sgd") or {}).get("mini_batch_size", 10) if isinstance(config, dict) else 10
-    threads.limit(threads.for_spec(spec, m if isinstance(m, int) and m > 0 else 10))
+    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
+    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
 
 
 def cmd_train(a):

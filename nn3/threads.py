@@ -5,14 +5,14 @@
     (1, None, None)
 
 XLA sizes its CPU thread pool once, from the cores the process may run on when the
-backend starts. A network as small as chapter 1's does ~25 us of work per mini-batch:
-with two pool threads, the step hands over between them and both cores stay busy, and
-an epoch takes 0.12-0.21 s on the 2-core machine depending on where the threads land;
-with one it takes 0.118 s every time. A conv net does enough per step to gain from
+backend starts. A network as small as chapter 1's does ~22 us of work per mini-batch:
+with two pool threads, the step hands over between them, both cores stay busy, and an
+epoch took 0.12-0.21 s on the 2-core machine depending on where the threads landed;
+with one it took 0.118 s every time. A conv net does enough per step to gain from
 every core (dbl_conv_relu: 4.95 s per epoch on two, 7.1 on one). So ``nn3 train``
 and ``nn3 resume`` start JAX with one thread for a small fully connected net and with
-all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``) overrides that, and a
-script can call ``limit(n)`` before its first JAX computation.
+all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``)
+overrides that, and a script can call ``limit(n)`` before its first JAX computation.
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class SGDConfig:
     eta_min_factor: float = 1.0 / 128
     early_stopping: int | None = None
     seed: int = 0
-    chunks: int | None = None  # compiled calls per epoch; None: up to 10, none under ~0.1 s (CHUNK_MACS)
+    chunks: int | None = None  # compiled calls per epoch; None: up to 10, none under ~0.15 s (CHUNK_MACS)
 
     def check(self, n_train: int) -> None:
         """Raise a one-line ValueError for a setting that cannot train."""
