@@ -293,7 +293,7 @@ class Run:
         return ranked[0] if ranked else None
 
     def restore(self, target: Any, step: int | None = None, *, best: bool = False) -> tuple[int, Any, dict]:
-        """Restores a state shaped like ``target`` onto ``jax.devices()[0]``.
+        """Restores a state shaped like ``target`` onto the default device.
 
         Args:
           target: pytree of arrays or ``jax.ShapeDtypeStruct`` with the saved structure.
@@ -360,8 +360,7 @@ class Run:
             raise _Damaged("info lacks state_sha256")
         if state_hash(state) != info["state_sha256"]:
             raise _Damaged("state hash mismatch")
-        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        state = jax.tree.map(lambda a: jax.device_put(a, sharding), state)
+        state = jax.tree.map(jax.device_put, state)  # the default device, as every other array
         return state, info
 
     def append_metrics(self, record: dict) -> None:

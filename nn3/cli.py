@@ -208,6 +208,8 @@ def cmd_train(a):
                               **{**base, **over})
     run_dir = a.run or f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     _threads(config)
+    from nn3 import backend
+    _say(backend.describe())  # after _threads: JAX starts here
     tick, close = _progress(a.quiet)
     started = time.time()
     try:
@@ -304,6 +306,8 @@ def cmd_data(a):
         return 0
     for line in data.describe(a.path, dataset=a.dataset, fetch=a.fetch):
         _say(line)
+    from nn3 import backend
+    _say(backend.describe())
     return 0
 
 

@@ -7,7 +7,7 @@
     >>> conv_pool(jnp.zeros((10, 12, 12, 20)), jnp.zeros((40, 20, 5, 5)), (2, 2)).shape
     (10, 4, 4, 40)
 
-The formulation is chosen here and nowhere else, by measurement (bench/bench_conv.py):
+Three formulations, measured in bench/bench_conv.py:
 
 - ``"fused"`` (CPU): ``conv_pool`` as one op with a hand-written backward pass. The
   first layer (one input map) takes (fh+ph-1)x(fw+pw-1) patches at the pool's stride and
@@ -16,9 +16,11 @@ The formulation is chosen here and nowhere else, by measurement (bench/bench_con
 - ``"im2col"``: ``max_pool(conv_valid(x, w))``, the conv im2col + matmul differentiated by JAX.
 - ``"xla"``: XLA's convolution, the natural choice off CPU and the default there.
 
-``FORMULATION`` (``"auto"``: fused on CPU, xla elsewhere) is read when a function is
-traced; benches set it to compare. Max-pooling's gradient goes in full to every input
-equal to its window's max, as Theano's ``MaxPoolGrad`` (JAX's ``max`` would split ties).
+The ``formulation`` argument is static (a Python string the trace sees; nn3.layers keeps
+it as a ConvPoolLayer attribute, so it is part of the graph that jit keys on). None takes
+the backend's choice from nn3.backend, the one place where per-backend choices are made.
+Max-pooling's gradient goes in full to every input equal to its window's max, as
+Theano's ``MaxPoolGrad`` (JAX's ``max`` would split ties).
 """
 from __future__ import annotations
 
@@ -28,17 +30,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FORMULATIONS = ("auto", "fused", "im2col", "xla")
-FORMULATION = "auto"
+from nn3 import backend
+
+FORMULATIONS = ("fused", "im2col", "xla")
 
 
-def formulation() -> str:
-    """The formulation in force now: FORMULATION with "auto" resolved for this backend."""
-    if FORMULATION not in FORMULATIONS:
-        raise ValueError(f"nn3.conv.FORMULATION: {FORMULATION!r} is not one of {', '.join(FORMULATIONS)}")
-    if FORMULATION == "auto":
-        return "fused" if jax.default_backend() == "cpu" else "xla"
-    return FORMULATION
+def resolve(formulation: str | None = None) -> str:
+    """``formulation``, or the backend's choice when None; an unknown name is a ValueError."""
+    if formulation is None:
+        return backend.choices().conv
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"conv formulation: {formulation!r} is not one of {', '.join(FORMULATIONS)}")
+    return formulation
 
 
 def _check(x, w, poolsize=(1, 1)):
@@ -76,18 +79,20 @@ def _patches(x, grid, kernel, stride):
                             for u in range(kh) for v in range(kw)], axis=-1)
 
 
-def conv_valid(x, w):
+def conv_valid(x, w, formulation: str | None = None):
     """A valid convolution, true (flipped-kernel) as Theano's ``conv2d``.
 
     Args:
       x: (batch, H, W, C) float32 images.
       w: (n_filters, C, h, w) float32 filters, network3's layout.
+      formulation: "xla" for XLA's convolution, any other for im2col + matmul; None:
+        the backend's choice.
     Returns:
       (batch, H-h+1, W-w+1, n_filters).
     """
     _check(x, w)
     nf, c, fh, fw = w.shape
-    if formulation() == "xla":
+    if resolve(formulation) == "xla":
         return jax.lax.conv_general_dilated(
             x, w[:, :, ::-1, ::-1].transpose(2, 3, 1, 0), (1, 1), "VALID",
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -134,20 +139,22 @@ def _max_pool_bwd(poolsize, res, g):
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def conv_pool(x, w, poolsize):
+def conv_pool(x, w, poolsize, formulation: str | None = None):
     """``max_pool(conv_valid(x, w), poolsize)``, fused on CPU (see the module's docstring).
 
     Args:
       x: (batch, H, W, C) float32 images.
       w: (n_filters, C, h, w) float32 filters, network3's layout.
       poolsize: (ph, pw).
+      formulation: "fused", "im2col" or "xla"; None: the backend's choice (nn3.backend).
     Returns:
       (batch, (H-h+1)//ph, (W-w+1)//pw, n_filters).
     """
     poolsize = tuple(int(p) for p in poolsize)
     _check(x, w, poolsize)
-    if formulation() != "fused":
-        return max_pool(conv_valid(x, w), poolsize)
+    formulation = resolve(formulation)
+    if formulation != "fused":
+        return max_pool(conv_valid(x, w, formulation), poolsize)
     return _fused(x, w, poolsize)
 
 

@@ -19,15 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import costs
+from nn3 import backend, costs
 
-EVAL_BATCH = 1000      # fully connected nets: fewer, larger matmuls are faster
-CONV_EVAL_BATCH = 100  # conv nets: at 1000 the patches outgrow the caches (2.8x slower, measured)
+EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
+CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
 
 
 def eval_batch(net) -> int:
-    """The evaluation batch size for ``net``."""
-    return CONV_EVAL_BATCH if any(hasattr(l, "poolsize") for l in net.layers) else EVAL_BATCH
+    """The evaluation batch size for ``net`` on this backend (nn3.backend)."""
+    c = backend.choices()
+    return c.conv_eval_batch if any(hasattr(l, "poolsize") for l in net.layers) else c.eval_batch
 
 
 @partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))

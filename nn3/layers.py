@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nn3 import backend, conv
 from nn3.activations import ACTIVATIONS
-from nn3.conv import conv_pool
 from nn3.costs import COST_OUTPUTS, COSTS
 
 LAYER_TYPES = ("FullyConnectedLayer", "ConvPoolLayer", "SoftmaxLayer")
@@ -157,7 +157,7 @@ _dense_cpu.defvjp(_dense_cpu_fwd, _dense_cpu_bwd)
 
 def dense(x, w):
     """``x @ w.T`` for ``w`` (out, in); on CPU with the weight gradient arranged as above."""
-    return _dense_cpu(x, w) if jax.default_backend() == "cpu" else x @ w.T
+    return _dense_cpu(x, w) if backend.choices().dense_transposed_grad else x @ w.T
 
 
 class FullyConnectedLayer(nnx.Module):
@@ -202,9 +202,14 @@ class SoftmaxLayer(FullyConnectedLayer):
 
 
 class ConvPoolLayer(nnx.Module):
-    """Valid convolution, max-pooling, THEN bias and activation, as network3."""
+    """Valid convolution, max-pooling, THEN bias and activation, as network3.
 
-    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn="sigmoid", *, rng, init):
+    ``formulation`` (nn3.conv's "fused", "im2col" or "xla"; None: the backend's choice)
+    is a static attribute: part of the graph that jit-compiled steps key on.
+    """
+
+    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn="sigmoid", *, rng, init,
+                 formulation=None):
         nf, _, fh, fw = filter_shape
         n_out = nf * fh * fw / math.prod(poolsize)
         std = {"normal": 1.0, "scaled": 1.0 / math.sqrt(math.prod(filter_shape[1:])),
@@ -214,20 +219,25 @@ class ConvPoolLayer(nnx.Module):
         self.image_shape = tuple(image_shape)
         self.poolsize = tuple(poolsize)
         self.activation_fn = activation_fn
+        self.formulation = conv.resolve(formulation)
 
     def __call__(self, x, key=None):
         del key  # network3 applies no dropout in conv layers
         if x.ndim == 2:
             _, c, h, w = self.image_shape
             x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
-        pooled = conv_pool(x, self.w[...], self.poolsize)  # (batch, H', W', n_filters)
+        pooled = conv.conv_pool(x, self.w[...], self.poolsize, self.formulation)  # (batch, H', W', n_filters)
         return ACTIVATIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
 
 
 class Network(nnx.Module):
-    """A stack of the book's layers, built from a spec."""
+    """A stack of the book's layers, built from a spec.
 
-    def __init__(self, spec, *, seed=0, init=None):
+    ``formulation`` picks the conv layers' formulation (None: the backend's choice); it
+    is no part of the spec: the same spec trains and replays on any backend.
+    """
+
+    def __init__(self, spec, *, seed=0, init=None, formulation=None):
         check_spec(spec)
         init = init or ("scaled" if is_mlp(spec) else "network3")
         if init not in INITS:
@@ -237,6 +247,8 @@ class Network(nnx.Module):
             args = {k: v for k, v in l.items() if k != "type"}
             cls = {"FullyConnectedLayer": FullyConnectedLayer, "ConvPoolLayer": ConvPoolLayer,
                    "SoftmaxLayer": SoftmaxLayer}[l["type"]]
+            if cls is ConvPoolLayer:
+                args["formulation"] = formulation
             # Layer i's weights then biases come from its own stream of (seed, i).
             made.append(cls(**args, rng=np.random.default_rng([seed, i]), init=init))
         self.layers = nnx.List(made)
@@ -270,9 +282,12 @@ class Network(nnx.Module):
         return self.layers[-1].activation_fn
 
 
-def build(spec, seed=0, init=None) -> Network:
-    """A freshly initialised network for ``spec``; ``init`` is normal | scaled | network3."""
-    return Network(spec, seed=seed, init=init)
+def build(spec, seed=0, init=None, formulation=None) -> Network:
+    """A freshly initialised network for ``spec``; ``init`` is normal | scaled | network3.
+
+    ``formulation``: the conv layers' (nn3.conv); None takes the backend's choice.
+    """
+    return Network(spec, seed=seed, init=init, formulation=formulation)
 
 
 def get_params(net) -> list[dict[str, np.ndarray]]:

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from nn3 import data, layers, presets, train
+from nn3 import backend, data, layers, presets, train
 from nn3.checkpoint import CONFIG, CheckpointError, Run
 
 
@@ -208,6 +208,7 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     if params is not None:
         layers.set_params(net, params)
     trainer = train.Trainer(net, cfg, splits[0])
+    config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
     run = Run.create(run_dir, config)
     loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
     return run, net, loop
@@ -270,7 +271,8 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     """Rebuild the network from ``run_dir`` alone and evaluate it.
 
     Returns a dict: step, epoch, accuracy, correct, n, recorded (the accuracy stored at
-    save time for that data set, or None) and equal (whether they agree exactly).
+    save time for that data set, or None), equal (whether they agree exactly) and
+    differs (nn3.backend's choices that differ from the run's: ``["conv fused -> xla"]``).
     Nothing in the directory changes: a run may still be training there.
     """
     run = Run.open(run_dir, read_only=True)
@@ -288,7 +290,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     acc = right / count
     return {"step": n, "epoch": info.get("epoch"), "accuracy": acc, "correct": right, "n": count,
             "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
-            "net": net}
+            "differs": backend.differences(run.config.get("backend")), "net": net}
 
 
 def load(run_dir, *, step=None, best=False):

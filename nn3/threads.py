@@ -45,17 +45,23 @@ def _started() -> bool:
         return True
 
 
+def _cpu_only() -> bool:
+    """Whether JAX_PLATFORMS keeps JAX on the CPU (then a plugin's presence does not matter)."""
+    return os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
+
+
 def limit(n: int | None) -> bool:
     """Start JAX's backends now, with a CPU pool of ``n`` threads; True when that was done.
 
     Does nothing (False) when ``n`` is None or covers every usable core, when JAX has
     already started, when the OS cannot set affinities, or when an accelerator plugin is
-    installed (the pool then matters little, and its threads should not be pinned).
+    installed and JAX_PLATFORMS is not ``cpu`` (the pool then matters little, and its
+    threads should not be pinned; nn3.backend records ``pin_threads`` per backend).
     The calling thread's cores are restored afterwards; the pool keeps the first ``n``.
     """
     if n is None or not hasattr(os, "sched_setaffinity") or _started():
         return False
-    if any(importlib.util.find_spec(p) for p in _ACCELERATOR_PLUGINS):
+    if not _cpu_only() and any(importlib.util.find_spec(p) for p in _ACCELERATOR_PLUGINS):
         return False
     cores = os.sched_getaffinity(0)
     if n >= len(cores):

@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import augment as aug
-from nn3 import costs, layers
+from nn3 import backend, costs, layers
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
 from nn3.layers import get_params, set_params
 
@@ -194,8 +194,8 @@ _run_batches = jax.jit(scan_batches, static_argnames=STATICS)
 # --------------------------------------------------------------------------- the loop
 
 
-_ON_DEVICE: dict = {}  # id of a read-only numpy array -> (weak reference to it, its device copy)
-COMPACT = True  # keep k/256 images as uint8 codes on the device (tests switch it off to compare)
+_ON_DEVICE: dict = {}  # (id of a read-only numpy array, compact, device) -> (weak reference to it, its copy)
+COMPACT = None  # uint8 codes for k/256 images; None: the backend's choice (tests set False to compare)
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -205,7 +205,7 @@ def _compact(a: np.ndarray) -> np.ndarray:
     mini-batch makes an MLP epoch ~10% faster, and ``_pixels`` turns the codes back
     into exactly the same float32 numbers, so the training is bit for bit the same.
     """
-    if not COMPACT or a.dtype != np.float32:
+    if not (backend.choices().compact if COMPACT is None else COMPACT) or a.dtype != np.float32:
         return a
     with np.errstate(invalid="ignore"):  # NaN or out of range: caught by the comparison
         codes = (a * np.float32(256)).astype(np.uint8)
@@ -224,13 +224,14 @@ def _on_device(a: np.ndarray, compact: bool = False) -> jax.Array:
     are copied every time: the caller may have changed them in between. ``compact``
     stores k/256 images as uint8 codes (see ``_compact``).
     """
-    hit = _ON_DEVICE.get((id(a), compact))
+    key = (id(a), compact, str(jax.config.jax_default_device))  # a copy per default device
+    hit = _ON_DEVICE.get(key)
     if hit is not None and hit[0]() is a:
         return hit[1]
-    out = jax.device_put(_compact(a) if compact else a)
+    out = jax.device_put(_compact(a) if compact else a)  # onto the default device
     if not a.flags.writeable:
-        _ON_DEVICE[(id(a), compact)] = (weakref.ref(a), out)
-        weakref.finalize(a, _ON_DEVICE.pop, (id(a), compact), None)
+        _ON_DEVICE[key] = (weakref.ref(a), out)
+        weakref.finalize(a, _ON_DEVICE.pop, key, None)
     return out
 
 

@@ -1,6 +1,8 @@
 """Tests for nn3.conv: a numpy true convolution and max-pool, gradients, fused == separate, ties."""
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,12 +11,6 @@ import pytest
 from nn3 import conv
 
 FORMS = ("fused", "im2col", "xla")
-
-
-@pytest.fixture(autouse=True)
-def _auto_formulation():
-    yield
-    conv.FORMULATION = "auto"
 
 
 def np_true_conv(x, w):
@@ -67,8 +63,7 @@ def test_numpy_reference_flips_the_kernel():
 def test_conv_valid_is_a_true_convolution(form, shape):
     b, h, w, c, f, fh, fw = shape
     x, k = rand(0, b, h, w, c), rand(1, f, c, fh, fw)
-    conv.FORMULATION = form
-    got = np.asarray(conv.conv_valid(jnp.asarray(x), jnp.asarray(k)))
+    got = np.asarray(conv.conv_valid(jnp.asarray(x), jnp.asarray(k), form))
     assert got.shape == (b, h - fh + 1, w - fw + 1, f)
     np.testing.assert_allclose(got, np_true_conv(x.astype(np.float64), k), rtol=1e-5, atol=1e-5)
 
@@ -88,8 +83,7 @@ def test_max_pool_drops_borders_that_do_not_fill_a_pool(poolsize):
 def test_conv_pool_matches_numpy_and_reference_gradients(form, shape):
     b, h, w, c, f, fh, fw, ph, pw = shape
     x, k = rand(3, b, h, w, c), rand(4, f, c, fh, fw)
-    conv.FORMULATION = form
-    got = np.asarray(conv.conv_pool(jnp.asarray(x), jnp.asarray(k), (ph, pw)))
+    got = np.asarray(conv.conv_pool(jnp.asarray(x), jnp.asarray(k), (ph, pw), form))
     want = np_max_pool(np_true_conv(x.astype(np.float64), k), ph, pw)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -98,7 +92,7 @@ def test_conv_pool_matches_numpy_and_reference_gradients(form, shape):
     def loss(fn):
         return lambda x, k: jnp.sum(jnp.tanh(fn(x, k, (ph, pw))) * probe)
 
-    gx, gk = jax.jit(jax.grad(loss(conv.conv_pool), (0, 1)))(jnp.asarray(x), jnp.asarray(k))
+    gx, gk = jax.jit(jax.grad(loss(partial(conv.conv_pool, formulation=form)), (0, 1)))(jnp.asarray(x), jnp.asarray(k))
     rx, rk = jax.jit(jax.grad(loss(xla_conv_pool), (0, 1)))(jnp.asarray(x), jnp.asarray(k))
     np.testing.assert_allclose(gk, rk, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gx, rx, rtol=1e-4, atol=1e-4)
@@ -107,10 +101,8 @@ def test_conv_pool_matches_numpy_and_reference_gradients(form, shape):
 def test_weight_gradient_matches_finite_differences():
     x, k = rand(6, 2, 9, 9, 2), rand(7, 3, 2, 3, 3)
     probe = rand(8, 2, 3, 3, 3)
-    conv.FORMULATION = "fused"
-
     def loss(k):
-        return jnp.sum(jnp.tanh(conv.conv_pool(jnp.asarray(x), k, (2, 2))) * probe)
+        return jnp.sum(jnp.tanh(conv.conv_pool(jnp.asarray(x), k, (2, 2), "fused")) * probe)
 
     grad = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(k)))
     loss = jax.jit(loss)
@@ -123,32 +115,38 @@ def test_weight_gradient_matches_finite_differences():
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28, 1, 20, 2, 2), (3, 12, 12, 20, 40, 2, 2), (2, 13, 11, 1, 4, 3, 2)])
-def test_fused_equals_separate_functions(shape):
+def test_formulations_agree_in_value_and_gradient(shape):
     b, h, w, c, f, ph, pw = shape
     x, k = jnp.asarray(rand(9, b, h, w, c)), jnp.asarray(rand(10, f, c, 5, 5))
 
     def run(form):
-        conv.FORMULATION = form
-
         def loss(x, k):
-            return jnp.sum(jnp.sin(conv.conv_pool(x, k, (ph, pw))))
+            return jnp.sum(jnp.sin(conv.conv_pool(x, k, (ph, pw), form)))
 
-        return jax.jit(lambda x, k: (conv.conv_pool(x, k, (ph, pw)),) + jax.grad(loss, (0, 1))(x, k))(x, k)
+        return jax.jit(lambda x, k: (conv.conv_pool(x, k, (ph, pw), form),) + jax.grad(loss, (0, 1))(x, k))(x, k)
 
-    fused, separate = run("fused"), run("im2col")
-    conv.FORMULATION = "im2col"
-    direct = jax.jit(lambda x, k: conv.max_pool(conv.conv_valid(x, k), (ph, pw)))(x, k)
-    np.testing.assert_allclose(fused[0], direct, rtol=1e-5, atol=1e-5)
-    for a, s in zip(fused, separate):
-        np.testing.assert_allclose(a, s, rtol=1e-4, atol=1e-4)
+    got = {form: run(form) for form in FORMS}
+    direct = jax.jit(lambda x, k: conv.max_pool(conv.conv_valid(x, k, "im2col"), (ph, pw)))(x, k)
+    np.testing.assert_allclose(got["fused"][0], direct, rtol=1e-5, atol=1e-5)
+    for form in ("im2col", "xla"):  # output, d/dx, d/dw: equal to float rounding
+        for a, s in zip(got["fused"], got[form]):
+            np.testing.assert_allclose(a, s, rtol=1e-4, atol=1e-4)
+
+
+def test_each_formulation_compiles_its_own_program():
+    # The formulation is a static argument: three different programs, XLA's convolution only in "xla".
+    x, k = jnp.zeros((2, 12, 12, 3)), jnp.zeros((4, 3, 5, 5))
+    text = {form: jax.jit(jax.grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (2, 2), form)))).lower(k, x).as_text()
+            for form in FORMS}
+    assert len(set(text.values())) == 3
+    assert "convolution" in text["xla"]
+    assert "convolution" not in text["fused"] and "convolution" not in text["im2col"]
 
 
 def test_fused_works_under_jit_and_vmap():
     x, k = jnp.asarray(rand(11, 3, 2, 12, 12, 1)), jnp.asarray(rand(12, 3, 4, 1, 5, 5))
-    conv.FORMULATION = "fused"
-    step = jax.jit(jax.vmap(jax.grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (2, 2)) ** 2))))
+    step = jax.jit(jax.vmap(jax.grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (2, 2), "fused") ** 2))))
     got = step(k, x)
-    conv.FORMULATION = "xla"
     want = jax.vmap(jax.grad(lambda k, x: jnp.sum(xla_conv_pool(x, k, (2, 2)) ** 2)))(k, x)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -157,20 +155,19 @@ def test_fused_works_under_jit_and_vmap():
 def test_tied_maxima_all_receive_the_gradient(form):
     # Theano's MaxPoolGrad: every input equal to its window's max gets the whole gradient.
     x = jnp.asarray(np.array([[1.0, 1.0, 0.0, 2.0], [0.0, 1.0, 2.0, 2.0]], np.float32).reshape(1, 2, 4, 1))
-    conv.FORMULATION = form
     g = jax.jit(jax.grad(lambda x: jnp.sum(conv.max_pool(x, (2, 2)) * jnp.array([3.0, 5.0]).reshape(1, 1, 2, 1))))(x)
     np.testing.assert_array_equal(np.asarray(g)[0, :, :, 0], [[3, 3, 0, 5], [0, 3, 5, 5]])
     # The same rule through conv_pool: a 1x1 identity filter makes the conv output the input.
-    g2 = jax.jit(jax.grad(lambda x: jnp.sum(conv.conv_pool(x, jnp.ones((1, 1, 1, 1)), (2, 2))
+    g2 = jax.jit(jax.grad(lambda x: jnp.sum(conv.conv_pool(x, jnp.ones((1, 1, 1, 1)), (2, 2), form)
                                             * jnp.array([3.0, 5.0]).reshape(1, 1, 2, 1))))(x)
     np.testing.assert_array_equal(g2, g)
 
 
-def test_auto_is_fused_on_cpu_and_xla_elsewhere(monkeypatch):
+def test_none_is_fused_on_cpu_and_xla_elsewhere(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert conv.formulation() == "fused"
+    assert conv.resolve(None) == "fused"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert conv.formulation() == "xla"
+    assert conv.resolve(None) == "xla"
 
 
 @pytest.mark.parametrize("x_shape, w_shape, pool, fault", [
@@ -186,6 +183,7 @@ def test_bad_shapes_raise_one_line_errors(x_shape, w_shape, pool, fault):
 
 
 def test_unknown_formulation_is_refused():
-    conv.FORMULATION = "winograd"
     with pytest.raises(ValueError, match="winograd"):
-        conv.conv_valid(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 2, 2)))
+        conv.conv_valid(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 2, 2)), "winograd")
+    with pytest.raises(ValueError, match="winograd"):
+        conv.conv_pool(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 2, 2)), (2, 2), "winograd")

@@ -120,16 +120,13 @@ def test_numpy_reference_is_a_true_convolution():
     np.testing.assert_array_equal(np_true_conv_valid(x, w)[0, 0], x[0, 0, 1:, 1:])
 
 
-@pytest.mark.parametrize("formulation", ["im2col", "xla"])
-def test_convpool_forward_matches_numpy(monkeypatch, formulation):
-    if formulation == "xla":  # the path taken off CPU, checked here on CPU
-        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    else:
-        monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+@pytest.mark.parametrize("formulation", ["fused", "im2col", "xla"])  # "xla": the path off CPU, checked here
+def test_convpool_forward_matches_numpy(formulation):
     r = np.random.default_rng(4)
     # 7x8 image, 3x2 filter -> 5x7 -> pool (2, 3) -> 2x2, dropping a row and a column.
     layer = layers.ConvPoolLayer((3, 2, 3, 2), (4, 2, 7, 8), poolsize=(2, 3), activation_fn="tanh",
-                                 rng=np.random.default_rng(0), init="normal")
+                                 rng=np.random.default_rng(0), init="normal", formulation=formulation)
+    assert layer.formulation == formulation
     w = r.normal(size=(3, 2, 3, 2)).astype(np.float32)
     b = r.normal(size=3).astype(np.float32)
     layer.w[...], layer.b[...] = jnp.asarray(w), jnp.asarray(b)

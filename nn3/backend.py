@@ -1,0 +1,85 @@
+"""What nn3 does differently per JAX backend (CPU, GPU, TPU), decided in this one place.
+
+    >>> from nn3 import backend
+    >>> backend.choices("cpu").conv, backend.choices("gpu").conv
+    ('fused', 'xla')
+    >>> backend.differences({"backend": "cpu", "conv": "fused"}, backend.choices("gpu").record())
+    ['backend cpu -> gpu', 'conv fused -> xla']
+
+A run records ``choices().record()`` in its config, so that a replay on another
+backend can say what differs (``differences``). The values:
+
+- ``conv``: the conv-pool formulation (see nn3.conv). On CPU nn3's fused conv+pool with
+  a hand-written backward (XLA:CPU's convolution at batch 10 measured ~6x slower than
+  im2col); elsewhere XLA's convolution, which cuDNN and the TPU compiler serve.
+- ``compact``: keep k/256 images as uint8 codes on the device (nn3.train): a quarter of
+  the bytes to hold and gather, bit for bit the same floats. On every backend.
+- ``eval_batch`` / ``conv_eval_batch``: evaluation batch sizes. On CPU a conv net
+  evaluates in batches of 100 (at 1000 its patches outgrow the caches, 2.8x slower);
+  an accelerator wants few large launches, and 20,000 MNIST images fit many times over.
+- ``dense_transposed_grad``: the fully connected weight gradient with its transpose
+  materialised (XLA:CPU's faster kernel; elsewhere left to the compiler).
+- ``pin_threads``: whether nn3.threads may size and pin XLA's CPU pool (CPU only).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+
+ACCELERATOR_EVAL_BATCH = 10_000  # not yet measured on a GPU: bench/device_check.py reports it
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    backend: str
+    conv: str
+    compact: bool
+    eval_batch: int
+    conv_eval_batch: int
+    dense_transposed_grad: bool
+    pin_threads: bool
+
+    def record(self) -> dict:
+        """The JSON-able form a run's config keeps, with the device it ran on."""
+        return {**dataclasses.asdict(self), "device": device_name()}
+
+
+def choices(name: str | None = None) -> Choices:
+    """The choices for backend ``name`` ("cpu", "gpu", "tpu", ...); None: JAX's default."""
+    return _choices(name or jax.default_backend())
+
+
+@functools.lru_cache(maxsize=None)
+def _choices(name: str) -> Choices:
+    if name == "cpu":
+        return Choices(backend="cpu", conv="fused", compact=True, eval_batch=1000, conv_eval_batch=100,
+                       dense_transposed_grad=True, pin_threads=True)
+    return Choices(backend=name, conv="xla", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
+                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False)
+
+
+def device_name() -> str:
+    """The default device arrays land on, e.g. ``cpu:0`` or ``cuda:0 (NVIDIA H200)``."""
+    d = next(iter(jax.device_put(np.zeros((), np.float32)).devices()))  # honours jax_default_device
+    kind = getattr(d, "device_kind", "")
+    return f"{d.platform}:{d.id}" + (f" ({kind})" if kind and kind.lower() != d.platform else "")
+
+
+def describe() -> str:
+    """One line for the CLI: which backend and device this process computes on."""
+    c = choices()
+    return f"jax {jax.__version__} on {c.backend}, device {device_name()}, {jax.device_count()} device(s)"
+
+
+def differences(recorded: dict | None, now: dict | None = None) -> list[str]:
+    """What differs between a run's recorded choices and this process's, as ``key old -> new``.
+
+    Keys the record lacks (a run from before they were recorded) are not compared.
+    """
+    if not recorded:
+        return []
+    now = now if now is not None else choices().record()
+    return [f"{k} {recorded[k]} -> {now[k]}" for k in now if k in recorded and recorded[k] != now[k]]
