@@ -171,7 +171,8 @@ def memory() -> dict:
 def versions() -> dict:
     import jax
     out = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    for name in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "flax", "orbax-checkpoint", "numpy"):
+    for name in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt", "jax-cuda13-plugin", "jax-cuda13-pjrt",
+                 "flax", "orbax-checkpoint", "optax", "numpy"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
