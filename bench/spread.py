@@ -15,7 +15,10 @@ the machine's load hits them alike. Variants, set in the child before or after J
 - ``one``: a pool of one thread (``nn3.threads.limit(1)``; the pool's core only);
 - ``spin``: the default with the OS's view of each pool thread kept (where it last ran).
 
-Each process also reports where its CPU time went per epoch (Linux schedstat): the main
+Each process also reports how many cores' worth of other processes' work ran beside its
+timed epochs (/proc/stat's busy time less its own), and the hypervisor's steal: on two
+cores, one core taken by others is enough to halve the speed of a two-thread pool.
+And where its CPU time went per epoch (Linux schedstat): the main
 (dispatching) thread, XLA's pool, the other threads. Two cores' worth of CPU time in a
 fast process and one in a slow one would point at serialised work; more CPU time in the
 slow one, at spinning.
@@ -69,6 +72,17 @@ def _on_cpu() -> dict[str, float]:
     return out
 
 
+def _machine() -> tuple[float, float]:
+    """(busy, steal) seconds of all CPUs so far, from /proc/stat (0, 0 where it is missing)."""
+    try:
+        f = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
 def child(variant: str, n: int, rounds: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from nn3 import threads
@@ -88,16 +102,20 @@ def child(variant: str, n: int, rounds: int) -> dict:
             os.sched_setaffinity(tid, {cores[i % len(cores)]})
             pinned.append((tid, cores[i % len(cores)]))
     walls, cpus = [], []
-    before = _on_cpu()
+    before, machine, own, began = _on_cpu(), _machine(), time.process_time(), time.perf_counter()
     for r in range(rounds):
         wall, cpu = time.perf_counter(), time.process_time()
         tr.run_epoch(r + 1, 0, cfg.eta)
         walls.append((time.perf_counter() - wall) * FULL_EPOCH / n)
         cpus.append((time.process_time() - cpu) * FULL_EPOCH / n)
-    after = _on_cpu()
+    after, machine_after = _on_cpu(), _machine()
+    span, own = time.perf_counter() - began, time.process_time() - own
     per_epoch = FULL_EPOCH / n / rounds
     out = {"s_per_epoch": min(walls), "rounds": walls, "cpu_s_per_epoch": min(cpus), "pinned": pinned,
-           "thread_s_per_epoch": {k: (after[k] - before[k]) * per_epoch for k in after}}
+           "thread_s_per_epoch": {k: (after[k] - before[k]) * per_epoch for k in after},
+           # cores' worth of other processes' work (and the hypervisor's steal) while the epochs ran
+           "others_cores": max(0.0, (machine_after[0] - machine[0] - own) / span),
+           "steal_cores": (machine_after[1] - machine[1]) / span}
     if variant == "spin":
         out["threads"] = [t for t in _threads() if t[1].startswith("tf_XLA") or t[0] == os.getpid()]
     return out
@@ -134,7 +152,8 @@ def main(argv=None) -> dict:
             got[v].append(run_child(v, args))
             r = got[v][-1]
             print(f"  {v:8s} process {i}: {r['s_per_epoch']:.2f} s/epoch (cpu {r['cpu_s_per_epoch']:.2f}: "
-                  + ", ".join(f"{k} {t:.2f}" for k, t in r["thread_s_per_epoch"].items()) + ")", flush=True)
+                  + ", ".join(f"{k} {t:.2f}" for k, t in r["thread_s_per_epoch"].items())
+                  + f"); other processes {r['others_cores']:.2f} cores, steal {r['steal_cores']:.2f}", flush=True)
     load_after = os.getloadavg()
     print(f"\n{'variant':8s} {'min':>6s} {'median':>6s} {'max':>6s} {'max/min':>7s} {'cpu max/min':>11s}"
           f"   s/epoch per process")
