@@ -166,6 +166,10 @@ def main(argv=None) -> dict:
         print(f"{v:8s} {s[0]:6.2f} {s[len(s) // 2]:6.2f} {s[-1]:6.2f} {s[-1] / s[0]:7.2f} {c[-1] / c[0]:11.2f}   "
               + " ".join(f"{r['s_per_epoch']:.2f}" for r in rows))
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
+    busy = [r["others_cores"] for rows in got.values() for r in rows]
+    if max(busy) > 0.2:
+        print(f"other processes took {min(busy):.2f}-{max(busy):.2f} cores beside the timed epochs: on "
+              f"{os.cpu_count()} cores that alone moves a process between speeds; measure again when quiet")
     out = {"args": {k: v for k, v in vars(args).items() if k != "child"}, "summary": summary, "processes": got,
            "load_before": load_before, "load_after": load_after}
     if args.json:

@@ -101,6 +101,11 @@ def test_each_formulation_compiles_a_different_training_step(small_conv_spec):
 # --------------------------------------------------------------------------- per-backend choices
 
 
+def test_backend_synopsis_runs():
+    import doctest
+    assert doctest.testmod(backend).failed == 0
+
+
 def test_choices_differ_by_backend_and_are_recorded():
     cpu, gpu = backend.choices("cpu"), backend.choices("gpu")
     assert (cpu.conv, gpu.conv) == ("fused", "xla")
