@@ -20,6 +20,11 @@ backend can say what differs (``differences``). The values:
 - ``dense_transposed_grad``: the fully connected weight gradient with its transpose
   materialised (XLA:CPU's faster kernel; elsewhere left to the compiler).
 - ``pin_threads``: whether nn3.threads may size and pin XLA's CPU pool (CPU only).
+- ``matmul_precision``: JAX's precision for float32 matmuls and convolutions, set where
+  nn3 traces a network (``jax.default_matmul_precision``). On a GPU JAX's default is
+  TF32 (inputs rounded to 10 bits of mantissa); nn3 asks for full float32 there, so
+  that a run means what it means on the CPU (the book's nets are launch-bound on a
+  GPU: the precision costs little). None on CPU, which computes float32 anyway.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class Choices:
     conv_eval_batch: int
     dense_transposed_grad: bool
     pin_threads: bool
+    matmul_precision: str | None
 
     def record(self) -> dict:
         """The JSON-able form a run's config keeps, with the device it ran on."""
@@ -56,9 +62,15 @@ def choices(name: str | None = None) -> Choices:
 def _choices(name: str) -> Choices:
     if name == "cpu":
         return Choices(backend="cpu", conv="fused", compact=True, eval_batch=1000, conv_eval_batch=100,
-                       dense_transposed_grad=True, pin_threads=True)
+                       dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
     return Choices(backend=name, conv="xla", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
-                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False)
+                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False,
+                   matmul_precision="highest")
+
+
+def precision():
+    """A context in which float32 matmuls and convolutions are traced at the backend's precision."""
+    return jax.default_matmul_precision(choices().matmul_precision)
 
 
 def device_name() -> str:

@@ -267,10 +267,11 @@ class Network(nnx.Module):
         """
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ValueError(f"network input: expected (batch, {self.n_in}), got {tuple(x.shape)}")
-        for i, layer in enumerate(self.layers[:-1]):
-            x = layer(x, None if key is None else jax.random.fold_in(key, i))
-        last = self.layers[-1]
-        return last.weighted_input(x, None if key is None else jax.random.fold_in(key, len(self.layers) - 1))
+        with backend.precision():  # full float32 on a GPU too (nn3.backend)
+            for i, layer in enumerate(self.layers[:-1]):
+                x = layer(x, None if key is None else jax.random.fold_in(key, i))
+            last = self.layers[-1]
+            return last.weighted_input(x, None if key is None else jax.random.fold_in(key, len(self.layers) - 1))
 
     def __call__(self, x, key=None):
         z = self.logits(x, key)

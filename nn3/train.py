@@ -166,7 +166,8 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
         if augment == "affine":
             xb = aug.affine(xb, jax.random.fold_in(keys[1], s))
         key = jax.random.fold_in(keys[0], s) if dropout else None
-        loss, grads = jax.value_and_grad(loss_fn)(st, xb, yb, key)
+        with backend.precision():  # the custom backward passes (conv, dense) too
+            loss, grads = jax.value_and_grad(loss_fn)(st, xb, yb, key)
 
         def delta(path, p, g):
             if decay and _is_weight(path):

@@ -9,6 +9,7 @@ way round (the MNIST-marked tests).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -242,3 +243,23 @@ def test_device_check_runs_in_its_cpu_quick_mode(tmp_path):
     assert all(row["s_per_epoch"] > 0 for row in got["speed"].values())
     assert got["replay"]["equal"] and got["replay"]["replayed_accuracy"] == got["replay"]["cpu_test_accuracy"]
     assert got["versions"]["backend"] == "cpu" and "dbl_conv_relu[xla]" in out.stdout
+
+
+def _dot_precisions(text):
+    return [line.split("precision = ")[1].split("]")[0] + "]" for line in text.splitlines()
+            if "dot_general" in line and "precision = " in line]
+
+
+def test_an_accelerator_traces_every_matmul_at_full_float32(monkeypatch, small_conv_spec):
+    # JAX's default on a GPU is TF32; nn3 asks for HIGHEST there, in the custom backward passes too.
+    data = codes(16, 64, 7)
+    for name, want in (("gpu", "[HIGHEST, HIGHEST]"), ("cpu", "[DEFAULT, DEFAULT]")):
+        monkeypatch.setattr(jax, "default_backend", lambda: name)
+        _, _, tr = _trainer(small_conv_spec, "fused", data)
+        args = (tr.state, tr.velocity, tr.x, tr.y, np.arange(16, dtype=np.int32).reshape(4, 4),
+                np.arange(4, dtype=np.int32), tr.keys, jnp.zeros(4, jnp.float32))
+        # A jit of its own each time, so that nothing traced before is reused (in a real
+        # process the backend never changes, and train._run_batches traces once).
+        step = jax.jit(functools.partial(train.scan_batches), static_argnames=train.STATICS)
+        got = _dot_precisions(step.lower(*args, **tr.statics).as_text())
+        assert len(got) >= 6 and set(got) == {want}, (name, got)
