@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -173,7 +174,10 @@ def _finish(loop, run_dir, started):
     msg = runs.stop_message(loop, run_dir)
     if msg:
         print(f"nn3: {msg}", file=sys.stderr)
-    return {"nan": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(loop.stop_reason, 0)
+    if loop.stop_reason == "interrupted":
+        from nn3 import stop
+        return stop.exit_code(stop.requested() or signal.SIGINT)
+    return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
 
 
 def _threads(config) -> None:
@@ -237,11 +241,14 @@ def cmd_resume(a):
 def cmd_replay(a):
     from nn3 import runs, train
     res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data)
-    _say(f"step {res['step']} (epoch {res['epoch']}): {a.data} accuracy {res['accuracy']:.2%} "
+    _say(f"step {res['step']} ({res['position']}): {a.data} accuracy {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
         verdict = "equal" if res["equal"] else "DIFFERENT"
         _say(f"recorded at save time: {res['recorded']:.2%} -- {verdict}")
+    elif res["batch"] and a.data in ("test", "validation"):
+        _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
+             "and accuracies are measured when an epoch ends")
     if a.predict:
         from nn3 import data
         splits = data.load_data() if a.data in ("test", "validation") else data.load_data(a.data)
@@ -377,21 +384,25 @@ def _compile_cache():
 
 
 def main(argv=None) -> int:
+    from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
+    stop.clear()
     try:
-        with _one_line_warnings():
+        with stop.handlers(raising=True), _one_line_warnings():
             a = _parser().parse_args(argv)
             if a.command not in ("presets",):
                 _compile_cache()
             return globals()[f"cmd_{a.command}"](a)
+    except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
+        signum = stop.requested() or signal.SIGINT
+        print(f"nn3: interrupted ({stop.name(signum)}) before training began; nothing was written",
+              file=sys.stderr)
+        return stop.exit_code(signum)
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as e:  # DataError, ExportError, CheckpointError are ValueErrors
         print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
         return EXIT_FAULT
-    except KeyboardInterrupt:  # outside training (loading data, compiling): nothing to save
-        print("nn3: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
         if os.environ.get("NN3_DEBUG"):
             raise
