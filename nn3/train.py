@@ -304,7 +304,7 @@ class Trainer:
         never waits for more than the running call.
 
         Returns:
-          (losses (batches run,) numpy float32, next batch index).
+          (losses (batches run,) numpy float32 (members first for an ensemble), next batch index).
         """
         cfg, m = self.cfg, self.cfg.mini_batch_size
         order = self.order(epoch)
@@ -321,8 +321,8 @@ class Trainer:
             losses.append(np.asarray(ls))
             if on_progress:
                 on_progress(n)
-            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):
-                losses[-1] = np.append(losses[-1], np.nan)  # the update itself overflowed
+            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):  # the update itself overflowed
+                losses[-1] = np.concatenate([losses[-1], np.full(losses[-1].shape[:-1] + (1,), np.nan)], -1)
                 return False
             return True
 
@@ -345,7 +345,8 @@ class Trainer:
             pending, done = (ls, finite, b - a), b
         if pending:
             collect(*pending)
-        return (np.concatenate(losses) if losses else np.zeros(0, np.float32)), done
+        # (..., batches run): an ensemble's losses carry a leading member axis
+        return (np.concatenate(losses, -1) if losses else np.zeros(0, np.float32)), done
 
     def sync(self):
         """Write the trained parameters back into the network object."""
