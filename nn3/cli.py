@@ -160,7 +160,7 @@ def _parser():
     i.add_argument("--run", required=True, metavar="DIR", help="the run directory to create (required)")
     _training_flags(i, "the matching preset's, else plain settings")
 
-    e = sub.add_parser("evaluate", help="accuracy of a JSON network on the test data",
+    e = sub.add_parser("evaluate", help="accuracy of a JSON network on the test or validation data",
                        description="The accuracy of a JSON network on a data set.")
     e.add_argument("json", help="a network2 or nn3 JSON file")
     _data_choice(e)
@@ -184,13 +184,12 @@ def _say(*a):
 
 def _monitored(record, monitor):
     """network2's lines for the monitors a run asked for (``--monitor``), in the book's order."""
-    lines = {"training_cost": lambda: f"Cost on training data: {record['training_cost']}",
-             "training_accuracy": lambda: f"Accuracy on training data: {record['training_correct']} / "
-                                          f"{record['training_n']}",
-             "validation_cost": lambda: f"Cost on evaluation data: {record['validation_cost']}"}
-    for name in MONITORS:
-        if name in monitor:
-            _say(lines[name]())
+    if "training_cost" in monitor:
+        _say(f"Cost on training data: {record['training_cost']}")
+    if "training_accuracy" in monitor:
+        _say(f"Accuracy on training data: {record['training_correct']} / {record['training_n']}")
+    if "validation_cost" in monitor:
+        _say(f"Cost on evaluation data: {record['validation_cost']}")
 
 
 def _reporter(style, before=None, monitor=()):
@@ -410,7 +409,7 @@ def cmd_import(a):
     config["monitor"] = list(dict.fromkeys(a.monitor or []))
     config["imported_from"] = str(a.json)
     given = ", ".join(_flag(k) for k in over)
-    _say(f"training {a.json} with {why}" + (f", and {given} as given" if given else ""))
+    _say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
     _say(f"settings: {_settings(config)}")
     return _start(config, a.run, a.quiet, params=params)
 

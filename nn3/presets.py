@@ -129,10 +129,10 @@ def for_network(spec: dict) -> tuple[str, dict, str]:
     """
     match = next((p for p in PRESETS.values() if _same_network(p.spec, spec)), None)
     if match is not None:
-        return match.name, {}, f"preset {match.name}'s, whose network this is"
+        return match.name, {}, f"the network of preset {match.name}, so its settings"
     family = {"QuadraticCost": "ch1", "CrossEntropyCost": "ch3"}.get(spec.get("cost"), "shallow")
     return family, {"lmbda": 0.0, "augment": "none"}, \
-        f"no preset has this network: {PRESETS[family].style}.py's plain settings (from {family}, no L2)"
+        f"a network no preset has, so {PRESETS[family].style}.py's plain settings ({family}'s without L2)"
 
 
 def _data(sgd: dict) -> str:
