@@ -462,7 +462,9 @@ def cmd_plot(a):
     plots.learning_curves(history, out / "curves.png", title=config.get("preset"))
     which = _checkpoint_name(step, loop)
     wrong = plots.misclassified(net, runs.load_splits(config)[2], out / "misclassified.png", which=which)
-    made = ["curves.png", f"misclassified.png ({wrong} wrong, {which})"]
+    measured = any(r.get("training_accuracy") is not None for r in history)
+    made = ["curves.png" if measured else "curves.png (no training accuracy: --monitor training_accuracy "
+            "measures it)", f"misclassified.png ({wrong} wrong, {which})"]
     if any(l["type"] == "ConvPoolLayer" for l in net.spec["layers"]):
         plots.filters(net, out / "filters.png")
         made.append("filters.png")

@@ -10,6 +10,7 @@ other with ``--data``. Everything goes through ``nn3.cli.main(argv)``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -245,8 +246,14 @@ def test_plot_says_which_epoch_the_misclassified_digits_come_from(capsys, ch1_ru
     pytest.importorskip("matplotlib")
     code, out, err = nn3(capsys, "plot", ch1_run, "--out", tmp_path)
     assert code == 0, err
-    assert "after epoch 1 (step 20)" in out
+    assert "after epoch 1 (step 20)" in out and "no training accuracy: --monitor training_accuracy" in out
     assert _png_title(tmp_path / "misclassified.png").endswith("the network after epoch 1 (step 20)")
+
+
+def test_a_checkpoint_saved_mid_epoch_is_named_so():
+    from nn3 import train
+    assert cli._checkpoint_name(23, train.Loop(epoch=2, batch=3, step=23)) == "epoch 2 at mini-batch 3 (step 23)"
+    assert cli._checkpoint_name(20, train.Loop(epoch=2, batch=0, step=20)) == "after epoch 1 (step 20)"
 
 
 def test_train_monitors_training_accuracy(capsys, tmp_path):
@@ -256,3 +263,6 @@ def test_train_monitors_training_accuracy(capsys, tmp_path):
     records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [r["training_n"] for r in records] == [100, 100]
     assert out.count("Accuracy on training data: ") == 2
+    if importlib.util.find_spec("matplotlib"):
+        code, out, err = nn3(capsys, "plot", tmp_path / "r", "--out", tmp_path / "png")
+        assert code == 0 and "no training accuracy" not in out, err
