@@ -482,18 +482,23 @@ def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
 
 
 def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size: int | None = None) -> None:
-    """Writes ``dumps(...)`` to ``path`` atomically (a temp file, then ``os.replace``)."""
+    """Writes ``dumps(...)`` to ``path`` atomically (a temp file, then ``os.replace``).
+
+    A failure is an ExportError naming ``path``, never the temp file the user did not ask for.
+    """
     data = dumps(spec, params, mini_batch_size).encode("utf-8")
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _err(path, "", f"cannot write: {e.strerror or e}") from None
         raise
