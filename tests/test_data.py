@@ -239,6 +239,25 @@ def test_bad_pickle(tmp_path, pixels, fault, match):
     assert str(pkl) in one_line_error(match, data.load_data, pkl, sizes=SIZES)
 
 
+def test_a_pickle_named_by_path_may_be_any_size_a_searched_one_may_not(tmp_path, pixels):
+    """Standard sizes guard the file found by search; a file the caller names is taken as it
+    is (a subset, the tests' synthetic set), still checked split by split."""
+    splits = book_splits(*pixels)
+    pkl = write_pkl(tmp_path / "small.pkl.gz", splits)
+    for got, (x, y) in zip(data.load_data(pkl), splits):
+        np.testing.assert_array_equal(got[0], x)
+        np.testing.assert_array_equal(got[1], y)
+    assert [len(x) for x, _ in data.load_data(tmp_path / "small.pkl.gz", cache=False)] == list(SIZES)
+    Path("data").mkdir()
+    write_pkl(Path("data/mnist.pkl.gz"), splits)
+    one_line_error("training split has 50 examples, expected 50000 or 250000", data.load_data)
+    assert len(data.load_data("data")[0][0]) == 50                       # named: a folder with it
+    one_line_error("60 images, expected 60000", data.load_data, write_idx_set(tmp_path / "idx", *pixels))
+    (tx, ty), (vx, vy), test = splits
+    empty = write_pkl(tmp_path / "empty.pkl.gz", ((tx, ty), (vx[:0], vy[:0]), test), protocol=4)
+    assert str(empty) in one_line_error("the validation split is empty", data.load_data, empty)
+
+
 def test_missing_path_and_unknown_dataset(tmp_path):
     one_line_error("no such file or folder", data.load_data, tmp_path / "nope")
     one_line_error("no mnist.pkl.gz or the four MNIST IDX files there", data.load_data, tmp_path)
