@@ -1,6 +1,6 @@
 """Tests for nn3.data: both file formats, the checks, safe unpickling, download, expansion.
 
-    NN3_DATA_DIR=/work/shared/data python -m pytest tests/test_data.py -q
+    python -m pytest tests/test_data.py -q          # the real file too, where nn3 finds it
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from nn3 import data
 from nn3.data import DataError
 
 SIZES = (50, 10, 10)   # synthetic training, validation, test
-REAL_DIR = os.environ.get("NN3_DATA_DIR")   # read before the fixture below hides it
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int | None = None, gz=True):
@@ -404,12 +403,9 @@ def test_describe_synthetic(tmp_path, pixels):
 
 # ------------------------------------------------------------------ the real file
 
-@pytest.mark.mnist
-def test_real_mnist(monkeypatch):
-    if not REAL_DIR or not (Path(REAL_DIR) / "mnist.pkl.gz").is_file():
-        pytest.skip("NN3_DATA_DIR has no mnist.pkl.gz")
-    monkeypatch.setenv("NN3_DATA_DIR", REAL_DIR)
-    pkl = Path(REAL_DIR) / "mnist.pkl.gz"
+def test_real_mnist(monkeypatch, real_mnist):
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))   # isolated() moved us and unset it
+    pkl = real_mnist / "mnist.pkl.gz"
     assert pkl.stat().st_size == 17_051_982
     splits = data.load_data(verify=True)
     for (x, y), n in zip(splits, (50_000, 10_000, 10_000)):
