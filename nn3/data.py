@@ -294,8 +294,12 @@ def _load_source(source: Source, sizes) -> tuple:
         splits = _load_pickle(where)
         n_train = sizes[0] if sizes else (STANDARD_SIZES[0], 5 * STANDARD_SIZES[0])  # 5x: expanded
         wanted = [n_train, *(sizes or STANDARD_SIZES)[1:]]
-        return tuple(_check_split(where, name, x, y, n)
-                     for name, (x, y), n in zip(SPLITS, splits, wanted))
+        checked = tuple(_check_split(where, name, x, y, n)
+                        for name, (x, y), n in zip(SPLITS, splits, wanted))
+        empty = [name for name, (x, _) in zip(SPLITS, checked) if not len(x)]
+        if empty:
+            raise DataError(f"{where}: the {empty[0]} split is empty")
+        return checked
     n_train, n_val, n_test = sizes or STANDARD_SIZES
     ti, tl, ei, el = (_read_idx(p, 3 if "images" in p.name else 1) for p in source.files)
     files = source.files
@@ -416,8 +420,9 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
         mnist_loader and `nn3 data --fetch` turn it on.
       sizes: expected (training, validation, test) sizes; None means the standard
         (50000, 10000, 10000), with 250000 training examples also accepted from a pickle
-        (the expanded set). From IDX files, validation is the last sizes[1] of the
-        training file.
+        (the expanded set); a pickle named by ``path`` may have splits of any size but
+        0 (a subset, a made-up set). From IDX files, validation is the
+        last sizes[1] of the training file.
       verify: also require the files' hashes to match HASHES.
       base_urls: overrides for BASE_URLS when downloading.
       cache: keep the last two loads in memory (arrays read-only), keyed by path and mtime.
@@ -428,6 +433,8 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
     if verify:
         check_hashes(source, dataset)
     sizes = tuple(sizes) if sizes is not None else None
+    if sizes is None and path is not None and source.kind == "pickle":
+        sizes = (None, None, None)   # the caller chose this file: its splits say how big they are
     if not cache:
         return _load_source(source, sizes)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in source.files)

@@ -1,6 +1,6 @@
 """Tests for nn3.data: both file formats, the checks, safe unpickling, download, expansion.
 
-    NN3_DATA_DIR=/work/shared/data python -m pytest tests/test_data.py -q
+    python -m pytest tests/test_data.py -q          # the real file too, where nn3 finds it
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from nn3 import data
 from nn3.data import DataError
 
 SIZES = (50, 10, 10)   # synthetic training, validation, test
-REAL_DIR = os.environ.get("NN3_DATA_DIR")   # read before the fixture below hides it
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int | None = None, gz=True):
@@ -239,6 +238,25 @@ def test_bad_pickle(tmp_path, pixels, fault, match):
     assert str(pkl) in one_line_error(match, data.load_data, pkl, sizes=SIZES)
 
 
+def test_a_pickle_named_by_path_may_be_any_size_a_searched_one_may_not(tmp_path, pixels):
+    """Standard sizes guard the file found by search; a file the caller names is taken as it
+    is (a subset, the tests' synthetic set), still checked split by split."""
+    splits = book_splits(*pixels)
+    pkl = write_pkl(tmp_path / "small.pkl.gz", splits)
+    for got, (x, y) in zip(data.load_data(pkl), splits):
+        np.testing.assert_array_equal(got[0], x)
+        np.testing.assert_array_equal(got[1], y)
+    assert [len(x) for x, _ in data.load_data(tmp_path / "small.pkl.gz", cache=False)] == list(SIZES)
+    Path("data").mkdir()
+    write_pkl(Path("data/mnist.pkl.gz"), splits)
+    one_line_error("training split has 50 examples, expected 50000 or 250000", data.load_data)
+    assert len(data.load_data("data")[0][0]) == 50                       # named: a folder with it
+    one_line_error("60 images, expected 60000", data.load_data, write_idx_set(tmp_path / "idx", *pixels))
+    (tx, ty), (vx, vy), test = splits
+    empty = write_pkl(tmp_path / "empty.pkl.gz", ((tx, ty), (vx[:0], vy[:0]), test), protocol=4)
+    assert str(empty) in one_line_error("the validation split is empty", data.load_data, empty)
+
+
 def test_missing_path_and_unknown_dataset(tmp_path):
     one_line_error("no such file or folder", data.load_data, tmp_path / "nope")
     one_line_error("no mnist.pkl.gz or the four MNIST IDX files there", data.load_data, tmp_path)
@@ -385,12 +403,9 @@ def test_describe_synthetic(tmp_path, pixels):
 
 # ------------------------------------------------------------------ the real file
 
-@pytest.mark.mnist
-def test_real_mnist(monkeypatch):
-    if not REAL_DIR or not (Path(REAL_DIR) / "mnist.pkl.gz").is_file():
-        pytest.skip("NN3_DATA_DIR has no mnist.pkl.gz")
-    monkeypatch.setenv("NN3_DATA_DIR", REAL_DIR)
-    pkl = Path(REAL_DIR) / "mnist.pkl.gz"
+def test_real_mnist(monkeypatch, real_mnist):
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))   # isolated() moved us and unset it
+    pkl = real_mnist / "mnist.pkl.gz"
     assert pkl.stat().st_size == 17_051_982
     splits = data.load_data(verify=True)
     for (x, y), n in zip(splits, (50_000, 10_000, 10_000)):

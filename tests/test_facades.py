@@ -6,9 +6,7 @@ the real-data smoke test is marked ``mnist``.
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,11 +192,9 @@ def test_every_facade_saves_and_loads(tmp_path, make):
     assert again.loop.epoch == 2
 
 
-@pytest.mark.mnist
-@pytest.mark.skipif(not (Path(os.environ.get("NN3_DATA_DIR", "")) / "mnist.pkl.gz").is_file(),
-                    reason="needs NN3_DATA_DIR/mnist.pkl.gz")
-def test_a_short_real_run_beats_90_percent(capsys):
+def test_a_short_real_run_beats_90_percent(capsys, monkeypatch, real_mnist):
     """The chapter-1 session with its imports changed; then chapter 3's net, one epoch."""
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))
     training_data, validation_data, test_data = mnist_loader.load_data_wrapper()
     net = network.Network([784, 30, 10])
     net.SGD(training_data, 1, 10, 3.0, test_data=test_data)
