@@ -1,8 +1,8 @@
-"""Runs that stop and carry on: kill -9 and SIGTERM mid-run, then resume, bit for bit.
+"""Runs that stop and carry on: kill -9, SIGTERM and Ctrl-C, then resume, bit for bit.
 
-    NN3_DATA_DIR=/work/shared/data .venv/bin/python -m pytest tests/test_runs.py -q
+    .venv/bin/python -m pytest tests/test_runs.py -q
 
-Each test trains the chapter-1 MLP on the first few thousand MNIST examples, once
+Each test trains the chapter-1 MLP on the tests' synthetic MNIST-shaped set, once
 straight through in this process (the reference) and once in a real ``nn3 train``
 subprocess that is signalled, then resumed here; the final parameters and the metrics
 history must be those of the reference exactly. No test races its child: the child
@@ -24,18 +24,22 @@ import pytest
 
 from nn3 import checkpoint, cli, layers, runs, train
 
-DATA_DIR = os.environ.get("NN3_DATA_DIR", "")
-pytestmark = [
-    pytest.mark.mnist,
-    pytest.mark.skipif(not (Path(DATA_DIR) / "mnist.pkl.gz").is_file(),
-                       reason="needs NN3_DATA_DIR/mnist.pkl.gz"),
-]
 ROOT = Path(__file__).resolve().parents[1]
-# 500 mini-batches an epoch, in 50 compiled calls (a signal lands mid-epoch) or in one.
-ONE_CALL = ["--limit", "5000", "--seed", "3", "--quiet"]
-WORK = ONE_CALL + ["--chunks", "50"]
 EPOCHS = 3
-N_BATCHES = 500
+N_BATCHES = 100  # the synthetic training split's 1000 examples in mini-batches of 10
+MID = N_BATCHES + 40  # a step inside the second epoch, at the end of a call of 10 mini-batches
+
+
+@pytest.fixture(scope="module")
+def one_call(synthetic_mnist):
+    """Flags for an epoch that is one compiled call (what chapter 1 gets by default)."""
+    return ["--data", str(synthetic_mnist.path), "--seed", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def work(one_call):
+    """Flags for an epoch in 10 compiled calls, so that a signal can land mid-epoch."""
+    return one_call + ["--chunks", "10"]
 
 
 def params_of(run_dir):
@@ -58,13 +62,13 @@ def step_dirs(run_dir):
     return sorted(int(d.name) for d in p.iterdir() if d.is_dir() and d.name.isdigit()) if p.is_dir() else []
 
 
-def start_training(run_dir, pause_at, *extra, work=WORK):
+def start_training(run_dir, pause_at, work):
     """An ``nn3 train`` child that pauses at ``pause_at`` (a step, or "loaded") until signalled."""
     flag = Path(run_dir).parent / f"{Path(run_dir).name}.paused"
-    env = {**os.environ, "NN3_DATA_DIR": DATA_DIR, "PYTHONPATH": str(ROOT),
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
            "NN3_TEST_PAUSE": str(pause_at), "NN3_TEST_PAUSE_FILE": str(flag)}
     proc = subprocess.Popen([sys.executable, "-m", "nn3", "train", "ch1", "--epochs", str(EPOCHS),
-                             "--run", str(run_dir), *work, *extra],
+                             "--run", str(run_dir), *work],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, flag
 
@@ -85,9 +89,9 @@ def wait_for_pause(proc, flag):
     return flag.read_text()
 
 
-def signalled(run_dir, pause_at, signum, *extra, work=WORK):
+def signalled(run_dir, pause_at, signum, work):
     """Train in a child, pause it at ``pause_at``, send ``signum``: (exit code, stdout, stderr, pause word)."""
-    proc, flag = start_training(run_dir, pause_at, *extra, work=work)
+    proc, flag = start_training(run_dir, pause_at, work)
     try:
         at = wait_for_pause(proc, flag)
         proc.send_signal(signum)
@@ -106,15 +110,15 @@ def reference_run(tmp_path_factory, name, work):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """A run trained straight through, in this process, 50 compiled calls per epoch."""
-    return reference_run(tmp_path_factory, "ref", WORK)
+def reference(tmp_path_factory, work):
+    """A run trained straight through, in this process, 10 compiled calls per epoch."""
+    return reference_run(tmp_path_factory, "ref", work)
 
 
 @pytest.fixture(scope="module")
-def reference_one_call(tmp_path_factory):
-    """The same, with each epoch one compiled call (what chapter 1 gets by default)."""
-    return reference_run(tmp_path_factory, "ref1", ONE_CALL)
+def reference_one_call(tmp_path_factory, one_call):
+    """The same, with each epoch one compiled call."""
+    return reference_run(tmp_path_factory, "ref1", one_call)
 
 
 def assert_resumes_to(run_dir, ref):
@@ -126,11 +130,11 @@ def assert_resumes_to(run_dir, ref):
     assert got == ref_hist  # train_loss of an interrupted epoch included
 
 
-def test_kill9_then_resume_is_bit_identical(tmp_path, reference):
+def test_kill9_then_resume_is_bit_identical(tmp_path, reference, work):
     d = tmp_path / "killed"
-    proc, flag = start_training(d, N_BATCHES + 200)  # paused in the second epoch, its first saved
+    proc, flag = start_training(d, MID, work)  # paused in the second epoch, the first one saved
     try:
-        assert wait_for_pause(proc, flag) == str(N_BATCHES + 200)
+        assert wait_for_pause(proc, flag) == str(MID)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
@@ -142,20 +146,20 @@ def test_kill9_then_resume_is_bit_identical(tmp_path, reference):
 
 
 @pytest.fixture(scope="module")
-def termed(tmp_path_factory):
+def termed(tmp_path_factory, work):
     """A run paused mid-epoch and sent SIGTERM: (dir, exit code, stderr, latest step)."""
     d = tmp_path_factory.mktemp("term") / "run"
-    code, _, err, _ = signalled(d, N_BATCHES + 200, signal.SIGTERM)
+    code, _, err, _ = signalled(d, MID, signal.SIGTERM, work)
     return d, code, err, max(step_dirs(d))
 
 
 def test_sigterm_checkpoints_mid_epoch_and_resume_matches(termed, reference):
     d, code, err, latest = termed
     assert code == 143, err
-    assert f"interrupted in epoch 1, after mini-batch 200; checkpoint saved at step {N_BATCHES + 200}" in err
+    assert f"interrupted in epoch 1, after mini-batch {MID - N_BATCHES}; checkpoint saved at step {MID}" in err
     assert f"carry on with: nn3 resume {d}" in err
     # The stop lands at the end of the running call: the one dispatched behind it is dropped.
-    assert latest == N_BATCHES + 200
+    assert latest == MID
     assert_resumes_to(d, reference)
 
 
@@ -163,16 +167,16 @@ def test_replay_of_a_mid_epoch_checkpoint_is_no_false_alarm(termed, capsys):
     """Ctrl-C's mid-epoch checkpoint has no accuracy of its own: replay must not call it DIFFERENT."""
     d = termed[0]
     capsys.readouterr()
-    assert cli.main(["replay", str(d), "--step", str(N_BATCHES + 200)]) == 0
+    assert cli.main(["replay", str(d), "--step", str(MID)]) == 0
     out = capsys.readouterr().out
     assert "DIFFERENT" not in out and "no accuracy was recorded for this step" in out
-    assert f"step {N_BATCHES + 200} (in epoch 1, after mini-batch 200)" in out
+    assert f"step {MID} (in epoch 1, after mini-batch {MID - N_BATCHES})" in out
 
 
-def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference_one_call):
+def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference_one_call, one_call):
     """ch1's epoch is a single call: Ctrl-C used to be polled only between calls of an epoch."""
     d = tmp_path / "run"
-    code, out, err, at = signalled(d, N_BATCHES, signal.SIGINT, work=ONE_CALL)
+    code, out, err, at = signalled(d, N_BATCHES, signal.SIGINT, one_call)
     assert at == str(N_BATCHES)  # the end of the first epoch's only call
     assert code == 130, err
     assert "Epoch 0:" in out and "Epoch 1:" not in out
@@ -183,19 +187,19 @@ def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, signum, code):
+def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, signum, code, work):
     d = tmp_path / "run"
-    code_got, out, err, at = signalled(d, "loaded", signum)
+    code_got, out, err, at = signalled(d, "loaded", signum, work)
     assert at == "loaded" and code_got == code
     assert err.strip().splitlines() == [
         f"nn3: interrupted ({signal.Signals(signum).name}) before training began; nothing was written"]
     assert not d.exists()  # nothing half-written
 
 
-def test_a_swallowed_interrupt_still_stops_training(tmp_path):
+def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
     """A KeyboardInterrupt that a library callback swallowed during start-up still counts."""
     from nn3 import stop
-    cfg = runs.make_config("ch1", epochs=2, limit=300)
+    cfg = runs.make_config("ch1", epochs=2, limit=300, data_path=synthetic_mnist.path)
     with stop.handlers(raising=True):
         try:
             signal.raise_signal(signal.SIGINT)
@@ -217,9 +221,9 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path):
         stop.clear()
 
 
-def test_library_resume_and_replay(tmp_path):
+def test_library_resume_and_replay(tmp_path, synthetic_mnist):
     """runs.start / resume / replay without the command line."""
-    cfg = runs.make_config("ch1", epochs=1, limit=300)
+    cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
     run, net, loop = runs.start(cfg, tmp_path / "r")
     run.close()
     assert loop.stop_reason == "epochs" and loop.epoch == 1
@@ -227,29 +231,29 @@ def test_library_resume_and_replay(tmp_path):
     run.close()
     assert loop.epoch == 2 and [r["epoch"] for r in loop.history] == [0, 1]
     res = runs.replay(tmp_path / "r")
-    assert res["equal"] and res["step"] == 60 and res["n"] == 300
+    assert res["equal"] and res["step"] == 60 and res["n"] == 200
     assert same_params(layers.get_params(res["net"]), layers.get_params(net2))
     res = runs.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["equal"]
 
 
-def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch):
+def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch, synthetic_mnist):
     """dbl_conv_relu's 60 epochs once kept no checkpoint of their best epoch: saves were spaced."""
     monkeypatch.setattr(runs._Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
-    cfg = runs.make_config("ch1", epochs=6, limit=300, eta=0.5)
+    cfg = runs.make_config("ch1", epochs=8, limit=300, eta=10.0, data_path=synthetic_mnist.path)
     run, net, loop = runs.start(cfg, tmp_path / "r")
     run.close()
     best = [r for r in loop.history if r["best"]]
-    assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 5
+    assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 7  # the last epoch is no best
     res = runs.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["step"] == loop.best_step and res["equal"]
     assert {r["step"] for r in best} >= set(step_dirs(tmp_path / "r")) - {loop.step}  # spaced: only these and the last
 
 
-def test_one_epoch_count_everywhere(tmp_path, capsys):
+def test_one_epoch_count_everywhere(tmp_path, capsys, one_call):
     """Training prints epochs from 0 (the book's lines); replay and metrics count the same way."""
     d = tmp_path / "r"
-    assert cli.main(["train", "ch1", "--epochs", "3", "--limit", "300", "--run", str(d), "--quiet", "--eta", "0.5"]) == 0
+    assert cli.main(["train", "ch1", "--epochs", "3", "--limit", "300", "--run", str(d), "--eta", "0.5", *one_call]) == 0
     out = capsys.readouterr().out
     printed = [int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("Epoch ")]
     assert printed == [0, 1, 2] == [r["epoch"] for r in history(d)]
