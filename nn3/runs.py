@@ -18,6 +18,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
+import json
 import math
 import pathlib
 import signal
@@ -26,7 +27,7 @@ import time
 import numpy as np
 
 from nn3 import data, layers, presets, train
-from nn3.checkpoint import CONFIG, CheckpointError, Run
+from nn3.checkpoint import CONFIG, CheckpointError, Run, _atomic_write
 
 
 def _versions() -> dict:
@@ -250,6 +251,8 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     cfg = _sgd(config)
     net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
     trainer = train.Trainer(net, cfg, splits[0])
+    if epochs is not None:  # checked by the Trainer: from now on the run's length (a later resume keeps to it)
+        _atomic_write(run.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
     if run.steps():
         _, net, loop, _ = restore(run, trainer=trainer)
     elif config.get("imported_from"):
