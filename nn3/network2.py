@@ -81,6 +81,8 @@ class Network(_network.Network):
         self._reinit("normal")
 
     def _reinit(self, init):
+        # From the network's own seed (the book drew afresh from np.random): net.seed
+        # stays the one seed that, recorded, remakes the run.
         self.init = init
         self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
         self.loop = train.Loop()
