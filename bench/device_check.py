@@ -165,7 +165,9 @@ def replay(folder: Path, proc: subprocess.Popen, timeout: float) -> dict:
 
 def memory() -> dict:
     import jax
-    stats = jax.local_devices()[0].memory_stats() or {}
+    import numpy as np
+    device = next(iter(jax.device_put(np.zeros(())).devices()))  # the default device, where nn3 computed
+    stats = device.memory_stats() or {}
     return {"peak_bytes_in_use": stats.get("peak_bytes_in_use"), "bytes_limit": stats.get("bytes_limit")}
 
 

@@ -8,10 +8,24 @@
 The book's three programs are ``nn3.network``, ``nn3.network2`` and ``nn3.network3``;
 the engine underneath is ``nn3.layers`` + ``nn3.train``; runs that save, resume and
 replay are ``nn3.runs``; JSON export is ``nn3.export``.
+
+Submodules are imported when first used (PEP 562): ``import nn3`` alone does not start
+JAX, so the command line answers ``--help`` and catches Ctrl-C from its first moment.
 """
-from nn3 import network, network2, network3  # noqa: F401
+import importlib
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name.startswith("_"):
+        raise AttributeError(f"module 'nn3' has no attribute {name!r}")
+    try:
+        return importlib.import_module(f"nn3.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"nn3.{name}":
+            raise
+        raise AttributeError(f"module 'nn3' has no attribute {name!r}") from None
 
 
 def load(path, *, step=None, best=False):

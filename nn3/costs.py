@@ -7,7 +7,8 @@
     (2,)
 
 Each cost maps the output layer's weighted input ``z`` (batch, classes) and integer
-labels ``y`` (batch,) to a per-example cost (batch,). Working from ``z`` rather than
+labels ``y`` (batch,) to a per-example cost (batch,); the quadratic and cross-entropy
+costs also take desired outputs ``y`` (batch, classes) in place of the labels. Working from ``z`` rather than
 from the activations lets cross-entropy and log-likelihood use stable log-sigmoid and
 log-softmax forms; their gradients with respect to ``z`` are the book's ``a - y``.
 The names are looked up in a registry, never as module attributes.
@@ -25,7 +26,8 @@ CostFn = Callable[[jax.Array, jax.Array, str], jax.Array]
 
 
 def _one_hot(y: jax.Array, n: int) -> jax.Array:
-    return jax.nn.one_hot(y, n, dtype=jnp.float32)
+    # (batch, n) targets pass as they are: the book's backprop(x, y) takes any desired output.
+    return y.astype(jnp.float32) if y.ndim == 2 else jax.nn.one_hot(y, n, dtype=jnp.float32)
 
 
 def quadratic(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:

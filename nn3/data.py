@@ -7,8 +7,10 @@
     >>> data.write_expanded("data/mnist_expanded.pkl.gz")     # the book's 250,000 set  # doctest: +SKIP
 
 Files from outside are untrusted: pickles go through an unpickler that admits only
-numpy arrays, every split is checked (shape, pixels in [0, 1], labels 0-9), and a
-download is kept only when its hash matches. Arrays are float32 (N, 784) and int64 (N,).
+numpy arrays (and the lists and tuples holding them), every split is checked (shape,
+pixels in [0, 1], labels 0-9), and a download is kept only when its hash matches. An
+expanded set, which has no published hash, is verified by its derivation from the
+verified original. Arrays are float32 (N, 784) and int64 (N,).
 Cached arrays are read-only (pass ``cache=False`` for private, writable ones).
 """
 from __future__ import annotations
@@ -260,6 +262,33 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
 
 
+def _stacked(where, name, x, y):
+    """``(x, y)`` with lists turned into arrays, checking every item.
+
+    The book's expand_mnist.py pickles its training split as two lists, 250,000 images
+    of shape (784,) and their numpy integer labels, not as arrays. We stack the images
+    into one (N, 784) float32 array, dropping each list entry once copied, so that the
+    peak stays near one copy of the images.
+    """
+    if isinstance(x, (list, tuple)):
+        out = np.empty((len(x), 784), np.float32)
+        for i, img in enumerate(x):
+            if not (isinstance(img, np.ndarray) and img.shape in ((784,), (784, 1))
+                    and np.issubdtype(img.dtype, np.floating)):
+                what = f"{img.shape} {img.dtype} array" if isinstance(img, np.ndarray) else type(img).__name__
+                raise DataError(f"{where}: {name} images[{i}] is a {what}, expected a float array of shape (784,)")
+            out[i] = img.reshape(784)
+            if isinstance(x, list):
+                x[i] = None
+        x = out
+    if isinstance(y, (list, tuple)):
+        for i, label in enumerate(y):
+            if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or not 0 <= label <= 9:
+                raise DataError(f"{where}: {name} labels[{i}] is {label!r}, expected an int 0-9")
+        y = np.array(y, np.int64).reshape(len(y))
+    return x, y
+
+
 def _check_split(where, name, x, y, n=None):
     """Returns (x float32 (N, 784), y int64 (N,)) or raises DataError naming ``where``."""
     if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
@@ -294,8 +323,12 @@ def _load_source(source: Source, sizes) -> tuple:
         splits = _load_pickle(where)
         n_train = sizes[0] if sizes else (STANDARD_SIZES[0], 5 * STANDARD_SIZES[0])  # 5x: expanded
         wanted = [n_train, *(sizes or STANDARD_SIZES)[1:]]
-        return tuple(_check_split(where, name, x, y, n)
-                     for name, (x, y), n in zip(SPLITS, splits, wanted))
+        checked = tuple(_check_split(where, name, *_stacked(where, name, x, y), n)
+                        for name, (x, y), n in zip(SPLITS, splits, wanted))
+        empty = [name for name, (x, _) in zip(SPLITS, checked) if not len(x)]
+        if empty:
+            raise DataError(f"{where}: the {empty[0]} split is empty")
+        return checked
     n_train, n_val, n_test = sizes or STANDARD_SIZES
     ti, tl, ei, el = (_read_idx(p, 3 if "images" in p.name else 1) for p in source.files)
     files = source.files
@@ -386,8 +419,13 @@ def file_digest(path, algo="sha256") -> str:
     return h.hexdigest()
 
 
-def check_hashes(source: Source, dataset="mnist") -> str:
-    """Checks each file against HASHES; returns a note, or raises DataError on a mismatch."""
+def check_hashes(source: Source, dataset="mnist", *, sizes=None) -> str:
+    """Checks each file against HASHES; returns a note, or raises DataError on a mismatch.
+
+    A pickle under another name than mnist.pkl.gz that is not the published file (an
+    expanded set has no published hash) is checked by check_expanded instead; ``sizes``
+    are its sizes, as for load_data.
+    """
     known = HASHES[dataset]
     for p in source.files:
         want = known.get(PICKLE_NAME if source.kind == "pickle" else p.name)
@@ -396,6 +434,8 @@ def check_hashes(source: Source, dataset="mnist") -> str:
                                f"{', '.join(known)})")
         algo, hexd = want.split(":")
         got = file_digest(p, algo)
+        if got != hexd and source.kind == "pickle" and p.name != PICKLE_NAME:
+            return check_expanded(p, dataset, sizes=sizes)
         if got != hexd:
             raise HashMismatch(f"{p}: {ALGO_NAMES[algo]} {got} does not match the known {hexd}")
     if len(source.files) == 1:
@@ -416,9 +456,11 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
         mnist_loader and `nn3 data --fetch` turn it on.
       sizes: expected (training, validation, test) sizes; None means the standard
         (50000, 10000, 10000), with 250000 training examples also accepted from a pickle
-        (the expanded set). From IDX files, validation is the last sizes[1] of the
-        training file.
-      verify: also require the files' hashes to match HASHES.
+        (the expanded set); a pickle named by ``path`` may have splits of any size but
+        0 (a subset, a made-up set). From IDX files, validation is the
+        last sizes[1] of the training file.
+      verify: also require the files' hashes to match HASHES (an expanded set: its
+        derivation from the verified original, see check_expanded).
       base_urls: overrides for BASE_URLS when downloading.
       cache: keep the last two loads in memory (arrays read-only), keyed by path and mtime.
     Returns:
@@ -426,8 +468,10 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
     """
     source = _resolve(path, dataset, download, base_urls)
     if verify:
-        check_hashes(source, dataset)
+        check_hashes(source, dataset, sizes=sizes)
     sizes = tuple(sizes) if sizes is not None else None
+    if sizes is None and path is not None and source.kind == "pickle":
+        sizes = (None, None, None)   # the caller chose this file: its splits say how big they are
     if not cache:
         return _load_source(source, sizes)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in source.files)
@@ -516,6 +560,9 @@ def fetch(dataset="mnist", dest=None, *, base_urls=None, progress=True, timeout=
 
 # ---------------------------------------------------------------- the expanded set (chapter 6)
 
+SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))   # (rows down, columns right): the image, up, down, left, right
+
+
 def _shift(imgs, dr, dc, out):
     """out = imgs moved dr rows down and dc columns right, zeros shifted in."""
     h, w = imgs.shape[1:]
@@ -540,7 +587,7 @@ def expand(x, y, seed=0):
     out_x, out_y = np.empty((5 * n, 784), np.float32), np.empty(5 * n, np.int64)
     moved = np.empty_like(imgs)
     # Scatter each copy straight to its shuffled rows: no second 5N array.
-    for k, (dr, dc) in enumerate(((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))):
+    for k, (dr, dc) in enumerate(SHIFTS):
         _shift(imgs, dr, dc, moved)
         rows = perm[k * n:(k + 1) * n]
         out_x[rows], out_y[rows] = moved.reshape(n, 784), y
@@ -550,10 +597,18 @@ def expand(x, y, seed=0):
 def write_expanded(out_path, source=None, *, dataset="mnist", seed=0, sizes=None,
                    compresslevel=4) -> Path:
     """Writes the book's mnist_expanded.pkl.gz: (expanded training, validation, test) as
-    a gzip'd pickle (protocol 5), through a temp file. ``source`` and ``sizes`` go to
-    load_data(). Needs about 1 GB of memory for MNIST."""
-    training, validation, test = load_data(source, dataset, sizes=sizes)
+    a gzip'd pickle (protocol 5) of plain arrays, through a temp file. ``source`` and
+    ``sizes`` go to load_data(). The folder must exist. Needs about 1 GB of memory for
+    MNIST."""
     out_path = Path(out_path)
+    if out_path.is_dir():
+        raise DataError(f"{out_path}: is a folder; give the file to write, e.g. {out_path / 'mnist_expanded.pkl.gz'}")
+    if not out_path.parent.is_dir():
+        raise DataError(f"{out_path.parent}: no such folder (to write {out_path.name} in)")
+    training, validation, test = load_data(source, dataset, sizes=sizes)
+    # Cached splits are memory maps; pickled as they are, they would name numpy.memmap,
+    # which our own unpickler (rightly) refuses. Plain arrays pickle as arrays.
+    validation, test = (tuple(np.asarray(a) for a in split) for split in (validation, test))
     expanded = expand(*training, seed=seed)
     fd, tmp = _temp_beside(out_path)
     try:
@@ -567,6 +622,60 @@ def write_expanded(out_path, source=None, *, dataset="mnist", seed=0, sizes=None
     return out_path
 
 
+def _digests(x, y) -> list[bytes]:
+    """The examples as a sorted list of digests of (image bits, label): a multiset, order-free."""
+    return sorted(hashlib.blake2b(row.tobytes() + bytes([label]), digest_size=16).digest()
+                  for row, label in zip(x, y.tolist()))
+
+
+def _expanded_digests(x, y, chunk=10_000) -> list[bytes]:
+    """``_digests(*expand(x, y))``, without the 5N array."""
+    out = []
+    for a in range(0, len(x), chunk):
+        imgs = x[a:a + chunk].reshape(-1, 28, 28)
+        moved = np.empty_like(imgs)
+        for dr, dc in SHIFTS:
+            _shift(imgs, dr, dc, moved)
+            out += _digests(moved.reshape(-1, 784), y[a:a + chunk])
+    return sorted(out)
+
+
+def check_expanded(path, dataset="mnist", *, sizes=None) -> str:
+    """Verifies an expanded set (write_expanded's, or the book's expand_mnist.py's) by
+    its derivation, since no hash of it is published.
+
+    The original is the mnist.pkl.gz beside ``path``, else the one load_data finds; it
+    must pass its own hash check. Then the expanded validation and test splits must be
+    the original's, and its training split, in any order, exactly each original image
+    with its label, and the image shifted one pixel up, down, left and right.
+
+    Returns a note; raises HashMismatch naming what does not hold.
+    """
+    path = Path(path)
+    beside = path.parent / PICKLE_NAME
+    try:
+        original = find_source(beside if beside.is_file() else None, dataset)
+    except DataError as e:
+        raise HashMismatch(f"{path}: no published hash for this file, and no original to check its "
+                           f"derivation against ({e})") from None
+    note = check_hashes(original, dataset)
+    where = original.files[0] if original.kind == "pickle" else original.files[0].parent
+    orig_sizes = None if sizes is None else (sizes[0] // 5, *sizes[1:])
+    (tx, ty), *rest = load_data(path, dataset, sizes=sizes)
+    (ox, oy), *orest = load_data(original.files[0], dataset, sizes=orig_sizes)
+    if len(tx) != 5 * len(ox):
+        raise HashMismatch(f"{path}: no published hash for this file, and it is not the expanded set of "
+                           f"{where} ({len(tx)} training examples, not 5 x {len(ox)})")
+    for name, (x, y), (x0, y0) in zip(SPLITS[1:], rest, orest):
+        if not (np.array_equal(x, x0) and np.array_equal(y, y0)):
+            raise HashMismatch(f"{path}: its {name} split is not that of {where}")
+    if _digests(tx, ty) != _expanded_digests(ox, oy):
+        raise HashMismatch(f"{path}: its training examples are not exactly those of {where} "
+                           f"and their one-pixel shifts up, down, left and right")
+    return (f"no published hash; the expanded set of {where} ({note}): validation and test "
+            f"identical, training = its {len(ox):,} examples and their four one-pixel shifts")
+
+
 # ---------------------------------------------------------------- `nn3 data`
 
 def describe(path=None, dataset="mnist", fetch=False, *, sizes=None) -> list[str]:
@@ -574,7 +683,7 @@ def describe(path=None, dataset="mnist", fetch=False, *, sizes=None) -> list[str
     one, and each split's size and ranges. Fetches first when ``fetch``; raises DataError."""
     source = _resolve(path, dataset, fetch, None)
     try:
-        note = check_hashes(source, dataset)
+        note = check_hashes(source, dataset, sizes=sizes)
     except HashMismatch:
         algo = "sha256" if source.kind == "pickle" else "md5"
         digest = file_digest(source.files[0], algo)[:16]

@@ -17,12 +17,15 @@ File format
 -----------
 **network2** (sigmoid MLPs, every layer a ``FullyConnectedLayer`` with ``sigmoid`` and
 ``p_dropout`` 0, cost ``QuadraticCost`` or ``CrossEntropyCost``): exactly what the book's
-``network2.save`` writes and ``network2.load`` reads, no other keys::
+``network2.save`` writes and ``network2.load`` reads::
 
     {"sizes": [784, 30, 10],
      "weights": [30x784 nested lists, 10x30],      # (out, in)
      "biases": [30x1 nested lists, 10x1],          # (out, 1): lists of one-element lists
      "cost": "CrossEntropyCost"}
+
+and, optionally, ``"seed"``: the int a network was made and trained with. The book's
+``load`` reads only the four keys it needs, so it reads files with a seed too.
 
 **nn3-network3** (everything else: conv, softmax, dropout, other activations)::
 
@@ -38,6 +41,8 @@ File format
        {"type": "SoftmaxLayer", "n_in": 100, "n_out": 10, "p_dropout": 0.0,
         "weights": (n_in, n_out), "biases": (n_out,)}]}
 
+again with an optional ``"seed"``.
+
 Layer keys are network3.py's class and constructor-argument names; weights are in
 network3's layouts (fully connected and softmax weights are the transpose of nn3's
 internal ``(n_out, n_in)``; filters are as nn3 holds them and as Theano's ``conv2d``
@@ -46,7 +51,7 @@ JSON numbers (a float32 value written this way reads back bit-identical).
 ``mini_batch_size`` must equal every ConvPoolLayer's ``image_shape[0]``; the output
 layer is fully connected or softmax.
 
-Reading is strict: exact key sets; names from allow-lists only (costs, activations,
+Reading is strict: exact key sets (``"seed"`` the one optional key); names from allow-lists only (costs, activations,
 layer types; nothing is looked up by a name from the file); ints are ints (not bools),
 positive and at most ``MAX_SIZE``; shapes match the declared sizes and chain from
 layer to layer (a conv layer's output is the valid convolution, then pooling with the
@@ -89,6 +94,8 @@ LAYER_ARGS = {
 }
 NETWORK2_KEYS = ("sizes", "weights", "biases", "cost")
 NETWORK3_KEYS = ("format", "version", "mini_batch_size", "cost", "layers")
+META_KEYS = ("seed",)  # optional in both formats
+MAX_SEED = 2**32 - 1   # jax.random.key takes seeds below 2**32 apart
 
 
 class ExportError(ValueError):
@@ -129,12 +136,12 @@ def _show(v: Any) -> str:
     return type(v).__name__
 
 
-def _keys(obj: Any, src: str, path: str, required: tuple) -> None:
+def _keys(obj: Any, src: str, path: str, required: tuple, optional: tuple = ()) -> None:
     if not isinstance(obj, dict):
         raise _err(src, path, f"expected an object, got {_show(obj)}")
     for k in obj:
-        if k not in required:
-            raise _err(src, path, f"unknown key {_show(k)} (expected {', '.join(required)})")
+        if k not in required and k not in optional:
+            raise _err(src, path, f"unknown key {_show(k)} (expected {', '.join(required + optional)})")
     for k in required:
         if k not in obj:
             raise _err(src, path, f"missing key '{k}'")
@@ -314,18 +321,19 @@ def spec_is_mlp(spec: Any) -> bool:
         for x in spec["layers"])
 
 
-def to_json_dict(spec: dict, params: list, mini_batch_size: int | None = None) -> dict:
+def to_json_dict(spec: dict, params: list, mini_batch_size: int | None = None, seed: int | None = None) -> dict:
     """The JSON document for a net: network2's for sigmoid MLPs (``mini_batch_size``
     unused), nn3-network3's otherwise (``mini_batch_size`` defaults to the conv layers'
-    ``image_shape[0]``, else 10)."""
+    ``image_shape[0]``, else 10). ``seed``, when given, is recorded."""
     spec = validate_spec(spec)
     params = validate_params(spec, params)
+    meta = {} if seed is None else {"seed": _int(seed, "<to_json_dict>", "seed", 0, MAX_SEED)}
     layers = spec["layers"]
     if spec_is_mlp(spec):
         return {"sizes": [layers[0]["n_in"]] + [x["n_out"] for x in layers],
                 "weights": [p["w"].tolist() for p in params],  # float32 -> exact Python floats
                 "biases": [p["b"].reshape(-1, 1).tolist() for p in params],
-                "cost": spec["cost"]}
+                "cost": spec["cost"], **meta}
     batches = {x["image_shape"][0] for x in layers if x["type"] == "ConvPoolLayer"}
     if mini_batch_size is None:
         mini_batch_size = batches.pop() if batches else DEFAULT_MINI_BATCH
@@ -338,7 +346,7 @@ def to_json_dict(spec: dict, params: list, mini_batch_size: int | None = None) -
         w = p["w"] if layer["type"] == "ConvPoolLayer" else p["w"].T  # network3: (n_in, n_out)
         out.append({**layer, "weights": w.tolist(), "biases": p["b"].tolist()})
     return {"format": FORMAT, "version": VERSION, "mini_batch_size": mini_batch_size,
-            "cost": spec["cost"], "layers": out}
+            "cost": spec["cost"], "layers": out, **meta}
 
 
 _NUMBER = (int, float)
@@ -373,8 +381,12 @@ def _nested(v: Any, src: str, path: str, shape: tuple) -> np.ndarray:
     return a32.reshape(shape)
 
 
+def _meta(d: dict, src: str) -> dict:
+    return {"seed": _int(d["seed"], src, "seed", 0, MAX_SEED)} if "seed" in d else {}
+
+
 def _read_network2(d: dict, src: str) -> tuple[dict, list[dict], None]:
-    _keys(d, src, "", NETWORK2_KEYS)
+    _keys(d, src, "", NETWORK2_KEYS, META_KEYS)
     spec, sizes = _mlp(d["sizes"], d["cost"], src)
     n = len(sizes) - 1
     for key in ("weights", "biases"):
@@ -393,7 +405,7 @@ def _read_network3(d: dict, src: str) -> tuple[dict, list[dict], int]:
         raise _err(src, "", "missing key 'version'")
     if _int(d["version"], src, "version", 0, MAX_SIZE) != VERSION:  # before the keys: they may change
         raise _err(src, "version", f"version {d['version']} is not supported (this reads {VERSION})")
-    _keys(d, src, "", NETWORK3_KEYS)
+    _keys(d, src, "", NETWORK3_KEYS, META_KEYS)
     batch = _int(d["mini_batch_size"], src, "mini_batch_size")
     cost = _name(d["cost"], src, "cost", COSTS, "cost")
     raw = d["layers"]
@@ -416,18 +428,22 @@ def _read_network3(d: dict, src: str) -> tuple[dict, list[dict], int]:
 
 def from_json_dict(d: Any, source: str = "<memory>") -> tuple[dict, list[dict], int | None]:
     """``(spec, params, mini_batch_size)`` from a parsed document (None for network2's)."""
+    return _from_json_dict(d, source)[:3]
+
+
+def _from_json_dict(d: Any, source: str) -> tuple[dict, list[dict], int | None, dict]:
     if not isinstance(d, dict):
         raise _err(source, "", f"expected a JSON object at the top level, got {_show(d)}")
     if "format" in d:
-        return _read_network3(d, source)
+        return (*_read_network3(d, source), _meta(d, source))
     if "sizes" in d:
-        return _read_network2(d, source)
+        return (*_read_network2(d, source), _meta(d, source))
     raise _err(source, "", "neither network2's format (no key 'sizes') nor nn3-network3 (no key 'format')")
 
 
-def dumps(spec: dict, params: list, mini_batch_size: int | None = None) -> str:
+def dumps(spec: dict, params: list, mini_batch_size: int | None = None, seed: int | None = None) -> str:
     """The JSON text of ``to_json_dict``."""
-    return json.dumps(to_json_dict(spec, params, mini_batch_size), allow_nan=False, separators=(",", ":"))
+    return json.dumps(to_json_dict(spec, params, mini_batch_size, seed), allow_nan=False, separators=(",", ":"))
 
 
 def _pairs(pairs: list) -> dict:
@@ -441,6 +457,10 @@ def _pairs(pairs: list) -> dict:
 
 def loads(text: str | bytes, source: str = "<string>") -> tuple[dict, list[dict], int | None]:
     """``from_json_dict`` of a JSON text, with the size, nesting and NaN guards."""
+    return _loads(text, source)[:3]
+
+
+def _loads(text: str | bytes, source: str) -> tuple[dict, list[dict], int | None, dict]:
     if not isinstance(text, (str, bytes, bytearray)):
         raise _err(source, "", f"expected JSON text, got {_show(text)}")
     if len(text) > MAX_FILE_BYTES:
@@ -458,11 +478,16 @@ def loads(text: str | bytes, source: str = "<string>") -> tuple[dict, list[dict]
         raise _err(source, "", "not a network file: nesting too deep") from None
     except ValueError as e:  # JSONDecodeError, and ints of more than 4300 digits
         raise _err(source, "", f"not valid JSON: {e}") from None
-    return from_json_dict(d, source)
+    return _from_json_dict(d, source)
 
 
 def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
     """``(spec, params, mini_batch_size)`` from a network2 or nn3-network3 file."""
+    return load_json_meta(path)[:3]
+
+
+def load_json_meta(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, dict]:
+    """``load_json`` and the file's optional keys: ``{"seed": n}`` or ``{}``."""
     try:
         src = os.fsdecode(path)
     except TypeError:
@@ -478,22 +503,28 @@ def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
         raise _err(src, "", "not a regular file")
     if info.st_size > MAX_FILE_BYTES:
         raise _err(src, "", f"{info.st_size} bytes, more than the limit {MAX_FILE_BYTES}")
-    return loads(data, src)
+    return _loads(data, src)
 
 
-def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size: int | None = None) -> None:
-    """Writes ``dumps(...)`` to ``path`` atomically (a temp file, then ``os.replace``)."""
-    data = dumps(spec, params, mini_batch_size).encode("utf-8")
+def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size: int | None = None,
+              seed: int | None = None) -> None:
+    """Writes ``dumps(...)`` to ``path`` atomically (a temp file, then ``os.replace``).
+
+    A failure is an ExportError naming ``path``, never the temp file the user did not ask for.
+    """
+    data = dumps(spec, params, mini_batch_size, seed).encode("utf-8")
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _err(path, "", f"cannot write: {e.strerror or e}") from None
         raise

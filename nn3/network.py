@@ -10,15 +10,72 @@
 We keep the book's names, argument order and printed lines; the arithmetic is the
 engine's (nn3.train), which does the whole epoch as one compiled call instead of a
 Python loop over examples. The cost is the quadratic cost and the weights start as
-N(0, 1), as in the book. Randomness comes from ``seed``: two networks made with the
-same seed and trained on the same data end bit-for-bit equal on a CPU.
+N(0, 1), as in the book. The parts of the book's class that its other scripts call
+are here too: ``backprop(x, y)`` (from ``jax.grad``), ``update_mini_batch``,
+assignable ``weights`` and ``biases``, and the module's ``sigmoid`` and ``sigmoid_prime``.
+
+Randomness comes from ``seed``: two networks made with the same seed and trained on
+the same data end bit-for-bit equal on a CPU. Without ``seed=`` we draw one from
+numpy's global generator, where the book drew its weights: ``np.random.seed(n)`` at
+the top of a script then makes it repeat, and two networks in one script start
+differently. ``net.seed`` is the seed used; saved runs and JSON files record it.
 """
 # ruff: noqa: N802, N803  (the book's names)
 from __future__ import annotations
 
-import numpy as np
+from functools import partial
 
-from nn3 import layers, train
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from nn3 import costs, layers, train
+
+
+def sigmoid(z):
+    """The sigmoid function, elementwise on numpy arrays (the book's module function)."""
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def sigmoid_prime(z):
+    """The derivative of the sigmoid function."""
+    return sigmoid(z) * (1 - sigmoid(z))
+
+
+def draw_seed(seed=None) -> int:
+    """``seed``, or a fresh one from numpy's global generator when it is None.
+
+    The book's networks drew their weights from ``np.random``; we draw just the seed
+    from it, and every draw after that comes from the seed.
+    """
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"Network: seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def whole_number(v, name):
+    """``v`` as an int; a float is accepted when it is whole.
+
+    The book's scripts are Python 2, where ``1500000 / size`` is an int; run under
+    Python 3 it arrives as ``30.0``.
+    """
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"SGD: {name} must be a whole number, got {v!r}")
+    return int(v)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost"))
+def _gradient(state, x, target, *, graphdef, cost):
+    """The gradient of one example's cost: ``x`` (1, n_in), ``target`` (1, n_out) float32."""
+    def one_cost(st):
+        model = nnx.merge(graphdef, st)
+        return costs.get(cost)(model.logits(x), target, model.output_activation)[0]
+    return jax.grad(one_cost)(state)
 
 
 class Network:
@@ -27,24 +84,49 @@ class Network:
     cost_name = "QuadraticCost"
     init = "normal"
 
-    def __init__(self, sizes, seed=0):
+    def __init__(self, sizes, seed=None):
         if len(sizes) < 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
             raise ValueError(f"Network: sizes must be at least two positive integers, got {sizes!r}")
         self.sizes = [int(s) for s in sizes]
         self.num_layers = len(self.sizes)
-        self.seed = seed
-        self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=seed, init=self.init)
+        self.seed = draw_seed(seed)
+        self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=self.init)
         # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
         self.loop = train.Loop()
+        self.last_config = None  # the settings of the last SGD call (saved with the network)
 
-    # The book exposes its parameters as lists of arrays; so do we (copies).
+    # The book exposes its parameters as lists of arrays; so do we. They are copies:
+    # to change the network, assign a whole list (``net.weights = [...]``), as the book's
+    # scripts do.
     @property
     def weights(self):
+        """One (out, in) array per layer after the input."""
         return [p["w"] for p in layers.get_params(self.net)]
+
+    @weights.setter
+    def weights(self, arrays):
+        self._assign("weights", "w", arrays, [(b, a) for a, b in zip(self.sizes, self.sizes[1:])])
 
     @property
     def biases(self):
+        """One (n, 1) column per layer after the input."""
         return [p["b"].reshape(-1, 1) for p in layers.get_params(self.net)]
+
+    @biases.setter
+    def biases(self, arrays):
+        self._assign("biases", "b", arrays, [(b, 1) for b in self.sizes[1:]])
+
+    def _assign(self, name, key, arrays, shapes):
+        arrays = list(arrays)
+        if len(arrays) != len(shapes):
+            raise ValueError(f"Network.{name}: {len(arrays)} arrays given, the network has {len(shapes)} layers")
+        params = layers.get_params(self.net)
+        for i, (a, shape) in enumerate(zip(arrays, shapes)):
+            a = np.asarray(a, np.float32)
+            if a.shape != shape:
+                raise ValueError(f"Network.{name}: {name}[{i}] has shape {a.shape}, expected {shape}")
+            params[i][key] = a.reshape(params[i][key].shape)
+        layers.set_params(self.net, params)
 
     def feedforward(self, a):
         """The output for input ``a``: a (784, 1) column gives a (10, 1) column.
@@ -62,6 +144,7 @@ class Network:
 
     def _config(self, epochs, mini_batch_size, eta, **kw):
         # One compiled call per epoch: the book's programs show no progress within one.
+        epochs, mini_batch_size = whole_number(epochs, "epochs"), whole_number(mini_batch_size, "mini_batch_size")
         return train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=mini_batch_size, eta=eta,
                                seed=self.seed, chunks=1, **kw)
 
@@ -91,13 +174,55 @@ class Network:
         self._fit(self._config(epochs, mini_batch_size, eta), training_data, test_data, on_epoch=report)
 
     def update_mini_batch(self, mini_batch, eta):
-        """One gradient step on ``mini_batch`` (a list of pairs), as the book's method."""
-        x, y = train.as_arrays(mini_batch, self.sizes[0])
-        cfg = train.SGDConfig(epochs=1, mini_batch_size=len(y), eta=eta, shuffle=False, seed=self.seed)
-        train.fit(self.net, cfg, (x, y))
+        """One gradient step on ``mini_batch``, a list of ``(x, y)`` pairs: the book's
+        ``w -= eta/m * sum of the examples' gradients``."""
+        self._step(mini_batch, eta)
+
+    def _step(self, mini_batch, eta, lmbda=0.0, n=None):
+        if lmbda and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"update_mini_batch: n (the training set's size) must be a positive integer, "
+                             f"got {n!r}")
+        data = train.as_arrays(mini_batch, self.sizes[0], self.sizes[-1])
+        cfg = train.SGDConfig(epochs=1, mini_batch_size=len(data[1]), eta=eta, lmbda=lmbda, shuffle=False,
+                              seed=self.seed, chunks=1)
+        trainer = train.Trainer(self.net, cfg, data)
+        if lmbda:
+            trainer.decay = lmbda / n  # the book's (1 - eta*lmbda/n): n is the whole training set, not m
+        trainer.run_epoch(0, 0, eta)
+        trainer.sync()
+
+    def backprop(self, x, y):
+        """The gradient of the cost for one example, as ``(nabla_b, nabla_w)``.
+
+        ``x`` is a (784, 1) column and ``y`` the desired output, a (10, 1) column (an
+        int label also does). Like the book's, the result is two lists shaped like
+        ``biases`` ((n, 1) columns) and ``weights`` ((out, in)); we get it from
+        ``jax.grad`` of the network's cost rather than from chapter 2's equations.
+        """
+        n_in, n_out = self.sizes[0], self.sizes[-1]
+        x = np.asarray(x, np.float32)
+        if x.size != n_in:
+            raise ValueError(f"backprop: x has shape {x.shape}, expected ({n_in}, 1)")
+        if isinstance(y, (int, np.integer)) and not isinstance(y, bool):
+            if not 0 <= y < n_out:
+                raise ValueError(f"backprop: label {y} is not in 0..{n_out - 1}")
+            target = np.eye(n_out, dtype=np.float32)[y]
+        else:
+            target = np.asarray(y, np.float32)
+            if target.size != n_out:
+                raise ValueError(f"backprop: y has shape {target.shape}, expected ({n_out}, 1) or an int label")
+        graphdef, state = nnx.split(self.net)
+        grads = _gradient(state, jnp.asarray(x.reshape(1, n_in)), jnp.asarray(target.reshape(1, n_out)),
+                          graphdef=graphdef, cost=self.cost_name)
+        per_layer = layers.get_params(nnx.merge(graphdef, grads))
+        return [g["b"].reshape(-1, 1) for g in per_layer], [g["w"] for g in per_layer]
 
     def save(self, run_dir):
         """Save as a run directory (parameters, settings, history); ``nn3.load`` reads it back."""
+        self.save_run(run_dir)
+
+    def save_run(self, run_dir):
+        """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
         from nn3 import saved
         saved.save(self, run_dir)
 

@@ -12,8 +12,11 @@
 Beyond the book we answer its chapter-3 exercises here: ``momentum``, ``l1``, early
 stopping (``early_stopping_n``, as in the book's later network2.py) and the
 "halve eta after 10 epochs without improvement, stop at eta/128" schedule
-(``schedule="plateau"``). ``save`` writes exactly network2's JSON; ``load`` reads it,
-accepting only the two known cost names.
+(``schedule="plateau"``). ``save(filename)`` writes network2's JSON to whatever name
+it is given, as the book's does (plus a ``"seed"`` key, which the book's ``load``
+ignores); ``save_run(dir)`` writes a run directory instead. ``load`` reads the book's
+files and ours, accepting only the two known cost names. Seeds, ``backprop``,
+``update_mini_batch`` and assignable ``weights`` work as in nn3.network.
 """
 # ruff: noqa: N802, N803
 from __future__ import annotations
@@ -24,10 +27,7 @@ import numpy as np
 
 from nn3 import export, layers, train
 from nn3 import network as _network
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
 
 
 class QuadraticCost:
@@ -40,7 +40,7 @@ class QuadraticCost:
 
     @staticmethod
     def delta(z, a, y):
-        return (a - y) * _sigmoid(z) * (1 - _sigmoid(z))
+        return (a - y) * sigmoid_prime(z)
 
 
 class CrossEntropyCost:
@@ -64,7 +64,7 @@ class Network(_network.Network):
 
     init = "scaled"
 
-    def __init__(self, sizes, cost=CrossEntropyCost, seed=0):
+    def __init__(self, sizes, cost=CrossEntropyCost, seed=None):
         name = getattr(cost, "name", cost)
         if name not in COSTS:
             raise ValueError(f"Network: unknown cost {cost!r} (known: {', '.join(COSTS)})")
@@ -81,6 +81,8 @@ class Network(_network.Network):
         self._reinit("normal")
 
     def _reinit(self, init):
+        # From the network's own seed (the book drew afresh from np.random): net.seed
+        # stays the one seed that, recorded, remakes the run.
         self.init = init
         self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
         self.loop = train.Loop()
@@ -127,6 +129,11 @@ class Network(_network.Network):
             print(f"Early-stopping: no accuracy change in last epochs: {early_stopping_n}")
         return ec, ea, tc, ta
 
+    def update_mini_batch(self, mini_batch, eta, lmbda, n):
+        """One gradient step on ``mini_batch`` (a list of ``(x, y)`` pairs) with L2:
+        the book's ``w = (1 - eta*lmbda/n) w - eta/m * sum``, ``n`` the training set's size."""
+        self._step(mini_batch, eta, lmbda, n)
+
     def accuracy(self, data, convert=False):
         """How many of ``data`` are classified right; ``convert`` is accepted for the book's calls."""
         del convert  # labels may be one-hot or integers: as_arrays tells them apart
@@ -139,22 +146,25 @@ class Network(_network.Network):
         return cost + 0.5 * (lmbda / n) * train.l2_norm_sq(self.net)
 
     def save(self, filename):
-        """Write the network to ``filename`` in network2's JSON format.
+        """Write the network to ``filename`` in network2's JSON format, whatever its name.
 
-        A name without a ``.json`` ending, or an existing directory, gets a run
-        directory instead (as the other façades' ``save``).
+        A run directory (settings, history, ``nn3 resume``) is ``save_run(dir)``.
         """
-        if str(filename).endswith(".json") or not (os.path.isdir(filename) or "." not in os.path.basename(filename)):
-            export.save_json(filename, self.net.spec, layers.get_params(self.net))
-        else:
-            super().save(filename)
+        if os.path.isdir(filename):
+            raise export.ExportError(f"{os.fspath(filename)}: is a directory; save writes a JSON file "
+                                     f"(save_run writes a run directory)")
+        self.save_json(filename)
 
 
 def load(filename):
-    """A network2 Network from a JSON file written by ``save`` (ours or the book's)."""
-    spec, params, _ = export.load_json(filename)
+    """A network2 Network from a JSON file written by ``save`` (ours or the book's).
+
+    The seed comes from the file when it records one; else, as for a new network,
+    from numpy's global generator.
+    """
+    spec, params, _, meta = export.load_json_meta(filename)
     if not layers.is_mlp(spec):
         raise export.ExportError(f"{filename}: not a network2 network (use nn3.load_json)")
-    net = Network(layers.mlp_sizes(spec), cost=COSTS[spec["cost"]])
+    net = Network(layers.mlp_sizes(spec), cost=COSTS[spec["cost"]], seed=meta.get("seed"))
     layers.set_params(net.net, params)
     return net

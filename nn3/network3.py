@@ -15,7 +15,8 @@ The book's scripts run with only their import lines changed. Where the book need
 GPU flag, we run wherever JAX runs. The training data is not reshuffled between
 epochs, as in the book (``shuffle=True`` turns that on); a data set whose size is not
 a multiple of the mini-batch size loses its last partial batch in training, as the
-book's integer division did, and none in evaluation.
+book's integer division did, and none in evaluation. Without ``seed=``, the seed is
+drawn from numpy's global generator, as in nn3.network.
 """
 # ruff: noqa: N802, N803
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from nn3 import data as _data
 from nn3 import layers, train
+from nn3.network import draw_seed, whole_number
 from nn3.activations import linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
 
 _ACTIVATION_NAMES = {sigmoid: "sigmoid", tanh: "tanh", ReLU: "ReLU", linear: "linear"}
@@ -91,15 +93,16 @@ def size(data):
 class Network:
     """The book's ``Network(layers, mini_batch_size)``."""
 
-    def __init__(self, layers_, mini_batch_size, seed=0, cost="LogLikelihoodCost"):
+    def __init__(self, layers_, mini_batch_size, seed=None, cost="LogLikelihoodCost"):
         specs = [l.spec() if hasattr(l, "spec") else dict(l) for l in layers_]
         if not isinstance(mini_batch_size, (int, np.integer)) or mini_batch_size < 1:
             raise ValueError(f"Network: mini_batch_size must be a positive integer, got {mini_batch_size!r}")
         self.layers = list(layers_)
         self.mini_batch_size = int(mini_batch_size)
-        self.seed = seed
-        self.net = layers.build({"layers": specs, "cost": cost}, seed=seed, init="network3")
+        self.seed = draw_seed(seed)
+        self.net = layers.build({"layers": specs, "cost": cost}, seed=self.seed, init="network3")
         self.loop = train.Loop()
+        self.last_config = None  # the settings of the last SGD call (saved with the network)
 
     @property
     def params(self):
@@ -118,6 +121,7 @@ class Network:
         if mini_batch_size != self.mini_batch_size:
             raise ValueError(f"SGD: mini_batch_size {mini_batch_size} differs from the network's "
                              f"{self.mini_batch_size}")
+        epochs = whole_number(epochs, "epochs")
         say = print if verbose else (lambda *a: None)
         training_data = train.as_arrays(training_data)  # once: the trainer takes the arrays as they are
         n_batches = len(training_data[1]) * (5 if augment == "expand" else 1) // self.mini_batch_size
@@ -165,6 +169,10 @@ class Network:
 
     def save(self, run_dir):
         """Save as a run directory (the chapter-6 exercise); ``nn3.load`` reads it back."""
+        self.save_run(run_dir)
+
+    def save_run(self, run_dir):
+        """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
         from nn3 import saved
         saved.save(self, run_dir)
 

@@ -2,11 +2,16 @@
 
     >>> from nn3 import plots
     >>> plots.learning_curves(loop.history, "curves.png")          # doctest: +SKIP
-    >>> plots.misclassified(net, test_data, "wrong.png")            # doctest: +SKIP
+    >>> fig = plots.curves_figure(loop.history)                     # doctest: +SKIP
+    >>> plots.misclassified(net, test_data, "wrong.png", which="after epoch 29")  # doctest: +SKIP
     >>> plots.filters(net, "filters.png")                            # doctest: +SKIP
 
 matplotlib is an optional extra (``pip install nn3[plot]``); without it these raise a
-one-line error that says how to get it.
+one-line error that says how to get it. Every series is drawn with markers, only at
+the epochs where it was measured: a one-epoch run shows its points, and training
+accuracy (measured when a run monitors it: ``nn3 train ch3 --monitor
+training_accuracy``) stands beside validation accuracy, chapter 3's overfitting picture.
+Each PNG carries its title in its metadata too.
 """
 from __future__ import annotations
 
@@ -25,30 +30,50 @@ def _pyplot():
     return plt
 
 
-def learning_curves(history, path, title=None) -> None:
-    """Accuracy per epoch (validation, test, training where measured), and the training loss."""
+def _series(ax, history, key, label, scale=1.0):
+    """``key`` of each record where it was measured, as a line with a marker at each point."""
+    points = [(r["epoch"], r[key] * scale) for r in history if r.get(key) is not None]
+    if points:
+        ax.plot(*zip(*points), marker="o", markersize=4, label=label)
+
+
+def curves_figure(history, title=None):
+    """The learning curves as a matplotlib figure: accuracies (%) and costs per epoch (from 0)."""
     plt = _pyplot()
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = [r["epoch"] for r in history]
+    fig, (acc, cost) = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("training", "validation", "test"):
-        vals = [r.get(f"{key}_accuracy") for r in history]
-        if any(v is not None for v in vals):
-            acc.plot(epochs, [100 * v if v is not None else np.nan for v in vals], label=key)
-    acc.set_xlabel("epoch")
-    acc.set_ylabel("accuracy (%)")
-    acc.legend()
-    loss.plot(epochs, [r.get("train_loss") for r in history])
-    loss.set_xlabel("epoch")
-    loss.set_ylabel("mean training cost")
+        _series(acc, history, f"{key}_accuracy", key, 100.0)
+    _series(cost, history, "train_loss", "during training")
+    _series(cost, history, "training_cost", "training (monitor)")
+    _series(cost, history, "validation_cost", "validation (monitor)")
+    for ax, what in ((acc, "accuracy (%)"), (cost, "mean cost")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        if ax.get_lines():
+            ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
+
+
+def _save(plt, fig, path, title):
+    fig.savefig(path, dpi=100, metadata={"Title": title} if title else None)
     plt.close(fig)
 
 
-def misclassified(net, data, path, n=24) -> int:
-    """The first ``n`` misclassified images with their label and prediction; returns how many were wrong."""
+def learning_curves(history, path, title=None) -> None:
+    """``curves_figure`` written as a PNG."""
+    plt = _pyplot()
+    _save(plt, curves_figure(history, title), path, title)
+
+
+def misclassified(net, data, path, n=24, which=None) -> int:
+    """The first ``n`` misclassified images with their label and prediction; returns how many were wrong.
+
+    ``which`` names the network (e.g. "after epoch 29 (step 150000)"); it goes into the title.
+    """
     plt = _pyplot()
     x, y = train.as_arrays(data, net.n_in)
     pred = train.predict(net, x)
@@ -62,10 +87,12 @@ def misclassified(net, data, path, n=24) -> int:
     for ax, i in zip(axes.flat, shown):
         ax.imshow(x[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{y[i]} -> {pred[i]}", fontsize=8)
-    fig.suptitle(f"{len(wrong)} of {len(y)} misclassified (label -> prediction)")
+    title = f"{len(wrong)} of {len(y)} misclassified (label -> prediction)"
+    if which:
+        title = f"{title}, the network {which}"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, title)
     return int(len(wrong))
 
 
@@ -84,6 +111,5 @@ def filters(net, path) -> int:
     for ax, f in zip(axes.flat, w):
         ax.imshow(f[0], cmap="gray_r")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, None)
     return len(w)

@@ -5,6 +5,9 @@
     >>> p.sgd["eta"], p.sgd["lmbda"], p.book
     (0.03, 0.1, '99.23% test')
 
+    >>> presets.for_network(presets.get("ch1").spec)[0]     # an imported net's settings
+    'ch1'
+
 A preset is data: a network spec, the ``SGDConfig`` fields, the initialisation and
 which of the book's programs it comes from (``style``), which decides what a run
 prints. ``nn3 train NAME`` starts one; its flags override the fields.
@@ -109,3 +112,37 @@ def with_mini_batch(spec: dict, mini_batch_size: int) -> dict:
     layers = [dict(l, image_shape=[mini_batch_size] + list(l["image_shape"][1:])) if l["type"] == "ConvPoolLayer"
               else dict(l) for l in spec["layers"]]
     return {**spec, "layers": layers}
+
+
+def _same_network(a: dict, b: dict) -> bool:
+    return with_mini_batch(a, 1) == with_mini_batch(b, 1)
+
+
+def for_network(spec: dict) -> tuple[str, dict, str]:
+    """How to train a network that came from elsewhere (``nn3 import``): (preset, overrides, why).
+
+    The first preset whose network ``spec`` is (the mini-batch size in conv image shapes
+    aside) gives its settings. Otherwise the book's plain settings for the program the
+    net belongs to, with no regularisation or augmentation: network.py's for a
+    quadratic-cost MLP (ch1), network2.py's for a cross-entropy one (ch3 without L2),
+    network3.py's for a log-likelihood one (shallow).
+    """
+    match = next((p for p in PRESETS.values() if _same_network(p.spec, spec)), None)
+    if match is not None:
+        return match.name, {}, f"the network of preset {match.name}, so its settings"
+    family = {"QuadraticCost": "ch1", "CrossEntropyCost": "ch3"}.get(spec.get("cost"), "shallow")
+    return family, {"lmbda": 0.0, "augment": "none"}, \
+        f"a network no preset has, so {PRESETS[family].style}.py's plain settings ({family}'s without L2)"
+
+
+def _data(sgd: dict) -> str:
+    return {"none": "mnist", "expand": "mnist, expanded on the fly", "affine": "mnist, affine on the fly"}.get(
+        sgd.get("augment", "none"), sgd.get("augment"))
+
+
+def table() -> list[str]:
+    """``nn3 presets``: one line per preset with what training it uses (epochs, eta, lmbda, data)."""
+    head = f"{'name':19s} {'epochs':>6s} {'eta':>5s} {'lmbda':>5s}  {'data':26s} {'book':24s} about"
+    rows = [f"{p.name:19s} {p.sgd['epochs']:6d} {p.sgd['eta']:5g} {p.sgd.get('lmbda', 0.0):5g}  "
+            f"{_data(p.sgd):26s} {p.book:24s} {p.about}" for p in PRESETS.values()]
+    return [head] + rows

@@ -18,15 +18,16 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
+import json
 import math
+import os
 import pathlib
-import signal
 import time
 
 import numpy as np
 
-from nn3 import backend, data, layers, presets, train
-from nn3.checkpoint import CONFIG, CheckpointError, Run
+from nn3 import backend, data, layers, presets, stop, train
+from nn3.checkpoint import CONFIG, CheckpointError, Run, _atomic_write
 
 
 def _versions() -> dict:
@@ -77,32 +78,26 @@ def load_splits(config):
     return splits
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM set a flag that training polls at chunk boundaries."""
-
-    def __init__(self):
-        self.raised = None
-
-    def __call__(self):
-        return self.raised is not None
-
-    @contextlib.contextmanager
-    def installed(self):
-        def handler(signum, frame):
-            self.raised = signum
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-
 def _info(loop: train.Loop) -> dict:
+    """What a checkpoint records beside its arrays.
+
+    ``epoch`` is the book's zero-based count, as the training lines print it: the epoch
+    just completed, or (with ``batch`` > 0) the epoch in progress. The accuracies are those
+    measured on exactly these parameters: after a completed epoch; none mid-epoch.
+    """
     last = loop.history[-1] if loop.history else {}
-    return {"epoch": loop.epoch, "step": loop.step, "loop": loop.to_json(),
-            "validation_accuracy": last.get("validation_accuracy"),
-            "test_accuracy": last.get("test_accuracy")}
+    measured = loop.batch == 0 and last.get("step") == loop.step
+    return {"epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+            "step": loop.step, "loop": loop.to_json(),
+            "validation_accuracy": last.get("validation_accuracy") if measured else None,
+            "test_accuracy": last.get("test_accuracy") if measured else None}
+
+
+def position(loop: train.Loop) -> str:
+    """Where a checkpoint stands, in the epochs the training lines print (counted from 0)."""
+    if loop.batch == 0:
+        return "before the first epoch" if loop.epoch == 0 else f"after epoch {loop.epoch - 1}"
+    return f"in epoch {loop.epoch}, after mini-batch {loop.batch}"
 
 
 class _Saver:
@@ -130,12 +125,14 @@ class _Saver:
         self.records = []         # metrics of epochs not yet written
         self.last_end = None      # perf_counter when the last save finished
         self.last_took = 0.0
+        self.last_step = None     # the step of the newest save submitted
 
     def due(self) -> bool:
         return self.last_end is None or time.perf_counter() - self.last_end >= self.SPACING * self.last_took
 
     def submit(self, step, arrays, info):
         self.wait()
+        self.last_step = step
         records, self.records = self.records, []
         self.pending = self.pool.submit(self._write, step, arrays, info, records)
 
@@ -160,7 +157,13 @@ class _Saver:
 
 
 def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
-    """Train with checkpoints at epoch boundaries (see _Saver) and at an interruption."""
+    """Train with checkpoints at epoch boundaries (see _Saver) and at an interruption.
+
+    SIGINT/SIGTERM (see nn3.stop) end training at the end of the running compiled call
+    with a checkpoint there. The request stays recorded for the rest of the process: a
+    script that trains again after Ctrl-C stops at once too, unless it calls
+    ``nn3.stop.clear()``.
+    """
     config = run.config
     cfg = trainer.cfg
     _, validation, test = splits
@@ -173,20 +176,66 @@ def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=Non
         if report:
             report(record, lp)
 
-    progress = None if on_progress is None else (lambda n: on_progress(n, trainer.n_batches))
-    stop = _StopFlag()
+    pause = _pause_at_step(saver, loop.step)
+
+    def progress(n):
+        if on_progress is not None:
+            on_progress(n, trainer.n_batches)
+        if pause is not None:
+            pause(n)
+
     try:
-        with stop.installed():
+        with stop.handlers(raising=False):
             loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
-                             on_progress=progress, should_stop=stop)
-            if loop.stop_reason == "interrupted" or saver.records:  # a diverged run: its last good epoch
+                             on_progress=progress, should_stop=lambda: stop.requested() is not None)
+            interrupted = loop.stop_reason == "interrupted" and saver.last_step != loop.step
+            if interrupted or saver.records:  # saver.records: a diverged run's last good epoch
                 saver.submit(loop.step, trainer.arrays(), _info(loop))
             saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
         saver.close()
     run.wait()
     return loop
+
+
+_PAUSE = "NN3_TEST_PAUSE"  # "loaded", or a global step; see _pause_for_tests
+
+
+def _pause_for_tests(at: str, saver: _Saver | None = None) -> None:
+    """A hook for tests that signal an ``nn3`` process, so that they never race it.
+
+    With ``NN3_TEST_PAUSE=loaded``, ``start`` pauses once its data is loaded and its
+    network built (start-up, before the run directory exists); with
+    ``NN3_TEST_PAUSE=N``, training pauses at the end of the first compiled call that
+    reaches N mini-batches in all, after the save in flight has landed. At the pause
+    the process writes ``at`` to the file ``NN3_TEST_PAUSE_FILE`` and waits until a
+    signal asks it to stop (or ``kill -9`` ends it); then it goes on as after any signal.
+    """
+    if saver is not None:
+        saver.wait()
+    where = pathlib.Path(os.environ["NN3_TEST_PAUSE_FILE"])
+    tmp = where.with_name(where.name + ".tmp")
+    tmp.write_text(at)
+    tmp.replace(where)  # the test sees the whole word or nothing
+    give_up = time.monotonic() + 600  # a test that never signals does not hang CI for ever
+    while stop.requested() is None and time.monotonic() < give_up:
+        time.sleep(0.01)
+
+
+def _pause_at_step(saver: _Saver, step: int):
+    """The progress callback that pauses at step ``$NN3_TEST_PAUSE`` (see above), or None."""
+    at = os.environ.get(_PAUSE, "")
+    if not at.isdigit():
+        return None
+    done, paused = [step], [False]
+
+    def pause(n):
+        done[0] += n
+        if done[0] >= int(at) and not paused[0]:
+            paused[0] = True
+            _pause_for_tests(str(done[0]), saver)
+    return pause
 
 
 def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
@@ -208,8 +257,13 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     if params is not None:
         layers.set_params(net, params)
     trainer = train.Trainer(net, cfg, splits[0])
+    if os.environ.get(_PAUSE) == "loaded":
+        _pause_for_tests("loaded")
+    if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
+        raise KeyboardInterrupt
     config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
-    run = Run.create(run_dir, config)
+    with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
+        run = Run.create(run_dir, config)
     loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
     return run, net, loop
 
@@ -258,6 +312,8 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
                               f"{config['imported_from']}; import it again")
     else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
         loop = train.Loop(eta=float(cfg.eta))
+    if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
+        _atomic_write(run.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
     run.truncate_metrics(loop.epoch)
     have = {r.get("epoch") for r in run.read_metrics()}
     for record in loop.history:
@@ -270,10 +326,13 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
 def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     """Rebuild the network from ``run_dir`` alone and evaluate it.
 
-    Returns a dict: step, epoch, accuracy, correct, n, recorded (the accuracy stored at
-    save time for that data set, or None), equal (whether they agree exactly) and
-    differs (nn3.backend's choices that differ from the run's: ``["conv fused -> xla"]``).
-    Nothing in the directory changes: a run may still be training there.
+    Returns a dict: step, epoch (counted from 0 as training prints it: the epoch the
+    checkpoint completed, or the one it was taken in), batch (mini-batches into that
+    epoch; 0 after a completed epoch), position (both in words), accuracy, correct, n,
+    recorded (the accuracy measured on these very parameters when the epoch ended, or
+    None: a mid-epoch checkpoint, the one Ctrl-C writes, has none), equal (whether
+    they agree exactly) and differs (nn3.backend's choices that differ from the run's,
+    ``["conv fused -> xla"]``). Nothing in the directory changes: a run may still be training there.
     """
     run = Run.open(run_dir, read_only=True)
     try:
@@ -286,9 +345,14 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
         right, _, count = train.evaluate(net, dataset)
     finally:
         run.close()
-    recorded = info.get(f"{data_name}_accuracy") if data_name in ("test", "validation") else None
+    # Whether the step is an epoch's end comes from the loop, not from info's fields: runs
+    # saved before this rule stored the last epoch's accuracy with mid-epoch checkpoints too.
+    last = loop.history[-1] if loop.history else {}
+    measured = loop.batch == 0 and last.get("step") == loop.step
+    recorded = info.get(f"{data_name}_accuracy") if measured and data_name in ("test", "validation") else None
     acc = right / count
-    return {"step": n, "epoch": info.get("epoch"), "accuracy": acc, "correct": right, "n": count,
+    return {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+            "position": position(loop), "accuracy": acc, "correct": right, "n": count,
             "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
             "differs": backend.differences(run.config.get("backend")), "net": net}
 
@@ -310,8 +374,8 @@ def stop_message(loop: train.Loop, run_dir) -> str | None:
     return {
         "nan": f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
                f"(step {loop.step}) stays the latest",
-        "interrupted": f"interrupted in epoch {loop.epoch} at mini-batch {loop.batch}; checkpoint saved at "
-                       f"step {loop.step}; carry on with: nn3 resume {run_dir}",
+        "interrupted": f"interrupted {position(loop)}; checkpoint saved at step {loop.step}; "
+                       f"carry on with: nn3 resume {run_dir}",
         "early_stopping": f"early stopping after epoch {loop.epoch - 1}: no improvement in "
                           f"{loop.since_best} epochs",
         "eta_floor": f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",

@@ -8,7 +8,9 @@
 This answers chapter 6's exercise "add the ability to load and save networks": a
 façade network (network, network2 or network3) is saved as a run directory that
 ``nn3 resume`` / ``nn3 replay`` understand, or as JSON. ``load`` gives back a façade
-of the same kind, ready to train on from where it stopped.
+of the same kind, ready to train on from where it stopped; its seed and, for a run
+directory, the settings the run recorded come back with it, so that saving it again
+writes them again.
 """
 from __future__ import annotations
 
@@ -25,12 +27,27 @@ def _style(net) -> str:
     return _STYLES[type(net)] if type(net) in _STYLES else "network3"
 
 
+def _config(net) -> dict:
+    """The config.json of a façade: what its last SGD call used, else what the run it was
+    loaded from recorded (``net.run_config``), else the defaults with its seed."""
+    loaded = getattr(net, "run_config", None)
+    cfg = getattr(net, "last_config", None)
+    config = {"preset": None, "dataset": "mnist", "data": None, "limit": None, "monitor": []}
+    if loaded:
+        config.update({k: loaded[k] for k in ("preset", "dataset", "data", "limit", "monitor") if k in loaded})
+    if cfg is not None:  # trained here: the run is as long as what was trained
+        sgd = dataclasses.asdict(dataclasses.replace(cfg, epochs=max(net.loop.epoch, 1)))
+    elif loaded:
+        sgd = dict(loaded["sgd"])
+    else:
+        sgd = dataclasses.asdict(train.SGDConfig(epochs=max(net.loop.epoch, 1), seed=net.seed))
+    return {**config, "style": _style(net), "spec": net.net.spec, "init": getattr(net, "init", "network3"),
+            "sgd": sgd, "versions": runs._versions()}
+
+
 def save(net, run_dir) -> None:
     """Write façade ``net`` (its parameters, settings and history) as a run directory."""
-    cfg = getattr(net, "last_config", None) or train.SGDConfig(epochs=max(net.loop.epoch, 1))
-    config = {"preset": None, "style": _style(net), "spec": net.net.spec, "init": getattr(net, "init", "network3"),
-              "sgd": dataclasses.asdict(dataclasses.replace(cfg, epochs=max(net.loop.epoch, 1))),
-              "dataset": "mnist", "data": None, "limit": None, "monitor": [], "versions": runs._versions()}
+    config = _config(net)
     run = Run.create(run_dir, config)
     try:
         arrays = {"params": layers.get_params(net.net)}
@@ -44,7 +61,7 @@ def save(net, run_dir) -> None:
         run.close()
 
 
-def _facade(style, spec, seed=0, cost=None):
+def _facade(style, spec, seed=None):
     if style == "network":
         return network.Network(layers.mlp_sizes(spec), seed=seed)
     if style == "network2":
@@ -54,28 +71,38 @@ def _facade(style, spec, seed=0, cost=None):
 
 
 def load(path, *, step=None, best=False):
-    """A façade network from a run directory, or from a JSON file (network2's or nn3's)."""
+    """A façade network from a run directory, or from a JSON file (network2's or nn3's).
+
+    The seed is the one recorded; a JSON file without one gets a seed drawn as a new
+    network's is (from numpy's global generator).
+    """
+    config = None
     if os.path.isdir(path):
         run = Run.open(path, read_only=True)
         try:
             _, net, loop, _ = runs.restore(run, step=step, best=best)
-            style = run.config.get("style", "network3")
+            config = run.config
         finally:
             run.close()
+        style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)
     else:
-        spec, params, _ = export.load_json(path)
+        spec, params, _, meta = export.load_json_meta(path)
         net = layers.build(spec)
         layers.set_params(net, params)
         loop = train.Loop()
-        style = "network2" if layers.is_mlp(spec) else "network3"
-    out = _facade(style, net.spec, seed=0)
+        style, seed = "network2" if layers.is_mlp(spec) else "network3", meta.get("seed")
+    out = _facade(style, net.spec, seed=seed)
+    if config is not None and style != "network3" and config.get("init"):
+        out.init = config["init"]
     layers.set_params(out.net, layers.get_params(net))
     out.loop = loop
+    out.run_config = config
     return out
 
 
 def save_json(net, path) -> None:
-    """Write façade ``net`` as JSON: network2's format for MLPs, nn3's network3 style otherwise."""
+    """Write façade ``net`` as JSON (with its seed): network2's format for MLPs, nn3's
+    network3 style otherwise."""
     spec = net.net.spec
     mb = None if layers.is_mlp(spec) else getattr(net, "mini_batch_size", None)
-    export.save_json(path, spec, layers.get_params(net.net), mb)
+    export.save_json(path, spec, layers.get_params(net.net), mb, seed=net.seed)

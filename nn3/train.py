@@ -300,11 +300,13 @@ class Trainer:
 
         A chunk is dispatched before the previous one's losses are read back, so that
         Python's work between chunks overlaps the device's. ``should_stop`` is polled
-        before each dispatch: the epoch then ends at the boundary after the chunk that
-        was running.
+        before each dispatch and after each chunk is read back: the epoch then ends at
+        the end of the chunk that was running when it turned True, and a chunk already
+        dispatched behind it is dropped (the state stays the one before it), so a stop
+        never waits for more than the running call.
 
         Returns:
-          (losses (batches run,) numpy float32, next batch index).
+          (losses (batches run,) numpy float32 (members first for an ensemble), next batch index).
         """
         cfg, m = self.cfg, self.cfg.mini_batch_size
         order = self.order(epoch)
@@ -315,31 +317,38 @@ class Trainer:
             spans.append((self.n_full, self.n_batches))
         spans = [(max(a, start_batch), b) for a, b in spans if b > start_batch]  # resumed inside a chunk
         losses, done, pending = [], start_batch, None
+        stopping = should_stop or (lambda: False)
 
         def collect(ls, finite, n):  # the finished chunk: False when training must stop
             losses.append(np.asarray(ls))
             if on_progress:
                 on_progress(n)
-            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):
-                losses[-1] = np.append(losses[-1], np.nan)  # the update itself overflowed
+            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):  # the update itself overflowed
+                losses[-1] = np.concatenate([losses[-1], np.full(losses[-1].shape[:-1] + (1,), np.nan)], -1)
                 return False
             return True
 
         for a, b in spans:
-            if pending and should_stop and should_stop():
+            if stopping():
                 break
             idx = order[..., a * m:a * m + (b - a) * m] if a < self.n_full else order[..., self.n_full * m:]
             batches = idx.reshape(idx.shape[:-1] + (b - a, -1))  # (..., n_batches, m)
             steps = np.arange(base + a, base + b, dtype=np.int32)
+            before = self.state, self.velocity
             self.state, self.velocity, ls, finite = self._run(
                 self.state, self.velocity, self.x, self.y, batches, steps, self.keys, hyper, **self.statics)
             if pending and not collect(*pending):
                 pending = None
                 break
+            if pending and stopping():  # asked while the previous chunk ran: end there
+                self.state, self.velocity = before
+                pending = None
+                break
             pending, done = (ls, finite, b - a), b
         if pending:
             collect(*pending)
-        return (np.concatenate(losses) if losses else np.zeros(0, np.float32)), done
+        # (..., batches run): an ensemble's losses carry a leading member axis
+        return (np.concatenate(losses, -1) if losses else np.zeros(0, np.float32)), done
 
     def sync(self):
         """Write the trained parameters back into the network object."""

@@ -7,7 +7,6 @@ Synopsis::
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from pathlib import Path
@@ -225,14 +224,10 @@ def test_time_nn3_through_a_stand_in_facade(monkeypatch, capsys):
     assert "Epoch" not in capsys.readouterr().out  # the façade's lines are kept out of the table
 
 
-@pytest.mark.mnist
-def test_bench_main_on_a_slice_of_real_mnist(tmp_path):
-    data_dir = os.environ.get("NN3_DATA_DIR")
-    if not data_dir or not (Path(data_dir) / "mnist.pkl.gz").is_file():
-        pytest.skip("NN3_DATA_DIR/mnist.pkl.gz not found")
+def test_bench_main_on_a_slice_of_real_mnist(tmp_path, real_mnist):
     out = tmp_path / "mlp.json"
     report = bench_mlp.main(["--sizes", "784,30,10", "--limit", "200", "--ref-subset", "50",
-                             "--no-nn3", "--data", data_dir, "--json", str(out)])
+                             "--no-nn3", "--data", str(real_mnist), "--json", str(out)])
     assert out.is_file()
     res = report["results"][0]
     assert res["train_images"] == 200 and res["test_images"] == 10000

@@ -1,6 +1,6 @@
 """Tests for nn3.data: both file formats, the checks, safe unpickling, download, expansion.
 
-    NN3_DATA_DIR=/work/shared/data python -m pytest tests/test_data.py -q
+    python -m pytest tests/test_data.py -q          # the real file too, where nn3 finds it
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from nn3 import data
 from nn3.data import DataError
 
 SIZES = (50, 10, 10)   # synthetic training, validation, test
-REAL_DIR = os.environ.get("NN3_DATA_DIR")   # read before the fixture below hides it
 
 
 def write_idx(path: Path, arr: np.ndarray, magic: int | None = None, gz=True):
@@ -239,6 +238,25 @@ def test_bad_pickle(tmp_path, pixels, fault, match):
     assert str(pkl) in one_line_error(match, data.load_data, pkl, sizes=SIZES)
 
 
+def test_a_pickle_named_by_path_may_be_any_size_a_searched_one_may_not(tmp_path, pixels):
+    """Standard sizes guard the file found by search; a file the caller names is taken as it
+    is (a subset, the tests' synthetic set), still checked split by split."""
+    splits = book_splits(*pixels)
+    pkl = write_pkl(tmp_path / "small.pkl.gz", splits)
+    for got, (x, y) in zip(data.load_data(pkl), splits):
+        np.testing.assert_array_equal(got[0], x)
+        np.testing.assert_array_equal(got[1], y)
+    assert [len(x) for x, _ in data.load_data(tmp_path / "small.pkl.gz", cache=False)] == list(SIZES)
+    Path("data").mkdir()
+    write_pkl(Path("data/mnist.pkl.gz"), splits)
+    one_line_error("training split has 50 examples, expected 50000 or 250000", data.load_data)
+    assert len(data.load_data("data")[0][0]) == 50                       # named: a folder with it
+    one_line_error("60 images, expected 60000", data.load_data, write_idx_set(tmp_path / "idx", *pixels))
+    (tx, ty), (vx, vy), test = splits
+    empty = write_pkl(tmp_path / "empty.pkl.gz", ((tx, ty), (vx[:0], vy[:0]), test), protocol=4)
+    assert str(empty) in one_line_error("the validation split is empty", data.load_data, empty)
+
+
 def test_missing_path_and_unknown_dataset(tmp_path):
     one_line_error("no such file or folder", data.load_data, tmp_path / "nope")
     one_line_error("no mnist.pkl.gz or the four MNIST IDX files there", data.load_data, tmp_path)
@@ -367,6 +385,7 @@ def test_expand_shifts_and_shuffles():
 
 def test_write_expanded_round_trip(tmp_path, pixels):
     pkl = write_pkl(tmp_path / "mnist.pkl.gz", book_splits(*pixels))
+    (tmp_path / "out").mkdir()
     out = data.write_expanded(tmp_path / "out" / "mnist_expanded.pkl.gz", pkl, sizes=SIZES,
                               seed=2)
     (tx, ty), (vx, _), _ = data.load_data(out, sizes=(250, 10, 10))
@@ -374,6 +393,129 @@ def test_write_expanded_round_trip(tmp_path, pixels):
     np.testing.assert_array_equal(tx, data.expand(*book_splits(*pixels)[0], seed=2)[0])
     np.testing.assert_array_equal(vx, book_splits(*pixels)[1][0])
     assert [p.name for p in out.parent.iterdir()] == ["mnist_expanded.pkl.gz"]
+
+
+def test_write_expanded_from_the_array_cache_reads_back(tmp_path, pixels, monkeypatch):
+    """A second process finds the original's arrays memory-mapped from the array cache;
+    the expanded file must still hold plain arrays that the numpy-only unpickler reads."""
+    monkeypatch.setenv("NN3_DATA_CACHE", str(tmp_path / "cache"))
+    pkl = write_pkl(tmp_path / "mnist.pkl.gz", book_splits(*pixels))
+    data.load_data(pkl, sizes=SIZES)          # decoded, and kept on disk
+    data.clear_cache()                        # as in a new process: the next load maps the cache
+    assert isinstance(data.load_data(pkl, sizes=SIZES)[1][0], np.memmap)
+    out = data.write_expanded(tmp_path / "mnist_expanded.pkl.gz", pkl, sizes=SIZES, seed=2)
+    data.clear_cache()
+    (tx, _), (vx, vy), (ex, _) = data.load_data(out, sizes=(250, 10, 10))
+    np.testing.assert_array_equal(tx, data.expand(*book_splits(*pixels)[0], seed=2)[0])
+    np.testing.assert_array_equal(vx, book_splits(*pixels)[1][0])
+    np.testing.assert_array_equal(ex, book_splits(*pixels)[2][0])
+
+
+def test_write_expanded_needs_an_existing_folder(tmp_path, pixels):
+    pkl = write_pkl(tmp_path / "mnist.pkl.gz", book_splits(*pixels))
+    msg = one_line_error("no such folder", data.write_expanded, tmp_path / "no" / "where" / "x.pkl.gz",
+                         pkl, sizes=SIZES)
+    assert str(tmp_path / "no" / "where") in msg
+    assert not (tmp_path / "no").exists()
+    one_line_error("is a folder", data.write_expanded, tmp_path, pkl, sizes=SIZES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.pkl.gz"]
+
+
+def write_book_expanded(path, splits, seed=0, protocol=2):
+    """The file as the book's expand_mnist.py writes it: the training split is a pair
+    of lists (one (784,) array per image, numpy int labels), shuffled; the others as read."""
+    (x, y), validation, test = splits
+    pairs = []
+    for img, label in zip(x, y):
+        pairs.append((img, label))
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            moved = np.roll(img.reshape(28, 28), (dr, dc), axis=(0, 1))
+            if dr:
+                moved[0 if dr > 0 else 27, :] = 0
+            else:
+                moved[:, 0 if dc > 0 else 27] = 0
+            pairs.append((moved.reshape(784), label))
+    np.random.default_rng(seed).shuffle(pairs)
+    training = [list(d) for d in zip(*pairs)]
+    return write_pkl(path, (training, validation, test), protocol=protocol)
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_the_books_expanded_file_of_lists_loads(tmp_path, pixels, protocol, monkeypatch):
+    splits = book_splits(*pixels)
+    out = write_book_expanded(tmp_path / "mnist_expanded.pkl.gz", splits, protocol=protocol)
+    (tx, ty), (vx, vy), _ = data.load_data(out, sizes=(250, 10, 10))
+    assert tx.shape == (250, 784) and tx.dtype == np.float32 and ty.shape == (250,) and ty.dtype == np.int64
+    assert sorted(r.tobytes() + bytes([int(v)]) for r, v in zip(tx, ty)) == \
+        sorted(r.tobytes() + bytes([int(v)]) for r, v in zip(*data.expand(*splits[0])))
+    np.testing.assert_array_equal(vx, splits[1][0])
+    # network3's loader, as conv.py's expanded_data() calls it (sizes as MNIST's, scaled down)
+    from nn3 import network3
+    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)
+    data.clear_cache()
+    training, validation, test = network3.load_data_shared(str(out))
+    np.testing.assert_array_equal(training[0], tx)
+    np.testing.assert_array_equal(training[1], ty)
+
+
+@pytest.mark.parametrize("fault, match", [
+    ("image", "training images[3] is a str, expected a float array of shape (784,)"),
+    ("shape", "training images[3] is a (28, 28) float32 array"),
+    ("label", "training labels[3] is 1.5, expected an int 0-9"),
+    ("range", "training labels[3] is 12"),
+    ("bool", "training labels[3] is True"),
+    ("count", "training split has 250 images but 249 labels"),
+])
+def test_lists_in_a_pickle_are_checked_item_by_item(tmp_path, pixels, fault, match):
+    (x, y), validation, test = data.expand(*book_splits(*pixels)[0]), *book_splits(*pixels)[1:]
+    images, labels = list(x), [np.int64(v) for v in y]
+    if fault == "image":
+        images[3] = "os.system"
+    elif fault == "shape":
+        images[3] = images[3].reshape(28, 28)
+    elif fault == "count":
+        labels.pop()
+    else:
+        labels[3] = {"label": 1.5, "range": 12, "bool": True}[fault]
+    pkl = write_pkl(tmp_path / "x.pkl.gz", ((images, labels), validation, test))
+    one_line_error(match, data.load_data, pkl, sizes=(250, 10, 10))
+
+
+def test_verify_checks_an_expanded_set_by_its_derivation(tmp_path, pixels, monkeypatch):
+    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)     # MNIST's sizes, scaled down: sizes=None below
+    splits = book_splits(*pixels)
+    original = write_pkl(tmp_path / "mnist.pkl.gz", splits)
+    monkeypatch.setitem(data.HASHES["mnist"], data.PICKLE_NAME, "sha256:" + data.file_digest(original))
+    ours = data.write_expanded(tmp_path / "mnist_expanded.pkl.gz", original)
+    books = write_book_expanded(tmp_path / "books_expanded.pkl.gz", splits, seed=5)
+    for path in (ours, books):
+        assert len(data.load_data(path, verify=True)[0][0]) == 250
+        note = data.check_hashes(data.find_source(path))
+        assert "expanded set of" in note and str(original) in note and "verified" in note
+    assert "expanded set of" in data.describe(ours)[0]
+
+    (x, y), validation, test = data.load_data(ours, cache=False)
+    x[7, 300] = 0.5 if x[7, 300] != 0.5 else 0.25          # one pixel of one image
+    one_line_error("training examples are not exactly those of", data.load_data,
+                   write_pkl(tmp_path / "bad.pkl.gz", ((x, y), validation, test)), verify=True)
+    (x, y), validation, test = data.load_data(ours, cache=False)
+    y[0] = (y[0] + 1) % 10                                   # one label
+    one_line_error("training examples are not exactly", data.load_data,
+                   write_pkl(tmp_path / "bad2.pkl.gz", ((x, y), validation, test)), verify=True)
+    one_line_error("its validation split is not that of", data.load_data,
+                   write_pkl(tmp_path / "bad3.pkl.gz", ((x, y), test, validation)), verify=True)
+    one_line_error("50 training examples, not 5 x 50", data.load_data,   # a renamed copy, not expanded
+                   write_pkl(tmp_path / "copy.pkl.gz", splits, protocol=4), verify=True)
+    monkeypatch.setitem(data.HASHES["mnist"], data.PICKLE_NAME, "sha256:" + "0" * 64)
+    one_line_error(f"{original}: SHA-256", data.load_data, ours, verify=True)   # the original must verify
+
+
+def test_verify_without_an_original_says_so(tmp_path, pixels):
+    (tmp_path / "alone").mkdir()
+    pkl = write_pkl(tmp_path / "mnist.pkl.gz", book_splits(*pixels))
+    out = data.write_expanded(tmp_path / "alone" / "mnist_expanded.pkl.gz", pkl, sizes=SIZES)
+    one_line_error("no original to check its derivation against", data.load_data, out,
+                   sizes=(250, 10, 10), verify=True)
 
 
 def test_describe_synthetic(tmp_path, pixels):
@@ -385,12 +527,9 @@ def test_describe_synthetic(tmp_path, pixels):
 
 # ------------------------------------------------------------------ the real file
 
-@pytest.mark.mnist
-def test_real_mnist(monkeypatch):
-    if not REAL_DIR or not (Path(REAL_DIR) / "mnist.pkl.gz").is_file():
-        pytest.skip("NN3_DATA_DIR has no mnist.pkl.gz")
-    monkeypatch.setenv("NN3_DATA_DIR", REAL_DIR)
-    pkl = Path(REAL_DIR) / "mnist.pkl.gz"
+def test_real_mnist(monkeypatch, real_mnist):
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))   # isolated() moved us and unset it
+    pkl = real_mnist / "mnist.pkl.gz"
     assert pkl.stat().st_size == 17_051_982
     splits = data.load_data(verify=True)
     for (x, y), n in zip(splits, (50_000, 10_000, 10_000)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from nn3 import ensemble, layers, train
 
@@ -19,10 +20,12 @@ def _data(n=80):
     return rng.random((n, 144), dtype=np.float32), rng.integers(0, 10, n)
 
 
-def test_three_members_in_one_program_equal_three_lone_runs():
+@pytest.mark.parametrize("chunks", [None, 3])  # 3: calls of 3, 3 and 2 mini-batches
+def test_three_members_in_one_program_equal_three_lone_runs(chunks):
+    """Chunks of unequal length once crashed an ensemble (shallow on the full training set)."""
     x, y = _data()
     cfg = train.SGDConfig(epochs=2, eta=0.1, lmbda=0.1, l2="batch", momentum=0.5, shuffle=True,
-                          drop_remainder=True)
+                          drop_remainder=True, chunks=chunks)
     seeds = [0, 1, 2]
     members = ensemble.fit(SPEC, cfg, seeds, (x, y))
     for seed, member in zip(seeds, members):

@@ -1,11 +1,10 @@
 """Tests for nn3.mnist_loader: the book's pairs, as a reusable sequence over arrays.
 
-    NN3_DATA_DIR=/work/shared/data python -m pytest tests/test_mnist_loader.py -q
+    python -m pytest tests/test_mnist_loader.py -q
 """
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 from nn3 import data, mnist_loader
 from nn3.mnist_loader import PairSequence
 
-REAL_DIR = os.environ.get("NN3_DATA_DIR")
 
 
 SIZES = (50, 20, 10)
@@ -87,11 +85,8 @@ def test_vectorized_result():
     assert e.shape == (10, 1) and e[7, 0] == 1.0 and e.sum() == 1.0
 
 
-@pytest.mark.mnist
-def test_real_wrapper(monkeypatch):
-    if not REAL_DIR or not (Path(REAL_DIR) / "mnist.pkl.gz").is_file():
-        pytest.skip("NN3_DATA_DIR has no mnist.pkl.gz")
-    monkeypatch.setenv("NN3_DATA_DIR", REAL_DIR)
+def test_real_wrapper(monkeypatch, real_mnist):
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))
     training, validation, test = mnist_loader.load_data_wrapper(download=False)
     assert (len(training), len(validation), len(test)) == (50_000, 10_000, 10_000)
     x, y = training[0]

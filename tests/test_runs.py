@@ -1,11 +1,13 @@
-"""Runs that stop and carry on: kill -9 and SIGTERM mid-run, then resume, bit for bit.
+"""Runs that stop and carry on: kill -9, SIGTERM and Ctrl-C, then resume, bit for bit.
 
-    NN3_DATA_DIR=/work/shared/data .venv/bin/python -m pytest tests/test_runs.py -q
+    .venv/bin/python -m pytest tests/test_runs.py -q
 
-Each test trains the chapter-1 MLP on the first few thousand MNIST examples, once
+Each test trains the chapter-1 MLP on the tests' synthetic MNIST-shaped set, once
 straight through in this process (the reference) and once in a real ``nn3 train``
-subprocess that is killed, then resumed here; the final parameters and the metrics
-history must be those of the reference exactly.
+subprocess that is signalled, then resumed here; the final parameters and the metrics
+history must be those of the reference exactly. No test races its child: the child
+pauses at a known point (``NN3_TEST_PAUSE``, see nn3.runs) and says so in a file, and
+only then is it signalled.
 """
 from __future__ import annotations
 
@@ -20,19 +22,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import cli, layers, runs
+from nn3 import checkpoint, cli, layers, runs, train
 
-DATA_DIR = os.environ.get("NN3_DATA_DIR", "")
-pytestmark = [
-    pytest.mark.mnist,
-    pytest.mark.skipif(not (Path(DATA_DIR) / "mnist.pkl.gz").is_file(),
-                       reason="needs NN3_DATA_DIR/mnist.pkl.gz"),
-]
 ROOT = Path(__file__).resolve().parents[1]
-# Long enough epochs (500 mini-batches in 50 chunks) for a signal to land mid-epoch.
-WORK = ["--limit", "5000", "--chunks", "50", "--seed", "3", "--quiet"]
 EPOCHS = 3
-N_BATCHES = 500
+N_BATCHES = 100  # the synthetic training split's 1000 examples in mini-batches of 10
+MID = N_BATCHES + 40  # a step inside the second epoch, at the end of a call of 10 mini-batches
+
+
+@pytest.fixture(scope="module")
+def one_call(synthetic_mnist):
+    """Flags for an epoch that is one compiled call (what chapter 1 gets by default)."""
+    return ["--data", str(synthetic_mnist.path), "--seed", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def work(one_call):
+    """Flags for an epoch in 10 compiled calls, so that a signal can land mid-epoch."""
+    return one_call + ["--chunks", "10"]
 
 
 def params_of(run_dir):
@@ -55,82 +62,168 @@ def step_dirs(run_dir):
     return sorted(int(d.name) for d in p.iterdir() if d.is_dir() and d.name.isdigit()) if p.is_dir() else []
 
 
-def start_training(run_dir, *extra):
-    env = {**os.environ, "NN3_DATA_DIR": DATA_DIR, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "nn3", "train", "ch1", "--epochs", str(EPOCHS),
-                             "--run", str(run_dir), *WORK, *extra],
+def start_training(run_dir, pause_at, work):
+    """An ``nn3 train`` child that pauses at ``pause_at`` (a step, or "loaded") until signalled."""
+    flag = Path(run_dir).parent / f"{Path(run_dir).name}.paused"
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "NN3_TEST_PAUSE": str(pause_at), "NN3_TEST_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "nn3", "train", "ch1", "--epochs", str(EPOCHS),
+                             "--run", str(run_dir), *work],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, flag
 
 
-def wait_for_checkpoint(proc, run_dir, timeout=120.0):
-    """Polls until the first epoch's checkpoint and metrics line are on disk."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
+def wait_for_pause(proc, flag):
+    """Blocks until the child has written its pause file: it is then waiting at a known point.
+
+    Not a race: the child waits there for as long as it takes (the limit only catches a
+    child that died or never gets there)."""
+    deadline = time.monotonic() + 600
+    while not flag.exists():
         if proc.poll() is not None:
-            pytest.fail(f"training ended early: {proc.returncode} {proc.stderr.read()[-500:]}")
-        if N_BATCHES in step_dirs(run_dir) and len(history(run_dir) if (Path(run_dir) / "metrics.jsonl").exists()
-                                                    else []) >= 1:
-            return
+            pytest.fail(f"training ended before its pause: {proc.returncode} {proc.stderr.read()[-500:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the child never reached its pause")
         time.sleep(0.01)
-    proc.kill()
-    pytest.fail("no checkpoint appeared")
+    return flag.read_text()
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """A run trained straight through, in this process."""
-    d = tmp_path_factory.mktemp("ref") / "run"
-    assert cli.main(["train", "ch1", "--epochs", str(EPOCHS), "--run", str(d), *WORK]) == 0
+def signalled(run_dir, pause_at, signum, work):
+    """Train in a child, pause it at ``pause_at``, send ``signum``: (exit code, stdout, stderr, pause word)."""
+    proc, flag = start_training(run_dir, pause_at, work)
+    try:
+        at = wait_for_pause(proc, flag)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err, at
+
+
+def reference_run(tmp_path_factory, name, work):
+    d = tmp_path_factory.mktemp(name) / "run"
+    assert cli.main(["train", "ch1", "--epochs", str(EPOCHS), "--run", str(d), *work]) == 0
     return d, params_of(d), history(d)
 
 
-def test_kill9_then_resume_is_bit_identical(tmp_path, reference):
-    ref_dir, ref_params, ref_hist = reference
-    d = tmp_path / "killed"
-    proc = start_training(d)
-    wait_for_checkpoint(proc, d)
-    time.sleep(0.05)  # into the second epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    proc.stdout.close(), proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert len(history(d)) < EPOCHS, "the run finished before the kill; make epochs longer"
-    assert cli.main(["resume", str(d), "--epochs", str(EPOCHS), "--quiet"]) == 0
-    assert same_params(params_of(d), ref_params)
-    got = history(d)
-    assert [r["epoch"] for r in got] == list(range(EPOCHS))
-    assert [(r["validation_accuracy"], r["test_accuracy"]) for r in got] == \
-           [(r["validation_accuracy"], r["test_accuracy"]) for r in ref_hist]
-    assert got == ref_hist
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, work):
+    """A run trained straight through, in this process, 10 compiled calls per epoch."""
+    return reference_run(tmp_path_factory, "ref", work)
 
 
 @pytest.fixture(scope="module")
-def termed(tmp_path_factory):
-    """A run stopped by SIGTERM after its first epoch: (dir, exit code, stderr, latest step), then resumed."""
+def reference_one_call(tmp_path_factory, one_call):
+    """The same, with each epoch one compiled call."""
+    return reference_run(tmp_path_factory, "ref1", one_call)
+
+
+def assert_resumes_to(run_dir, ref):
+    _, ref_params, ref_hist = ref
+    assert cli.main(["resume", str(run_dir), "--quiet"]) == 0
+    assert same_params(params_of(run_dir), ref_params)
+    got = history(run_dir)
+    assert [r["epoch"] for r in got] == list(range(EPOCHS))
+    assert got == ref_hist  # train_loss of an interrupted epoch included
+
+
+def test_kill9_then_resume_is_bit_identical(tmp_path, reference, work):
+    d = tmp_path / "killed"
+    proc, flag = start_training(d, MID, work)  # paused in the second epoch, the first one saved
+    try:
+        assert wait_for_pause(proc, flag) == str(MID)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(history(d)) == 1 and max(step_dirs(d)) == N_BATCHES  # the second epoch's work is lost
+    assert_resumes_to(d, reference)
+
+
+@pytest.fixture(scope="module")
+def termed(tmp_path_factory, work):
+    """A run paused mid-epoch and sent SIGTERM: (dir, exit code, stderr, latest step)."""
     d = tmp_path_factory.mktemp("term") / "run"
-    proc = start_training(d)
-    wait_for_checkpoint(proc, d)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    latest = max(step_dirs(d))
-    resumed = cli.main(["resume", str(d), "--quiet"])
-    return d, proc.returncode, err, latest, resumed
+    code, _, err, _ = signalled(d, MID, signal.SIGTERM, work)
+    return d, code, err, max(step_dirs(d))
 
 
 def test_sigterm_checkpoints_mid_epoch_and_resume_matches(termed, reference):
-    _, ref_params, ref_hist = reference
-    d, code, err, latest, resumed = termed
-    assert code == cli.EXIT_INTERRUPTED, err
-    assert "interrupted in epoch" in err and f"nn3 resume {d}" in err
-    assert latest % N_BATCHES != 0, f"checkpoint step {latest} is not mid-epoch"
-    assert resumed == 0
-    assert same_params(params_of(d), ref_params)
-    assert history(d) == ref_hist  # train_loss of the interrupted epoch included
+    d, code, err, latest = termed
+    assert code == 143, err
+    assert f"interrupted in epoch 1, after mini-batch {MID - N_BATCHES}; checkpoint saved at step {MID}" in err
+    assert f"carry on with: nn3 resume {d}" in err
+    # The stop lands at the end of the running call: the one dispatched behind it is dropped.
+    assert latest == MID
+    assert_resumes_to(d, reference)
 
 
-def test_library_resume_and_replay(tmp_path):
+def test_replay_of_a_mid_epoch_checkpoint_is_no_false_alarm(termed, capsys):
+    """Ctrl-C's mid-epoch checkpoint has no accuracy of its own: replay must not call it DIFFERENT."""
+    d = termed[0]
+    capsys.readouterr()
+    assert cli.main(["replay", str(d), "--step", str(MID)]) == 0
+    out = capsys.readouterr().out
+    assert "DIFFERENT" not in out and "no accuracy was recorded for this step" in out
+    assert f"step {MID} (in epoch 1, after mini-batch {MID - N_BATCHES})" in out
+
+
+def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference_one_call, one_call):
+    """ch1's epoch is a single call: Ctrl-C used to be polled only between calls of an epoch."""
+    d = tmp_path / "run"
+    code, out, err, at = signalled(d, N_BATCHES, signal.SIGINT, one_call)
+    assert at == str(N_BATCHES)  # the end of the first epoch's only call
+    assert code == 130, err
+    assert "Epoch 0:" in out and "Epoch 1:" not in out
+    assert f"interrupted after epoch 0; checkpoint saved at step {N_BATCHES}" in err
+    assert f"carry on with: nn3 resume {d}" in err
+    assert step_dirs(d) == [N_BATCHES]
+    assert_resumes_to(d, reference_one_call)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, signum, code, work):
+    d = tmp_path / "run"
+    code_got, out, err, at = signalled(d, "loaded", signum, work)
+    assert at == "loaded" and code_got == code
+    assert err.strip().splitlines() == [
+        f"nn3: interrupted ({signal.Signals(signum).name}) before training began; nothing was written"]
+    assert not d.exists()  # nothing half-written
+
+
+def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
+    """A KeyboardInterrupt that a library callback swallowed during start-up still counts."""
+    from nn3 import stop
+    cfg = runs.make_config("ch1", epochs=2, limit=300, data_path=synthetic_mnist.path)
+    with stop.handlers(raising=True):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # as JAX does with an exception raised inside its callbacks
+    try:
+        with pytest.raises(KeyboardInterrupt):  # before the directory: nothing written
+            runs.start(cfg, tmp_path / "a")
+        assert not (tmp_path / "a").exists()
+        # Once training has begun, the request stops it at its first stopping point.
+        run = checkpoint.Run.create(tmp_path / "b", cfg)
+        net = layers.build(cfg["spec"], seed=0, init=cfg["init"])
+        splits = runs.load_splits(cfg)
+        trainer = train.Trainer(net, train.SGDConfig(**cfg["sgd"]), splits[0])
+        loop = runs._train(run, net, trainer, train.Loop(eta=3.0), splits)
+        run.close()
+        assert loop.stop_reason == "interrupted" and loop.step == 0 and step_dirs(tmp_path / "b") == [0]
+    finally:
+        stop.clear()
+
+
+def test_library_resume_and_replay(tmp_path, synthetic_mnist):
     """runs.start / resume / replay without the command line."""
-    cfg = runs.make_config("ch1", epochs=1, limit=300)
+    cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
     run, net, loop = runs.start(cfg, tmp_path / "r")
     run.close()
     assert loop.stop_reason == "epochs" and loop.epoch == 1
@@ -138,20 +231,35 @@ def test_library_resume_and_replay(tmp_path):
     run.close()
     assert loop.epoch == 2 and [r["epoch"] for r in loop.history] == [0, 1]
     res = runs.replay(tmp_path / "r")
-    assert res["equal"] and res["step"] == 60 and res["n"] == 300
+    assert res["equal"] and res["step"] == 60 and res["n"] == 200
     assert same_params(layers.get_params(res["net"]), layers.get_params(net2))
     res = runs.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["equal"]
 
 
-def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch):
+def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch, synthetic_mnist):
     """dbl_conv_relu's 60 epochs once kept no checkpoint of their best epoch: saves were spaced."""
     monkeypatch.setattr(runs._Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
-    cfg = runs.make_config("ch1", epochs=6, limit=300, eta=0.5)
+    cfg = runs.make_config("ch1", epochs=8, limit=300, eta=10.0, data_path=synthetic_mnist.path)
     run, net, loop = runs.start(cfg, tmp_path / "r")
     run.close()
     best = [r for r in loop.history if r["best"]]
-    assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 5
+    assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 7  # the last epoch is no best
     res = runs.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["step"] == loop.best_step and res["equal"]
     assert {r["step"] for r in best} >= set(step_dirs(tmp_path / "r")) - {loop.step}  # spaced: only these and the last
+
+
+def test_one_epoch_count_everywhere(tmp_path, capsys, one_call):
+    """Training prints epochs from 0 (the book's lines); replay and metrics count the same way."""
+    d = tmp_path / "r"
+    assert cli.main(["train", "ch1", "--epochs", "3", "--limit", "300", "--run", str(d), "--eta", "0.5", *one_call]) == 0
+    out = capsys.readouterr().out
+    printed = [int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("Epoch ")]
+    assert printed == [0, 1, 2] == [r["epoch"] for r in history(d)]
+    best = int(out.split("at epoch ")[1].split()[0])
+    assert cli.main(["replay", str(d)]) == 0
+    assert "(after epoch 2)" in capsys.readouterr().out
+    assert cli.main(["replay", str(d), "--best", "--data", "validation"]) == 0
+    assert f"(after epoch {best})" in capsys.readouterr().out
+    assert runs.replay(d, best=True)["epoch"] == best

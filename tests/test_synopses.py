@@ -1,15 +1,12 @@
 """Every module's opening synopsis runs as written (steps that train or write big files are +SKIP)."""
 import doctest
 import importlib
-import os
-from pathlib import Path
 
 import pytest
 
 MODULES = ["activations", "costs", "layers", "conv", "augment", "evaluation", "train", "presets",
            "export", "checkpoint", "ensemble", "runs", "saved", "plots", "cli"]
 NEED_DATA = ["data", "mnist_loader", "network", "network2", "network3"]
-HAVE_DATA = (Path(os.environ.get("NN3_DATA_DIR", "")) / "mnist.pkl.gz").is_file()
 
 
 def _run(name, tmp_path, monkeypatch):
@@ -24,8 +21,7 @@ def test_synopsis_runs(name, tmp_path, monkeypatch):
     _run(name, tmp_path, monkeypatch)
 
 
-@pytest.mark.mnist
-@pytest.mark.skipif(not HAVE_DATA, reason="needs NN3_DATA_DIR/mnist.pkl.gz")
 @pytest.mark.parametrize("name", NEED_DATA)
-def test_synopsis_with_data_runs(name, tmp_path, monkeypatch):
+def test_synopsis_with_data_runs(name, tmp_path, monkeypatch, real_mnist):
+    monkeypatch.setenv("NN3_DATA_DIR", str(real_mnist))   # _run moves to tmp_path, away from ./data
     _run(name, tmp_path, monkeypatch)

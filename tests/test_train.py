@@ -262,13 +262,20 @@ def test_resume_at_an_epoch_boundary_is_bit_identical(case, tiny_data):
     assert loop2.to_json() == loop.to_json()
 
 
+def stop_from_poll(k):
+    """A should_stop that turns True at its k-th poll (counted from 0). run_epoch polls before
+    each dispatch and, once a chunk is running behind another, after reading that one back."""
+    polls = iter(range(10 ** 6))
+    return lambda: next(polls) >= k
+
+
 def test_interrupted_mid_epoch_then_continued_is_bit_identical(tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, momentum=0.5, chunks=3)  # chunks of 2 batches
     straight, _ = _fit(DROP_SPEC, cfg, tiny_data)
     net = layers.build(DROP_SPEC, seed=1)
     start = layers.get_params(net)
     tr = Trainer(net, cfg, tiny_data)
-    loop = train.fit(net, cfg, tiny_data, trainer=tr, should_stop=lambda: True)
+    loop = train.fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(1))  # after chunk 1
     assert loop.stop_reason == "interrupted"
     assert (loop.epoch, loop.batch, loop.step) == (0, 2, 2) and loop.history == []
     assert params_differ(layers.get_params(net), start)  # the synced params are the chunk's
@@ -280,9 +287,9 @@ def test_interrupted_mid_epoch_then_continued_is_bit_identical(tiny_data):
 def test_interrupted_in_a_later_epoch_then_resumed_fresh_is_bit_identical(tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, momentum=0.5, chunks=3)
     straight, _ = _fit(DROP_SPEC, cfg, tiny_data)
-    polls = iter(range(100))
-    stop = lambda: next(polls) == 3  # noqa: E731  polled before chunks 2-3: epoch 0 polls 0-1, epoch 1 stops after its 2nd chunk
-    net2, _, first, loop2 = _resumed(DROP_SPEC, cfg, tiny_data, None, should_stop=stop)
+    # Epoch 0 polls 5 times (0-4); epoch 1 before chunk 1 (5), before chunk 2 (6), after
+    # reading chunk 1 (7), before chunk 3 (8): True there ends it after its 2nd chunk.
+    net2, _, first, loop2 = _resumed(DROP_SPEC, cfg, tiny_data, None, should_stop=stop_from_poll(8))
     assert first.stop_reason == "interrupted" and (first.epoch, first.batch) == (1, 4)
     assert loop2.stop_reason == "epochs" and loop2.step == 12
     assert_params_equal(straight, net2)
@@ -291,18 +298,39 @@ def test_interrupted_in_a_later_epoch_then_resumed_fresh_is_bit_identical(tiny_d
 def test_interrupted_run_records_the_same_history(tiny_data):
     cfg = SGDConfig(epochs=1, mini_batch_size=10, eta=0.5, chunks=3)
     _, loop = _fit(DROP_SPEC, cfg, tiny_data)
-    _, _, _, loop2 = _resumed(DROP_SPEC, cfg, tiny_data, None, should_stop=lambda: True)
-    assert loop2.history == loop.history
+    _, _, first, loop2 = _resumed(DROP_SPEC, cfg, tiny_data, None, should_stop=stop_from_poll(1))
+    assert first.batch == 2 and loop2.history == loop.history
 
 
 def test_resume_with_other_chunking_is_bit_identical(tiny_data):
     cfg = SGDConfig(epochs=1, mini_batch_size=5, eta=0.5, chunks=3)  # 12 batches: stops at 4
     straight, _ = _fit(DROP_SPEC, cfg, tiny_data)
     net2, _, first, loop2 = _resumed(DROP_SPEC, dataclasses.replace(cfg, chunks=5), tiny_data, None,
-                                     first_cfg=cfg, should_stop=lambda: True)  # then chunks of 3
+                                     first_cfg=cfg, should_stop=stop_from_poll(1))  # then chunks of 3
     assert first.batch == 4
     assert loop2.step == 12
     assert_params_equal(straight, net2)
+
+
+def test_a_stop_asked_during_a_chunk_drops_the_one_dispatched_behind_it(tiny_data):
+    """Poll 2 comes after chunk 1 is read back, with chunk 2 already dispatched: it must not count."""
+    cfg = SGDConfig(epochs=1, mini_batch_size=10, eta=0.5, chunks=3)
+    net = layers.build(DROP_SPEC, seed=1)
+    tr = Trainer(net, cfg, tiny_data)
+    loop = train.fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(2))
+    assert (loop.stop_reason, loop.batch) == ("interrupted", 2)
+    once = layers.build(DROP_SPEC, seed=1)
+    train.fit(once, cfg, tiny_data, should_stop=stop_from_poll(1))  # stopped before chunk 2 was dispatched
+    assert_params_equal(once, net)
+
+
+def test_a_stop_asked_before_an_epoch_runs_nothing(tiny_data):
+    cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5)
+    net = layers.build(DROP_SPEC, seed=1)
+    start = layers.get_params(net)
+    loop = train.fit(net, cfg, tiny_data, should_stop=lambda: True)
+    assert (loop.stop_reason, loop.epoch, loop.step) == ("interrupted", 0, 0)
+    assert not params_differ(layers.get_params(net), start)
 
 
 def test_second_epoch_compiles_nothing(caplog):
