@@ -8,7 +8,7 @@ Steps, each timed and kept apart (one that fails is reported, the others still r
 
 1. ``cpu_run``: a short dbl_conv_relu run made first in a subprocess with
    ``JAX_PLATFORMS=cpu`` (the accelerator hidden), started before anything else;
-2. ``tests``: the fast test suite (``pytest -m "not mnist and not slow"``; ``--quick``: the
+2. ``tests``: the test suite without the real-MNIST tests (``pytest -m "not mnist"``; ``--quick``: the
    conv and backend tests) in a subprocess on this process's backend;
 3. ``speed``: s/epoch (scaled to 50,000 images) of ch1 and of dbl_conv_relu under each
    conv formulation, training only, then evaluating test images (per 10,000); 5 dbl_conv_relu
@@ -42,7 +42,7 @@ QUICK_TESTS = ["tests/test_conv.py", "tests/test_backends.py"]
 MAKE_CPU_RUN = """
 import json, sys
 from nn3 import runs
-cfg = runs.make_config("dbl_conv_relu", epochs=1, limit=int(sys.argv[2]))
+cfg = runs.make_config("dbl_conv_relu", epochs=1, limit=int(sys.argv[2]), data_path=sys.argv[3] or None)
 run, net, loop = runs.start(cfg, sys.argv[1])
 run.close()
 print(json.dumps({"test_accuracy": loop.history[-1]["test_accuracy"], "backend": run.config["backend"]}))
@@ -75,16 +75,17 @@ def _env(**extra) -> dict:
     return env
 
 
-def start_cpu_run(folder: Path, limit: int) -> subprocess.Popen:
+def start_cpu_run(folder: Path, limit: int, data_path) -> subprocess.Popen:
     """The run the accelerator replays, made on the CPU with the accelerator hidden."""
-    return subprocess.Popen([sys.executable, "-c", MAKE_CPU_RUN, str(folder / "cpu_run"), str(limit)],
+    return subprocess.Popen([sys.executable, "-c", MAKE_CPU_RUN, str(folder / "cpu_run"), str(limit),
+                             str(data_path or "")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(JAX_PLATFORMS="cpu"), cwd=ROOT)
 
 
 def run_tests(which: str, timeout: float) -> dict:
     """pytest in a subprocess on this backend; its summary counts."""
-    args = QUICK_TESTS + ["-m", "not mnist"] if which == "quick" else ["-m", "not mnist and not slow"]
+    args = QUICK_TESTS + ["-m", "not mnist"] if which == "quick" else ["-m", "not mnist"]
     began = time.perf_counter()
     try:
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
@@ -92,7 +93,8 @@ def run_tests(which: str, timeout: float) -> dict:
         text, code = out.stdout + out.stderr, out.returncode
     except subprocess.TimeoutExpired as e:
         text, code = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), "timeout"
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", text)}
+    counts = {{"error": "errors"}.get(k, k): int(n)  # "1 error" and "2 errors" alike
+              for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", text)}
     failed = [ln for ln in text.splitlines() if ln.startswith(("FAILED", "ERROR"))]
     return {"which": which, "returncode": code, "seconds": time.perf_counter() - began, **counts,
             "failures": failed[:20], "tail": text.strip().splitlines()[-3:]}
@@ -118,18 +120,19 @@ def speed(args, splits) -> dict:
     out = {}
 
     def trainer(preset, n, form=None, **over):
+        n = min(n, len(x))  # a small data set (tests) gives what it has
         p = presets.get(preset)
         cfg = train.SGDConfig(**{**p.sgd, "epochs": 1, **over})
         net = layers.build(p.spec, seed=0, init=p.init, formulation=form)
         return net, train.Trainer(net, cfg, (x[:n], y[:n]))
 
     net, tr = trainer("ch1", args.sizes["ch1"])
-    out["ch1"] = time_epochs(tr, args.rounds, args.sizes["ch1"])
+    out["ch1"] = time_epochs(tr, args.rounds, tr.n_examples)
     on_cpu = backend.choices().backend == "cpu"
     for form in conv.FORMULATIONS:
         n = args.sizes["dbl_xla"] if form == "xla" and on_cpu else args.sizes["dbl"]  # XLA:CPU's conv: ~80x
         net, tr = trainer("dbl_conv_relu", n, form)
-        row = time_epochs(tr, args.rounds, n)
+        row = time_epochs(tr, args.rounds, tr.n_examples)
         tr.sync()
         evaluation.evaluate(net, (test[0][:1], test[1][:1]))  # compiles: every batch is padded to one size
         began = time.perf_counter()
@@ -138,7 +141,7 @@ def speed(args, splits) -> dict:
         row["test_accuracy"] = right / count
         out[f"dbl_conv_relu[{form}]"] = row
     # Five members vmapped in one program against one net, on the same images, backend's formulation.
-    n = args.sizes["ens"]
+    n = min(args.sizes["ens"], len(x))
     p = presets.get("dbl_conv_relu")
     cfg = train.SGDConfig(**{**p.sgd, "epochs": 1})
     seeds = [0, 1, 2, 3, 4]
@@ -203,8 +206,8 @@ def print_table(r: dict) -> None:
     if "error" in t:
         print(f"tests     error: {t['error']}")
     elif t:
-        print(f"tests     {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, {t.get('errors', t.get('error', 0))} "
-              f"errors, {t.get('skipped', 0)} skipped ({t['which']}, {t['seconds']:.0f} s, rc {t['returncode']})")
+        print(f"tests     {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, {t.get('errors', 0)} errors, "
+              f"{t.get('skipped', 0)} skipped ({t['which']}, {t['seconds']:.0f} s, rc {t['returncode']})")
         for line in t.get("failures", []):
             print(f"          {line}")
     s = r.get("speed", {})
@@ -240,12 +243,12 @@ def main(argv=None) -> dict:
     results = {"mode": ("cpu " if args.cpu else "") + ("quick" if args.quick else "full"), "args": {
         k: v for k, v in vars(args).items()}}
     with tempfile.TemporaryDirectory(prefix="nn3-device-check-") as tmp:
-        proc = start_cpu_run(Path(tmp), args.sizes["cpu_run"])
+        proc = start_cpu_run(Path(tmp), args.sizes["cpu_run"], args.data)
         if args.tests != "none":
             step(results, "tests", run_tests, args.tests, 120 if args.quick else 240)
         sys.path.insert(0, str(ROOT))
         from nn3 import data
-        splits = data.load_data(args.data)
+        splits = data.load_data(args.data)  # a path's pickle may be of any size
         step(results, "speed", speed, args, splits)
         step(results, "replay", replay, Path(tmp), proc, 300)
         if proc.poll() is None:

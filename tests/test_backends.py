@@ -5,7 +5,7 @@
 Off CPU nn3 trains with XLA's convolution (``"xla"``); here every formulation trains the
 same small net, with gradients equal to float rounding and programs that really differ.
 A run saved in a process with two CPU devices replays in one with one, and the other
-way round (the MNIST-marked tests).
+way round; bench/device_check.py runs in its CI mode. Both on conftest's synthetic MNIST.
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from nn3 import backend, conv, costs, evaluation, layers, threads, train
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = conv.FORMULATIONS
-DATA_DIR = os.environ.get("NN3_DATA_DIR", "")
 
 
 def codes(n, width, seed):
@@ -167,7 +166,7 @@ import json, sys, jax
 from nn3 import runs
 if jax.device_count() > 1:
     jax.config.update("jax_default_device", jax.devices()[1])  # not jax.devices()[0]
-cfg = runs.make_config("ch1", epochs=1, limit=300)
+cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=sys.argv[2])
 run, net, loop = runs.start(cfg, sys.argv[1])
 run.close()
 w = net.layers[0].w[...]
@@ -193,23 +192,21 @@ print(json.dumps({"accuracy": res["accuracy"], "equal": res["equal"], "differs":
 """
 
 
-def _in_process(script, run_dir, devices):
+def _in_process(script, run_dir, devices, *extra):
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    out = subprocess.run([sys.executable, "-c", script, str(run_dir)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script, str(run_dir), *map(str, extra)], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.mnist
-@pytest.mark.skipif(not (Path(DATA_DIR) / "mnist.pkl.gz").is_file(), reason="needs NN3_DATA_DIR/mnist.pkl.gz")
 @pytest.mark.parametrize("saved, replayed", [(2, 1), (1, 2)])
-def test_a_run_replays_under_another_device_layout(tmp_path, saved, replayed):
+def test_a_run_replays_under_another_device_layout(tmp_path, saved, replayed, synthetic_mnist):
     d = tmp_path / "run"
-    made = _in_process(SAVE, d, saved)
+    made = _in_process(SAVE, d, saved, synthetic_mnist.path)
     got = _in_process(REPLAY, d, replayed)
     assert (made["devices"], got["devices"]) == (saved, replayed)
     # Arrays land on the default device (cpu:1 where two exist and it is chosen), not devices()[0].
@@ -225,15 +222,12 @@ def test_a_run_replays_under_another_device_layout(tmp_path, saved, replayed):
 # --------------------------------------------------------------------------- the device check
 
 
-@pytest.mark.mnist
-@pytest.mark.slow
-@pytest.mark.skipif(not (Path(DATA_DIR) / "mnist.pkl.gz").is_file(), reason="needs NN3_DATA_DIR/mnist.pkl.gz")
-def test_device_check_runs_in_its_cpu_quick_mode(tmp_path):
+def test_device_check_runs_in_its_cpu_quick_mode(tmp_path, synthetic_mnist):
     # CI's guard that bench/device_check.py cannot rot before a session with a GPU needs it.
     # Its test step is left out here (it would run pytest inside pytest); the rest runs as on a GPU.
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "device_check.py"), "--cpu", "--quick",
-                          "--tests", "none", "--json", str(tmp_path / "check.json")],
+    argv = ["--cpu", "--quick", "--tests", "none", "--data", synthetic_mnist.path, "--json", tmp_path / "check.json"]
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "device_check.py"), *map(str, argv)],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads((tmp_path / "check.json").read_text())
