@@ -67,9 +67,25 @@ def _atomic_write(path: pathlib.Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: pathlib.Path) -> None:
+    """Makes a rename in ``folder`` durable where the OS lets a directory be opened.
+
+    POSIX needs the directory itself fsync'ed for a rename to survive a power cut.
+    Windows refuses to open a directory (PermissionError) and needs no such step (NTFS
+    journals the rename); some file systems refuse fsync on one (EINVAL). Either way the
+    file itself is already synced, so the save goes on.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
