@@ -1,0 +1,96 @@
+"""Which versions of nn3's dependencies install as wheels on Windows, macOS and Linux.
+
+    python bench/platforms.py > bench/platforms.md     # pip --dry-run per platform and Python
+    python bench/platforms.py --pins                   # this environment's pins (constraints.txt)
+
+For each platform and Python version, asks pip to resolve the dependencies in
+pyproject.toml (with the test and plot extras) under constraints.txt, taking wheels only
+(``--only-binary=:all: --platform ... --python-version ...``); nothing is installed.
+A platform whose set does not resolve is reported with pip's last line. ``--pins``
+prints the dependency closure of nn3[test,plot] as installed here, package==version,
+for constraints.txt.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import json
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLATFORMS = {  # name: (pip --platform tags; pip also takes the older tags of each)
+    "Windows x86-64": ["win_amd64"],
+    "macOS arm64": ["macosx_14_0_arm64"],
+    "Linux x86-64": ["manylinux_2_28_x86_64"],
+}
+PYTHONS = ("3.11", "3.12", "3.13")
+EXTRAS = ("test", "plot")
+
+
+def requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [r for e in EXTRAS for r in project["optional-dependencies"][e]]
+
+
+def resolve(tags: list[str], python: str) -> dict[str, str] | str:
+    """package -> version that pip would install there, or pip's complaint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--only-binary=:all:", "--python-version", python, "--report", str(report),
+               "-c", str(ROOT / "constraints.txt")]
+        for tag in tags:
+            cmd += ["--platform", tag]
+        out = subprocess.run(cmd + requirements(), capture_output=True, text=True)
+        if out.returncode != 0:
+            lines = [l for l in out.stderr.splitlines() if l.strip() and "is ignored" not in l]
+            return lines[-1] if lines else f"pip exited {out.returncode}"
+        got = json.loads(report.read_text())["install"]
+        return {i["metadata"]["name"]: i["metadata"]["version"] for i in got}
+
+
+def pins() -> list[str]:
+    """The installed closure of nn3[test,plot]'s requirements, package==version."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    todo, seen = [(Requirement(r), "") for r in requirements()], set()
+    while todo:
+        req, _ = todo.pop()
+        key = (canonicalize_name(req.name), tuple(sorted(req.extras)))
+        if key in seen:
+            continue
+        seen.add(key)
+        for raw in md.distribution(req.name).requires or []:
+            sub = Requirement(raw)
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *req.extras)):
+                todo.append((sub, ""))
+    names = sorted({name for name, _ in seen})
+    return [f"{md.distribution(n).metadata['Name']}=={md.version(n)}" for n in names]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pins", action="store_true", help="print this environment's pins")
+    if p.parse_args().pins:
+        print("\n".join(pins()))
+        return
+    print("# Wheels per platform\n")
+    print(f"`python bench/platforms.py`: pip {md.version('pip')} `install --dry-run --only-binary=:all:` of "
+          f"pyproject.toml's dependencies with the extras {', '.join(EXTRAS)}, under constraints.txt.\n")
+    results = {(name, py): resolve(tags, py) for name, tags in PLATFORMS.items() for py in PYTHONS}
+    for (name, py), got in results.items():
+        tags = ", ".join(PLATFORMS[name])
+        if isinstance(got, str):
+            print(f"- **{name}, Python {py}** (`{tags}`): does NOT resolve: {got}")
+        else:
+            print(f"- **{name}, Python {py}** (`{tags}`): {len(got)} wheels: "
+                  + ", ".join(f"{k}=={v}" for k, v in sorted(got.items(), key=lambda kv: kv[0].lower())))
+    sys.exit(0 if all(isinstance(g, dict) for g in results.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
