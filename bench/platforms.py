@@ -5,7 +5,8 @@
 
 For each platform and Python version, asks pip to resolve the dependencies in
 pyproject.toml (with the test and plot extras) under constraints.txt, taking wheels only
-(``--only-binary=:all: --platform ... --python-version ...``); nothing is installed.
+(``--only-binary=:all: --platform ... --python-version ...``, with environment markers
+evaluated as there); nothing is installed.
 A platform whose set does not resolve is reported with pip's last line. ``--pins``
 prints the dependency closure of nn3[test,plot] as installed here, package==version,
 for constraints.txt.
@@ -22,11 +23,27 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PLATFORMS = {  # name: (pip --platform tags; pip also takes the older tags of each)
-    "Windows x86-64": ["win_amd64"],
-    "macOS arm64": ["macosx_14_0_arm64"],
-    "Linux x86-64": ["manylinux_2_28_x86_64"],
+PLATFORMS = {  # name: (pip --platform tags, the environment markers see there)
+    "Windows x86-64": (["win_amd64"], {"sys_platform": "win32", "platform_system": "Windows",
+                                       "os_name": "nt", "platform_machine": "AMD64"}),
+    "macOS arm64": (["macosx_14_0_arm64"], {"sys_platform": "darwin", "platform_system": "Darwin",
+                                            "os_name": "posix", "platform_machine": "arm64"}),
+    "Linux x86-64": ([f"manylinux_2_{y}_x86_64" for y in range(28, 4, -1)]
+                     + ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"],
+                     {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                      "platform_machine": "x86_64"}),
 }
+# pip's --platform and --python-version pick wheels but leave environment markers
+# (``uvloop; platform_system != "Windows"``) to this machine's values: run pip with the
+# target's instead.
+PIP_AS_THERE = """
+import json, sys
+from pip._vendor.packaging import markers
+mine, there = markers.default_environment, json.loads(sys.argv[1])
+markers.default_environment = lambda: {**mine(), **there}
+from pip._internal.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
 PYTHONS = ("3.11", "3.12", "3.13")
 EXTRAS = ("test", "plot")
 
@@ -36,11 +53,13 @@ def requirements() -> list[str]:
     return project["dependencies"] + [r for e in EXTRAS for r in project["optional-dependencies"][e]]
 
 
-def resolve(tags: list[str], python: str) -> dict[str, str] | str:
+def resolve(tags: list[str], markers: dict, python: str) -> dict[str, str] | str:
     """package -> version that pip would install there, or pip's complaint."""
+    there = {**markers, "python_version": python, "python_full_version": f"{python}.0"}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+        cmd = [sys.executable, "-c", PIP_AS_THERE, json.dumps(there),
+               "install", "--dry-run", "--ignore-installed", "--quiet",
                "--only-binary=:all:", "--python-version", python, "--report", str(report),
                "-c", str(ROOT / "constraints.txt")]
         for tag in tags:
@@ -81,9 +100,9 @@ def main():
     print("# Wheels per platform\n")
     print(f"`python bench/platforms.py`: pip {md.version('pip')} `install --dry-run --only-binary=:all:` of "
           f"pyproject.toml's dependencies with the extras {', '.join(EXTRAS)}, under constraints.txt.\n")
-    results = {(name, py): resolve(tags, py) for name, tags in PLATFORMS.items() for py in PYTHONS}
+    results = {(name, py): resolve(tags, env, py) for name, (tags, env) in PLATFORMS.items() for py in PYTHONS}
     for (name, py), got in results.items():
-        tags = ", ".join(PLATFORMS[name])
+        tags = PLATFORMS[name][0][0] + (", older" if len(PLATFORMS[name][0]) > 1 else "")
         if isinstance(got, str):
             print(f"- **{name}, Python {py}** (`{tags}`): does NOT resolve: {got}")
         else:
