@@ -101,13 +101,18 @@ def main():
     print(f"`python bench/platforms.py`: pip {md.version('pip')} `install --dry-run --only-binary=:all:` of "
           f"pyproject.toml's dependencies with the extras {', '.join(EXTRAS)}, under constraints.txt.\n")
     results = {(name, py): resolve(tags, env, py) for name, (tags, env) in PLATFORMS.items() for py in PYTHONS}
+    sets = [set(got.items()) for got in results.values() if isinstance(got, dict)]
+    common = set.intersection(*sets) if sets else set()
+    show = lambda items: ", ".join(f"{k}=={v}" for k, v in sorted(items, key=lambda kv: kv[0].lower()))  # noqa: E731
+    print(f"Resolved on every platform below ({len(common)} wheels): {show(common)}\n")
     for (name, py), got in results.items():
-        tags = PLATFORMS[name][0][0] + (", older" if len(PLATFORMS[name][0]) > 1 else "")
+        tags = PLATFORMS[name][0][0] + (" and older" if len(PLATFORMS[name][0]) > 1 else "")
         if isinstance(got, str):
             print(f"- **{name}, Python {py}** (`{tags}`): does NOT resolve: {got}")
         else:
-            print(f"- **{name}, Python {py}** (`{tags}`): {len(got)} wheels: "
-                  + ", ".join(f"{k}=={v}" for k, v in sorted(got.items(), key=lambda kv: kv[0].lower())))
+            extra = set(got.items()) - common
+            print(f"- **{name}, Python {py}** (`{tags}`): {len(got)} wheels, the common set"
+                  + (f" and {show(extra)}" if extra else ""))
     sys.exit(0 if all(isinstance(g, dict) for g in results.values()) else 1)
 
 

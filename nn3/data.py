@@ -407,8 +407,9 @@ def shared_original(a):
     is still bit for bit the same; otherwise ``a`` itself.
 
     A trainer keys its device copies by this, so that a second ``SGD`` call on unchanged
-    data reuses the first one's: comparing MNIST's training images takes ~13 ms, where
-    copying and packing them again took ~80 ms (measured on the 2-core machine).
+    data reuses the first one's: comparing MNIST's training images took 13 ms where
+    copying and packing them again took 79 ms (the 2-core machine, idle; 30 and 340 ms
+    when busy).
     """
     hit = _ORIGINALS.get(id(a))
     if hit is None or hit[0]() is not a:
