@@ -44,16 +44,16 @@ markers.default_environment = lambda: {**mine(), **there}
 from pip._internal.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
-PYTHONS = ("3.11", "3.12", "3.13")
+PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 EXTRAS = ("test", "plot")
 
 
-def requirements() -> list[str]:
+def requirements(extras=EXTRAS) -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return project["dependencies"] + [r for e in EXTRAS for r in project["optional-dependencies"][e]]
+    return project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
 
 
-def resolve(tags: list[str], markers: dict, python: str) -> dict[str, str] | str:
+def resolve(tags: list[str], markers: dict, python: str, extras=EXTRAS) -> dict[str, str] | str:
     """package -> version that pip would install there, or pip's complaint."""
     there = {**markers, "python_version": python, "python_full_version": f"{python}.0"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +64,7 @@ def resolve(tags: list[str], markers: dict, python: str) -> dict[str, str] | str
                "-c", str(ROOT / "constraints.txt")]
         for tag in tags:
             cmd += ["--platform", tag]
-        out = subprocess.run(cmd + requirements(), capture_output=True, text=True)
+        out = subprocess.run(cmd + requirements(extras), capture_output=True, text=True)
         if out.returncode != 0:
             lines = [l for l in out.stderr.splitlines() if l.strip() and "is ignored" not in l]
             return lines[-1] if lines else f"pip exited {out.returncode}"
@@ -113,6 +113,13 @@ def main():
             extra = set(got.items()) - common
             print(f"- **{name}, Python {py}** (`{tags}`): {len(got)} wheels, the common set"
                   + (f" and {show(extra)}" if extra else ""))
+    linux_tags, linux_env = PLATFORMS["Linux x86-64"]
+    for py in PYTHONS:  # the GPU extra: Linux only (and Linux inside WSL2)
+        got = resolve(linux_tags, linux_env, py, EXTRAS + ("cuda",))
+        results[("cuda", py)] = got
+        print(f"- **Linux x86-64 with the cuda extra, Python {py}**: "
+              + (f"does NOT resolve: {got}" if isinstance(got, str) else
+                 f"{len(got)} wheels, the common set and {show(set(got.items()) - common)}"))
     sys.exit(0 if all(isinstance(g, dict) for g in results.values()) else 1)
 
 
