@@ -67,9 +67,25 @@ def _atomic_write(path: pathlib.Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: pathlib.Path) -> None:
+    """Makes a rename in ``folder`` durable where the OS lets a directory be opened.
+
+    POSIX needs the directory itself fsync'ed for a rename to survive a power cut.
+    Windows refuses to open a directory (PermissionError) and needs no such step (NTFS
+    journals the rename); some file systems refuse fsync on one (EINVAL). Either way the
+    file itself is already synced, so the save goes on.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -153,6 +169,14 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         _atomic_write(path / CONFIG, text)
         return cls(path, config, keep_latest)
+
+    def write_config(self, config: dict) -> None:
+        """Replaces config.json (atomically) with ``config``: a resumed run's new length."""
+        if self.read_only:
+            raise CheckpointError(f"{self.path}: opened read-only")
+        config = {**config, "format": FORMAT, "version": VERSION}
+        _atomic_write(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        self.config = config
 
     @classmethod
     def open(cls, path, *, keep_latest: int = 3, read_only: bool = False) -> Run:

@@ -10,8 +10,10 @@ Files from outside are untrusted: pickles go through an unpickler that admits on
 numpy arrays (and the lists and tuples holding them), every split is checked (shape,
 pixels in [0, 1], labels 0-9), and a download is kept only when its hash matches. An
 expanded set, which has no published hash, is verified by its derivation from the
-verified original. Arrays are float32 (N, 784) and int64 (N,).
-Cached arrays are read-only (pass ``cache=False`` for private, writable ones).
+verified original. Arrays are float32 (N, 784) and int64 (N,),
+and each call's are the caller's own, writable as the book's were (its scripts write into
+them): from the array cache they are copy-on-write maps of its files, which a write never
+reaches, so that a load still takes milliseconds.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import pickle
 import struct
 import tempfile
 import urllib.request
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,7 +360,9 @@ def _array_cache_dir() -> Path | None:
 
 
 def _from_disk(folder: Path):
-    """The six arrays decoded earlier, memory-mapped read-only; None when absent or unusable."""
+    """The six arrays decoded earlier, memory-mapped read-only; None when absent or unusable.
+
+    These are shared (``_load_cached``); callers get copy-on-write maps (``_private``)."""
     try:
         arrays = [np.load(folder / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in ARRAY_NAMES]
     except (OSError, ValueError):
@@ -402,7 +407,51 @@ def _load_cached(source: Source, sizes, _stamp) -> tuple:
         arr.setflags(write=False)
     if folder is not None:
         _to_disk(folder, splits)
+        splits = _from_disk(folder) or splits  # mapped: private copies are then maps too
     return splits
+
+
+_ORIGINALS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _private(a: np.ndarray) -> np.ndarray:
+    """A writable array of its own with ``a``'s contents, for one caller of load_data.
+
+    From the array cache: a copy-on-write map of ``a``'s file (mode "c"): a few ms,
+    pages shared until written, a write kept in this process's memory and never carried
+    to the file. Otherwise a copy. ``shared_original`` finds ``a`` again from it.
+    """
+    path = getattr(a, "filename", None)
+    b = None
+    if path:
+        try:
+            b = np.asarray(np.load(path, mmap_mode="c", allow_pickle=False))  # a plain ndarray: pickles as one
+        except (OSError, ValueError):  # the cache folder was removed under us
+            b = None
+    if b is None or b.shape != a.shape or b.dtype != a.dtype:
+        b = np.array(a)
+    _ORIGINALS[id(b)] = (weakref.ref(b), a)
+    weakref.finalize(b, _ORIGINALS.pop, id(b), None)
+    return b
+
+
+def shared_original(a):
+    """The read-only array that load_data handed ``a`` out as a private copy of, when ``a``
+    is still bit for bit the same; otherwise ``a`` itself.
+
+    A trainer keys its device copies by this, so that a second ``SGD`` call on unchanged
+    data reuses the first one's: comparing MNIST's training images took 13 ms where
+    copying and packing them again took 79 ms (the 2-core machine, idle; 30 and 340 ms
+    when busy).
+    """
+    hit = _ORIGINALS.get(id(a))
+    if hit is None or hit[0]() is not a:
+        return a
+    original = hit[1]
+    if a.shape != original.shape or a.dtype != original.dtype:
+        return a
+    bits = f"u{a.dtype.itemsize}"  # compared as bits: -0.0 is not 0.0, NaN is NaN
+    return original if np.array_equal(a.view(bits), original.view(bits)) else a
 
 
 def clear_cache():
@@ -462,7 +511,9 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
       verify: also require the files' hashes to match HASHES (an expanded set: its
         derivation from the verified original, see check_expanded).
       base_urls: overrides for BASE_URLS when downloading.
-      cache: keep the last two loads in memory (arrays read-only), keyed by path and mtime.
+      cache: keep the last two loads in memory and the decoded arrays on disk
+        ($NN3_DATA_CACHE), keyed by path and mtime. Either way each call's arrays are
+        its own and writable; a write never reaches the cache.
     Returns:
       ((train_x, train_y), (val_x, val_y), (test_x, test_y)).
     """
@@ -475,7 +526,8 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
     if not cache:
         return _load_source(source, sizes)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in source.files)
-    return _load_cached(Source(source.kind, tuple(p.resolve() for p in source.files)), sizes, stamp)
+    shared = _load_cached(Source(source.kind, tuple(p.resolve() for p in source.files)), sizes, stamp)
+    return tuple((_private(x), _private(y)) for x, y in shared)
 
 
 def _resolve(path, dataset, download, base_urls) -> Source:

@@ -516,7 +516,8 @@ def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # O_BINARY: Windows opens a raw fd in text mode, which would write each \n as \r\n
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -18,7 +18,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
-import json
 import math
 import os
 import pathlib
@@ -27,7 +26,7 @@ import time
 import numpy as np
 
 from nn3 import backend, data, layers, presets, stop, train
-from nn3.checkpoint import CONFIG, CheckpointError, Run, _atomic_write
+from nn3.checkpoint import CONFIG, CheckpointError, Run
 
 
 def _versions() -> dict:
@@ -313,7 +312,7 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
         loop = train.Loop(eta=float(cfg.eta))
     if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
-        _atomic_write(run.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        run.write_config(config)
     run.truncate_metrics(loop.epoch)
     have = {r.get("epoch") for r in run.read_metrics()}
     for record in loop.history:

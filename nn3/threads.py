@@ -54,10 +54,13 @@ def limit(n: int | None) -> bool:
     """Start JAX's backends now, with a CPU pool of ``n`` threads; True when that was done.
 
     Does nothing (False) when ``n`` is None or covers every usable core, when JAX has
-    already started, when the OS cannot set affinities, or when an accelerator plugin is
-    installed and JAX_PLATFORMS is not ``cpu`` (the pool then matters little, and its
-    threads should not be pinned; nn3.backend records ``pin_threads`` per backend).
-    The calling thread's cores are restored afterwards; the pool keeps the first ``n``.
+    already started, when an accelerator plugin is installed and JAX_PLATFORMS is not
+    ``cpu`` (the pool then matters little, and its threads should not be pinned;
+    nn3.backend records ``pin_threads`` per backend), or when the OS cannot set
+    affinities: macOS and Windows have no call for it, and a sandbox may refuse it. JAX
+    then starts as usual, later, with a pool for every core: the same numbers, only
+    slower for a small net. The calling thread's cores are restored afterwards; the pool
+    keeps the first ``n``.
     """
     if n is None or not hasattr(os, "sched_setaffinity") or _started():
         return False
@@ -66,8 +69,11 @@ def limit(n: int | None) -> bool:
     cores = os.sched_getaffinity(0)
     if n >= len(cores):
         return False
+    try:
+        os.sched_setaffinity(0, sorted(cores)[:n])
+    except OSError:
+        return False
     import jax
-    os.sched_setaffinity(0, sorted(cores)[:n])
     try:
         jax.devices()  # creates the CPU client and its pool while only n cores are visible
     finally:

@@ -33,7 +33,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import augment as aug
-from nn3 import backend, costs, layers
+from nn3 import backend, costs, data, layers
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
 from nn3.layers import get_params, set_params
 
@@ -219,12 +219,14 @@ def _pixels(xb: jax.Array) -> jax.Array:
 
 
 def _on_device(a: np.ndarray, compact: bool = False) -> jax.Array:
-    """``a`` on the device, copied once per read-only array (data sets nn3 loaded are).
+    """``a`` on the device, copied once per read-only array (the shared originals of
+    what load_data hands out, see ``data.shared_original``).
 
     A second ``SGD`` call on the same data then skips a 157 MB copy. Writable arrays
     are copied every time: the caller may have changed them in between. ``compact``
     stores k/256 images as uint8 codes (see ``_compact``).
     """
+    a = data.shared_original(a)  # load_data's private copies, unchanged, share their original's
     key = (id(a), compact, str(jax.config.jax_default_device))  # a copy per default device
     hit = _ON_DEVICE.get(key)
     if hit is not None and hit[0]() is a:

@@ -56,7 +56,8 @@ def test_wrapper_shapes_and_pairs(book_file):
         test[10]
     xs, ys = training.arrays()
     assert xs.shape == (50, 784) and ys.shape == (50,)   # labels, not one-hot
-    assert xs is data.load_data()[0][0]                  # the loaded arrays, not a copy
+    assert xs.flags.writeable                            # as the book's; a copy-on-write map
+    assert data.shared_original(xs) is data.shared_original(data.load_data()[0][0])  # no copy in between
 
 
 def test_iterating_twice_gives_the_same_pairs():

@@ -263,3 +263,13 @@ def test_one_epoch_count_everywhere(tmp_path, capsys, one_call):
     assert cli.main(["replay", str(d), "--best", "--data", "validation"]) == 0
     assert f"(after epoch {best})" in capsys.readouterr().out
     assert runs.replay(d, best=True)["epoch"] == best
+
+
+def test_a_run_trains_in_a_worker_thread(tmp_path, synthetic_mnist):
+    """Signal handlers can only be installed on the main thread (a server's worker trains too)."""
+    import concurrent.futures
+    cfg = runs.make_config("ch1", epochs=1, limit=100, data_path=synthetic_mnist.path)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        run, _, loop = pool.submit(runs.start, cfg, tmp_path / "r").result()
+    run.close()
+    assert loop.stop_reason == "epochs"
