@@ -26,7 +26,7 @@ def _pairs(x, y, one_hot):
 
 
 def _params(net):
-    return layers.get_params(net.net)
+    return layers.get_params(net.engine)
 
 
 def _same(a, b):
