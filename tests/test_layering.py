@@ -2,7 +2,7 @@
 
     $ python -m pytest tests/test_layering.py -q
 
-The layers are BRIEF/DESIGN's, bottom to top. A module may import its own layer or a
+The layers are issue 13's (DESIGN.md's list, bottom to top). A module may import its own layer or a
 lower one, never a higher one, not even inside a function: an import inside a
 function hides a cycle from Python but not from a reader. We read the imports with
 ``ast`` (every ``import`` and ``from ... import``, wherever it stands), so nothing is
