@@ -39,8 +39,9 @@ def serve(paths, host="127.0.0.1", port=0, *, say=print) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"nn3 serve: listening on {host}: other machines can reach these pages")
     try:
-        server.serve_forever()
+        server.serve_forever()  # werkzeug's returns on Ctrl-C
     except KeyboardInterrupt:
-        say("nn3 serve: stopped")
+        pass
     finally:
         server.server_close()
+    say("nn3 serve: stopped")

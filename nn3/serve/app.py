@@ -59,7 +59,7 @@ ROUTES = Map([
     Rule("/api/runs/<path:run>/digit", endpoint="digit"),
     Rule("/api/runs/<path:run>/filters", endpoint="filters"),
     Rule("/api/runs/<path:run>/draw", endpoint="draw", methods=["POST"]),
-], strict_slashes=False)
+], strict_slashes=False, merge_slashes=False)
 
 
 class _Request(Request):

@@ -26,9 +26,10 @@ async function loadSummary() {
   const head = el("tr", {}, ...["layer", "activation", "", "input", "output"].map(t => el("th", { text: t })), el("th", { class: "num", text: "parameters" }));
   const body = s.layers.map(l => el("tr", {}, el("td", { text: l.type }), el("td", { text: l.activation }), el("td", { text: l.detail }),
     el("td", { text: l.input.join("×") }), el("td", { text: l.output.join("×") }), el("td", { class: "num", text: l.params.toLocaleString("en") })));
-  const total = el("tr", {}, el("th", { text: "total" }), el("td"), el("td", { text: `${(s.macs / 1e6).toFixed(2)} M multiply-adds per digit` }),
-    el("td"), el("td"), el("th", { class: "num", text: s.params.toLocaleString("en") }));
+  const total = el("tr", {}, el("th", { text: "total" }), el("td"), el("td"), el("td"), el("td"),
+    el("th", { class: "num", text: s.params.toLocaleString("en") }));
   document.getElementById("network").replaceChildren(head, ...body, total);
+  document.getElementById("macs").textContent = `${(s.macs / 1e6).toFixed(2)} million multiply-adds per digit (forward pass)`;
   softmax = s.layers[s.layers.length - 1].activation === "softmax";
 }
 
