@@ -241,3 +241,20 @@ def test_misclassified_digits_are_replays_numbers(tmp_path, monkeypatch):
     assert wrong["count"] == wrong["n"] - wrong["correct"] and wrong["label"] != wrong["prediction"]
     d = view.digit("best", wrong["index"][0])
     assert d["prediction"] == wrong["prediction"][0] and d["label"] == wrong["label"][0]
+
+
+def test_the_pages_need_nothing_from_elsewhere():
+    """Offline: every file a page names is in the package, and nothing is fetched from another host."""
+    import re
+    import tomllib
+    static = app.STATIC
+    for page in static.glob("*.html"):
+        text = page.read_text()
+        for name in re.findall(r'(?:src|href)="/static/([^"]+)"', text):
+            assert (static / name).is_file(), (page.name, name)
+    for f in static.iterdir():
+        text = f.read_text().replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, not a fetch
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), f.name
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "nn3.serve" in project["tool"]["setuptools"]["packages"]
+    assert project["tool"]["setuptools"]["package-data"]["nn3.serve"] == ["static/*"]

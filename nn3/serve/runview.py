@@ -175,8 +175,9 @@ class RunView:
                 right, _, n = train.evaluate(model.net, (x, y))  # replay's numbers
                 pred = train.predict(model.net, x)
                 idx = np.flatnonzero(pred != y)
-                model.wrong = {"step": model.step, "epoch": model.info.get("epoch"), "correct": right, "n": n,
-                               "accuracy": right / n, "count": int(len(idx)),
+                model.wrong = {"step": model.step, "epochs_done": model.info.get("epoch"), "correct": right, "n": n,
+                               "accuracy": right / n, "recorded": model.info.get("test_accuracy"),
+                               "count": int(len(idx)),
                                "index": idx[:SHOWN_WRONG].tolist(), "label": y[idx[:SHOWN_WRONG]].tolist(),
                                "prediction": pred[idx[:SHOWN_WRONG]].tolist(),
                                "images": pack(x[idx[:SHOWN_WRONG]].reshape(-1, 28, 28), 0, 1)}

@@ -42,7 +42,8 @@ function imageCanvas(packed, bytes, k, cls, light) {
 function percent(v) { return v == null ? "–" : (100 * v).toFixed(2) + "%"; }
 
 // Lines over epochs: series = [{name, color, points: [[x, y], ...]}]. Points carry data-x.
-function lineChart(container, series, { title, yLabel, format }) {
+// `low` / `high` bound the padded y range (no negative cost, no accuracy past 100%).
+function lineChart(container, series, { title, yLabel, format, low = -Infinity, high = Infinity }) {
   const W = 460, H = 260, L = 52, R = 110, T = 24, B = 34;
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
@@ -65,7 +66,7 @@ function lineChart(container, series, { title, yLabel, format }) {
   let [y0, y1] = [Math.min(...all.map(p => p[1])), Math.max(...all.map(p => p[1]))];
   if (x1 === x0) { x0 -= 0.5; x1 += 0.5; }
   if (y1 === y0) { y0 -= Math.abs(y0) * 0.05 || 0.5; y1 += Math.abs(y1) * 0.05 || 0.5; }
-  const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
+  const pad = (y1 - y0) * 0.05; y0 = Math.max(low, y0 - pad); y1 = Math.min(high, y1 + pad);
   const sx = x => L + (x - x0) / (x1 - x0) * (W - L - R);
   const sy = y => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   for (let i = 0; i <= 4; i++) {
@@ -73,9 +74,8 @@ function lineChart(container, series, { title, yLabel, format }) {
     add("line", { x1: L, x2: W - R, y1: sy(y), y2: sy(y), class: "grid-line" });
     add("text", { x: L - 4, y: sy(y) + 4, "text-anchor": "end" }, format(y));
   }
-  const ticks = Math.min(x1 - x0, 8);
-  for (let i = 0; i <= ticks; i++) {
-    const x = Math.round(x0 + (x1 - x0) * i / (ticks || 1));
+  const every = Math.max(1, Math.ceil((x1 - x0) / 8));
+  for (let x = Math.ceil(x0 / every) * every; x <= x1; x += every) {
     add("text", { x: sx(x), y: H - B + 14, "text-anchor": "middle" }, String(x));
   }
   add("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" });

@@ -40,9 +40,9 @@ function drawCurves(records) {
   const acc = [["validation", "#1565c0"], ["test", "#e65100"], ["training", "#2e7d32"]]
     .map(([name, color]) => ({ name, color, points: pts(name + "_accuracy") }))
     .filter(s => s.points.some(p => p[1] != null));
-  lineChart(document.getElementById("accuracy-chart"), acc, { title: "accuracy", yLabel: "%", format: v => v.toFixed(1) });
+  lineChart(document.getElementById("accuracy-chart"), acc, { title: "accuracy", yLabel: "%", format: v => v.toFixed(1), low: 0, high: 100 });
   lineChart(document.getElementById("cost-chart"), [{ name: "training", color: "#6a1b9a", points: records.map(r => [r.epoch, r.train_loss]) }],
-            { title: "training cost (mean per mini-batch)", yLabel: "cost", format: v => v.toFixed(3) });
+            { title: "training cost (mean per mini-batch)", yLabel: "cost", format: v => v.toFixed(3), low: 0 });
 }
 
 function setSteps(steps, best) {
@@ -58,7 +58,9 @@ function setSteps(steps, best) {
 async function poll() {
   const p = await api(base + "/progress");
   const done = p.records.length;
-  document.getElementById("status").textContent = `${done} of ${p.epochs} epochs` +
+  // config.json keeps the epochs first asked for; a resumed run may go past them.
+  document.getElementById("status").textContent = `${done} epoch${done === 1 ? "" : "s"} done` +
+    (p.epochs > done ? ` of ${p.epochs}` : "") +
     (p.records.length ? `, best validation ${percent(Math.max(...p.records.map(r => r.validation_accuracy ?? 0)))}` : "");
   if (done !== shownRecords) { drawCurves(p.records); shownRecords = done; }
   document.getElementById("curves").dataset.epochs = done;
@@ -81,7 +83,8 @@ async function showStep() {
 async function loadWrong() {
   const w = await api(`${base}/wrong?step=${step()}`);
   document.getElementById("step-accuracy").textContent =
-    `test accuracy at step ${w.step} (epoch ${w.epoch}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}`;
+    `test accuracy at step ${w.step} (after ${w.epochs_done} epochs): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
+    (w.recorded == null ? "" : w.recorded === w.accuracy ? ", as recorded at save time" : `; recorded at save time: ${percent(w.recorded)}`);
   document.getElementById("wrong-count").textContent = `${w.count} of ${w.n} misclassified` +
     (w.count > w.index.length ? `; the first ${w.index.length} shown` : "") + " (true → predicted; click one for its outputs)";
   const bytes = unpack(w.images);
@@ -179,14 +182,18 @@ pad.addEventListener("pointercancel", endStroke);
 async function send(body) {
   const result = document.getElementById("draw-result");
   result.dataset.state = "waiting";
+  const began = performance.now();
   try {
     const d = await api(`${base}/draw?step=${step()}`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
     const input = document.getElementById("draw-input");
     input.replaceWith(Object.assign(imageCanvas(d.input, unpack(d.input), 0, "digit big"), { id: "draw-input" }));
     document.getElementById("draw-pred").textContent = String(d.prediction);
     document.getElementById("draw-probs").replaceChildren(...probabilities(d.outputs, d.prediction));
-    document.getElementById("draw-maps").replaceChildren(...(d.maps ? [el("p", { class: "note", text: "first layer's feature maps of the drawing" }), ...featureMaps(d.maps)] : []));
+    document.getElementById("draw-maps-note").textContent = d.maps ? "the first layer's feature maps of the drawing (dark = high)" : "";
+    document.getElementById("draw-maps").replaceChildren(...featureMaps(d.maps));
     result.dataset.step = d.step;
+    result.dataset.ms = (performance.now() - began).toFixed(1);
+    document.getElementById("draw-note").textContent = `step ${d.step}, answered in ${result.dataset.ms} ms`;
     result.dataset.state = "done";
   } catch (e) {
     document.getElementById("draw-pred").textContent = e.message;
@@ -200,6 +207,8 @@ document.getElementById("clear").addEventListener("click", () => {
   document.getElementById("draw-pred").textContent = "–";
   document.getElementById("draw-probs").replaceChildren();
   document.getElementById("draw-maps").replaceChildren();
+  document.getElementById("draw-maps-note").textContent = "";
+  document.getElementById("draw-note").textContent = "";
 });
 stepSelect.addEventListener("change", () => showStep());
 
