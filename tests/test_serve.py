@@ -258,3 +258,11 @@ def test_the_pages_need_nothing_from_elsewhere():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "nn3.serve" in project["tool"]["setuptools"]["packages"]
     assert project["tool"]["setuptools"]["package-data"]["nn3.serve"] == ["static/*"]
+
+
+@pytest.mark.parametrize("name", ["nn3.serve", "nn3.serve.app", "nn3.serve.catalog", "nn3.serve.digits",
+                                  "nn3.serve.runview"])
+def test_synopsis_runs(name):
+    import doctest
+    import importlib
+    assert doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).failed == 0

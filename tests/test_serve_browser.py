@@ -17,7 +17,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from nn3 import runs  # noqa: E402
 from nn3.serve import app  # noqa: E402
@@ -108,9 +108,13 @@ def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser,
     browser.get(base + "/run/live")
     _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "1")
     assert len(_css(browser, "#accuracy-chart circle.pt[data-series=validation]")) == 1
+    Select(browser.find_element(By.ID, "step")).select_by_value("latest")
+    _until(browser, lambda d: "(after 1 epoch)" in d.find_element(By.ID, "step-accuracy").text)
     browser.execute_script("window.stillThisPage = true")
     runs.resume(tmp_path / "live", epochs=2)  # the next epoch lands in metrics.jsonl
     _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "2")
     assert len(_css(browser, "#accuracy-chart circle.pt[data-series=validation]")) == 2
+    # the misclassified digits follow the run to its newest checkpoint
+    _until(browser, lambda d: "(after 2 epochs)" in d.find_element(By.ID, "step-accuracy").text)
     assert browser.execute_script("return window.stillThisPage") is True
     assert "2 epochs done" in browser.find_element(By.ID, "status").text

@@ -5,6 +5,7 @@ const runName = location.pathname.slice("/run/".length).split("/").map(decodeURI
 const base = "/api/runs/" + runName.split("/").map(encodeURIComponent).join("/");
 const stepSelect = document.getElementById("step");
 let shownRecords = -1, shownSteps = "", lastInk = null, softmax = true;
+let shownStep = 0;  // counts checkpoint changes: an answer for an older choice is dropped, not drawn
 
 function step() { return encodeURIComponent(stepSelect.value || "latest"); }
 
@@ -66,24 +67,25 @@ async function poll() {
   document.getElementById("curves").dataset.epochs = done;
   const key = p.steps.join(",") + "/" + p.best;
   if (key !== shownSteps) {
-    const first = shownSteps === "";
     shownSteps = key;
     setSteps(p.steps, p.best);
-    if (p.steps.length) await showStep(first);
+    if (p.steps.length) showStep();
   }
 }
 
 // ------------------------------------------------------------------ at a checkpoint
 
 async function showStep() {
-  await Promise.all([loadWrong().catch(e => showError("wrong", e)), loadFilters().catch(e => showError("filters", e))]);
-  if (lastInk) send(lastInk);
+  const token = ++shownStep;
+  await Promise.all([loadWrong(token).catch(e => showError("wrong", e)), loadFilters(token).catch(e => showError("filters", e))]);
+  if (lastInk && token === shownStep) send(lastInk);
 }
 
-async function loadWrong() {
+async function loadWrong(token) {
   const w = await api(`${base}/wrong?step=${step()}`);
+  if (token !== shownStep) return;
   document.getElementById("step-accuracy").textContent =
-    `test accuracy at step ${w.step} (after ${w.epochs_done} epochs): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
+    `test accuracy at step ${w.step} (after ${w.epochs_done} epoch${w.epochs_done === 1 ? "" : "s"}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
     (w.recorded == null ? "" : w.recorded === w.accuracy ? ", as recorded at save time" : `; recorded at save time: ${percent(w.recorded)}`);
   document.getElementById("wrong-count").textContent = `${w.count} of ${w.n} misclassified` +
     (w.count > w.index.length ? `; the first ${w.index.length} shown` : "") + " (true → predicted; click one for its outputs)";
@@ -130,8 +132,9 @@ async function showDigit(index) {
   panel.hidden = false;
 }
 
-async function loadFilters() {
+async function loadFilters(token) {
   const f = await api(`${base}/filters?step=${step()}`);
+  if (token !== shownStep) return;
   const note = document.getElementById("filters-note");
   if (f.kind === "none") { note.textContent = "the first layer's inputs are not a 28×28 image"; return; }
   document.getElementById("filters-title").textContent = f.kind === "filters" ? "First layer: filters" : "First layer: weights of each unit";
@@ -214,5 +217,11 @@ stepSelect.addEventListener("change", () => showStep());
 
 // ------------------------------------------------------------------ start
 
-loadSummary().then(poll).catch(e => showError("settings", e));
-setInterval(() => poll().catch(() => {}), 1500);
+let polling = false;  // one poll at a time: a slow answer is not overtaken by the next
+function tick() {
+  if (polling) return;
+  polling = true;
+  poll().catch(() => {}).finally(() => { polling = false; });
+}
+loadSummary().then(tick).catch(e => showError("settings", e));
+setInterval(tick, 1500);
