@@ -77,6 +77,8 @@ async function poll() {
 
 async function showStep() {
   const token = ++shownStep;
+  const line = document.getElementById("step-accuracy");
+  if (line.textContent) line.textContent = line.textContent.replace(/ …loading.*$/, "") + ` …loading ${stepSelect.selectedOptions[0].text}`;
   await Promise.all([loadWrong(token).catch(e => showError("wrong", e)), loadFilters(token).catch(e => showError("filters", e))]);
   if (lastInk && token === shownStep) send(lastInk);
 }
@@ -128,7 +130,7 @@ async function showDigit(index) {
     el("p", { text: `test digit ${d.index} at step ${d.step}: true ${d.label}, predicted ${d.prediction}` }),
     imageCanvas(d.image, unpack(d.image), 0, "digit big"),
     el("p", { class: "note", text: kind }), el("div", { class: "probs" }, ...probabilities(d.outputs, d.prediction)),
-    ...(d.maps ? [el("p", { class: "note", text: "first layer's feature maps (dark = high)" }), el("div", { class: "grid" }, ...featureMaps(d.maps))] : []));
+    ...(d.maps ? [el("p", { class: "note", text: "first layer's feature maps (each on its own scale, dark = high)" }), el("div", { class: "grid" }, ...featureMaps(d.maps))] : []));
   panel.hidden = false;
 }
 
@@ -160,7 +162,7 @@ function at(e) {
 pad.addEventListener("pointerdown", e => {
   drawing = true; pad.setPointerCapture(e.pointerId);
   const [x, y] = at(e);
-  ctx.lineWidth = 20; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#000";
+  ctx.lineWidth = 24; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#000";
   ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x, y); ctx.stroke();
 });
 pad.addEventListener("pointermove", e => {
@@ -192,7 +194,7 @@ async function send(body) {
     input.replaceWith(Object.assign(imageCanvas(d.input, unpack(d.input), 0, "digit big"), { id: "draw-input" }));
     document.getElementById("draw-pred").textContent = String(d.prediction);
     document.getElementById("draw-probs").replaceChildren(...probabilities(d.outputs, d.prediction));
-    document.getElementById("draw-maps-note").textContent = d.maps ? "the first layer's feature maps of the drawing (dark = high)" : "";
+    document.getElementById("draw-maps-note").textContent = d.maps ? "the first layer's feature maps of the drawing (each on its own scale, dark = high)" : "";
     document.getElementById("draw-maps").replaceChildren(...featureMaps(d.maps));
     result.dataset.step = d.step;
     result.dataset.ms = (performance.now() - began).toFixed(1);
