@@ -117,8 +117,10 @@ def _parser():
     sub.add_parser("presets", help="list the book's experiments")
 
     sv = sub.add_parser("serve", help="a local page per run: curves, errors, filters, a digit to draw")
-    sv.add_argument("runs", nargs="*", metavar="RUN", help="run directories or directories of runs (default: checkpoints)")
-    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("runs", nargs="*", metavar="RUN",
+                    help="run directories or directories of runs (default: checkpoints)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     return p
 

@@ -97,7 +97,8 @@ def _get(url, data=None, headers=None, method=None):
 
 def _draw_body(ink: np.ndarray) -> bytes:
     h, w = ink.shape
-    return json.dumps({"width": w, "height": h, "ink": base64.b64encode(ink.astype(np.uint8).tobytes()).decode()}).encode()
+    ink = base64.b64encode(ink.astype(np.uint8).tobytes()).decode()
+    return json.dumps({"width": w, "height": h, "ink": ink}).encode()
 
 
 JSON = {"Content-Type": "application/json"}
@@ -266,3 +267,17 @@ def test_synopsis_runs(name):
     import doctest
     import importlib
     assert doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).failed == 0
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                                 b"POST /api/runs/made/draw HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n"])
+def test_malformed_http_gets_a_4xx(served, raw):
+    import re
+    import socket
+    base, _ = served
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=60) as s:
+        s.sendall(raw)
+        answer = s.recv(4096)
+    # http.server answers a request line it cannot parse as HTTP/0.9 would: no status line, "Error code: 400"
+    assert re.match(rb"HTTP/1\.[01] 4\d\d |<!DOCTYPE HTML>.*Error code: 4\d\d", answer, re.S), answer[:300]
+    assert b"Traceback" not in answer

@@ -22,7 +22,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from nn3 import runs  # noqa: E402
 from nn3.serve import app  # noqa: E402
 
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 pytestmark = [
     pytest.mark.browser, pytest.mark.mnist, pytest.mark.slow,
     pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(DRIVER)), reason="needs chromium and chromedriver"),

@@ -189,7 +189,8 @@ class App:
             response = self._error(request, 400, str(e))
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
-            response = self._error(request, 500, f"internal error ({type(e).__name__}); the server's log has the traceback")
+            response = self._error(request, 500,
+                                   f"internal error ({type(e).__name__}); the server's log has the traceback")
         response.headers.extend(HEADERS)
         return response(environ, start_response)
 

@@ -103,7 +103,8 @@ class Model:
         got = {"outputs": [float(v) for v in out], "prediction": int(train.predict(self.net, x)[0]),
                "softmax": self.softmax}
         if self.is_conv:
-            maps = np.asarray(_first_maps(self.state, x, graphdef=self.graphdef))[0].transpose(2, 0, 1)  # (n_filters, H', W')
+            maps = np.asarray(_first_maps(self.state, x, graphdef=self.graphdef))[0]
+            maps = maps.transpose(2, 0, 1)  # (n_filters, H', W')
             # Each map on its own scale: a filter's bias shifts its whole map, which would hide its shape.
             lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
             got["maps"] = pack((maps - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
@@ -225,6 +226,3 @@ def clean(value):
     if isinstance(value, (list, tuple)):
         return [clean(v) for v in value]
     return value
-
-
-__all__ = ["RunView", "Model", "NotFound", "CheckpointError", "pack", "network_summary", "clean"]
