@@ -196,6 +196,38 @@ def test_a_drawing_is_answered_through_the_replay_path(served):
     assert np.allclose(sent, x, atol=0.5 / 255 + 1e-7)  # the 28x28 input the page shows is the one the net saw
 
 
+def test_stopping_waits_for_a_request_in_flight_and_refuses_new_ones(tmp_path, monkeypatch):
+    """A process that exits while a request thread is inside XLA aborts; so Ctrl-C waits for it."""
+    from werkzeug.test import Client
+
+    from nn3.serve import runview
+    _made_run(tmp_path / "made")
+    entered, release, answers = threading.Event(), threading.Event(), []
+    summary = runview.RunView.summary
+
+    def held(self):  # a request that stays inside the app until the test lets it go
+        entered.set()
+        release.wait()
+        return summary(self)
+    monkeypatch.setattr(runview.RunView, "summary", held)
+    server = app.make_server([tmp_path], port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    request = threading.Thread(target=lambda: answers.append(
+        _get(f"http://127.0.0.1:{server.port}/api/runs/made/summary")))
+    request.start()
+    try:
+        assert entered.wait(60)
+        server.shutdown()  # what Ctrl-C does to serve_forever
+        assert server.app.close(timeout=0) is False  # one request is still in flight
+        assert Client(server.app).get("/api/runs").status_code == 503
+    finally:
+        release.set()
+    assert server.app.close(timeout=60) is True
+    request.join(60)
+    server.server_close()
+    assert answers[0][0] == 200
+
+
 # ------------------------------------------------------------------ the command
 
 def _nn3(*args):

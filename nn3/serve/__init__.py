@@ -13,6 +13,8 @@ input.
 """
 from __future__ import annotations
 
+STOP_WAIT_S = 120  # at most this long for requests in flight at Ctrl-C (a cold model load and evaluation)
+
 
 def _werkzeug():
     try:
@@ -43,5 +45,6 @@ def serve(paths, host="127.0.0.1", port=0, *, say=print) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        server.app.close(timeout=STOP_WAIT_S)  # lets a request inside a forward pass finish
         server.server_close()
     say("nn3 serve: stopped")

@@ -27,6 +27,7 @@ import binascii
 import json
 import pathlib
 import sys
+import threading
 import traceback
 import urllib.parse
 
@@ -104,6 +105,16 @@ class App:
         self.catalog = Catalog(paths)
         self.loopback_only = loopback_only
         self._views = {}  # path -> RunView (its test data loaded once)
+        # Requests in flight. The server's threads are daemons: a process that exits while one
+        # of them is inside XLA aborts ("terminate called ..."), so stopping waits for them.
+        self._busy, self._closing = 0, False
+        self._idle = threading.Condition()
+
+    def close(self, timeout=None) -> bool:
+        """Refuse new requests (503) and wait for those in flight; False if ``timeout`` ran out first."""
+        with self._idle:
+            self._closing = True
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def view(self, name: str) -> runview.RunView:
         path = self.catalog.get(name)
@@ -177,6 +188,11 @@ class App:
 
     def __call__(self, environ, start_response):
         request = _Request(environ)
+        with self._idle:
+            closing = self._closing
+            self._busy += not closing
+        if closing:
+            return self._error(request, 503, "the server is stopping")(environ, start_response)
         try:
             response = self.dispatch(request)
         except HTTPException as e:
@@ -191,6 +207,10 @@ class App:
             traceback.print_exc(file=sys.stderr)
             response = self._error(request, 500,
                                    f"internal error ({type(e).__name__}); the server's log has the traceback")
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
         response.headers.extend(HEADERS)
         return response(environ, start_response)
 
