@@ -8,7 +8,7 @@ pyproject.toml (with the test and plot extras) under constraints.txt, taking whe
 (``--only-binary=:all: --platform ... --python-version ...``, with environment markers
 evaluated as there); nothing is installed.
 A platform whose set does not resolve is reported with pip's last line. ``--pins``
-prints the dependency closure of nn3[test,plot] as installed here, package==version,
+prints the dependency closure of nn3[test,plot,web] as installed here, package==version,
 for constraints.txt.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pip._internal.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 PYTHONS = ("3.11", "3.12", "3.13", "3.14")
-EXTRAS = ("test", "plot")
+EXTRAS = ("test", "plot", "web")
 
 
 def requirements(extras=EXTRAS) -> list[str]:
@@ -73,7 +73,7 @@ def resolve(tags: list[str], markers: dict, python: str, extras=EXTRAS) -> dict[
 
 
 def pins() -> list[str]:
-    """The installed closure of nn3[test,plot]'s requirements, package==version."""
+    """The installed closure of nn3[test,plot,web]'s requirements, package==version."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
     todo, seen = [(Requirement(r), "") for r in requirements()], set()

@@ -176,6 +176,13 @@ def _parser():
 
     sub.add_parser("presets", help="list the book's experiments and their settings",
                    description="The book's experiments: epochs, eta, lmbda, data, and the book's result.")
+
+    sv = sub.add_parser("serve", help="a local page per run: curves, errors, filters, a digit to draw")
+    sv.add_argument("runs", nargs="*", metavar="RUN",
+                    help="run directories or directories of runs (default: checkpoints)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     return p
 
 
@@ -456,6 +463,14 @@ def cmd_plot(a):
         plots.filters(net, out / "filters.png")
         made.append("filters.png")
     _say(f"wrote in {out}: " + ", ".join(made))
+    return 0
+
+
+def cmd_serve(a):
+    from nn3 import serve
+    if not 0 <= a.port <= 65535:
+        raise ValueError(f"--port: {a.port} is not a port number (0-65535; 0 picks a free one)")
+    serve.serve(a.runs or ["checkpoints"], host=a.host, port=a.port, say=_say)
     return 0
 
 

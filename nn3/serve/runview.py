@@ -1,0 +1,228 @@
+"""What the page of a run shows, as JSON-able dicts: settings, network, curves, errors, filters, a drawn digit.
+
+    >>> from nn3.serve.runview import RunView
+    >>> view = RunView("checkpoints/demo")                 # doctest: +SKIP
+    >>> view.summary()["layers"][0]["params"]              # doctest: +SKIP
+    >>> view.wrong("best")["accuracy"]                     # doctest: +SKIP
+    >>> view.draw("latest", ink)["prediction"]             # doctest: +SKIP
+
+The network of a chosen step is rebuilt through nn3's replay path (``runs.restore``);
+accuracy and the predicted classes come from ``train.evaluate`` and ``train.predict``,
+so the page shows the numbers ``nn3 replay`` prints. A restored network is kept per
+(run, step) with its output function compiled on first load, so a drawn digit costs one
+small forward pass. Images travel as base64 bytes (0-255 over a stated range), drawn by
+the page onto canvases.
+"""
+from __future__ import annotations
+
+import base64
+import math
+import pathlib
+import threading
+from collections import OrderedDict
+from functools import partial
+
+import jax
+import numpy as np
+from flax import nnx
+
+from nn3 import layers, runs, train
+from nn3.checkpoint import CheckpointError, Run
+from nn3.serve import digits
+
+SHOWN_WRONG = 120   # misclassified digits sent to the page (the count says how many there are)
+SHOWN_UNITS = 40    # first-layer units of a fully connected net drawn as 28x28 weight images
+KEPT_MODELS = 8     # restored networks kept warm, all runs together
+
+
+class NotFound(LookupError):
+    """A step, digit or run the request names does not exist; the message says which."""
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _outputs(state, x, *, graphdef):
+    """The output layer's activations (batch, n_out): softmax probabilities, or sigmoids."""
+    return nnx.merge(graphdef, state)(x)
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _first_maps(state, x, *, graphdef):
+    """The first conv layer's pooled, activated output (batch, H', W', n_filters)."""
+    return nnx.merge(graphdef, state).layers[0](x)
+
+
+def pack(a, lo=None, hi=None) -> dict:
+    """An array as 0-255 bytes over [lo, hi] (default: its own range), base64, with its shape."""
+    a = np.asarray(a, np.float32)
+    lo = float(a.min()) if lo is None else float(lo)
+    hi = float(a.max()) if hi is None else float(hi)
+    scaled = np.zeros(a.shape) if hi <= lo else (a - lo) / (hi - lo)
+    data = np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    return {"shape": list(a.shape), "lo": lo, "hi": hi, "data": base64.b64encode(data.tobytes()).decode()}
+
+
+def network_summary(spec) -> list[dict]:
+    """One row per layer: type, activation, input and output shapes, parameter count."""
+    rows = []
+    for l in spec["layers"]:
+        if l["type"] == "ConvPoolLayer":
+            nf, cin, fh, fw = l["filter_shape"]
+            _, c, h, w = l["image_shape"]
+            oh, ow, oc = layers.conv_output_shape(l)
+            rows.append({"type": l["type"], "activation": l.get("activation_fn", "sigmoid"),
+                         "detail": f"{nf} filters {fh}x{fw}, pool {'x'.join(map(str, l.get('poolsize', (2, 2))))}",
+                         "input": [c, h, w], "output": [oc, oh, ow], "params": nf * cin * fh * fw + nf})
+        else:
+            act = "softmax" if l["type"] == "SoftmaxLayer" else l.get("activation_fn", "sigmoid")
+            p = l.get("p_dropout", 0.0)
+            rows.append({"type": l["type"], "activation": act, "detail": f"dropout {p}" if p else "",
+                         "input": [l["n_in"]], "output": [l["n_out"]], "params": l["n_in"] * l["n_out"] + l["n_out"]})
+    return rows
+
+
+class Model:
+    """A run's network at one step, restored through runs.restore, its forward passes compiled."""
+
+    def __init__(self, path: pathlib.Path, step: int):
+        run = Run.open(path, read_only=True)
+        try:
+            self.step, self.net, self.loop, self.info = runs.restore(run, step=step)
+        finally:
+            run.close()
+        self.graphdef, self.state = nnx.split(self.net)
+        self.is_conv = hasattr(self.net.layers[0], "poolsize")
+        self.softmax = self.net.output_activation == "softmax"
+        self.wrong = None  # filled by RunView.wrong, once
+        self.lock = threading.Lock()
+        self.look(np.zeros(self.net.n_in, np.float32))  # compile now, not on the first stroke
+
+    def look(self, x) -> dict:
+        """Outputs, prediction and (conv nets) first-layer feature maps for one input (n_in,)."""
+        x = np.asarray(x, np.float32).reshape(1, -1)
+        out = np.asarray(_outputs(self.state, x, graphdef=self.graphdef))[0]
+        got = {"outputs": [float(v) for v in out], "prediction": int(train.predict(self.net, x)[0]),
+               "softmax": self.softmax}
+        if self.is_conv:
+            maps = np.asarray(_first_maps(self.state, x, graphdef=self.graphdef))[0]
+            maps = maps.transpose(2, 0, 1)  # (n_filters, H', W')
+            # Each map on its own scale: a filter's bias shifts its whole map, which would hide its shape.
+            lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+            got["maps"] = pack((maps - lo) / np.where(hi > lo, hi - lo, 1.0), 0, 1)
+        return got
+
+
+class RunView:
+    """One served run: reads its directory on each call, restores networks through a shared cache."""
+
+    _models: OrderedDict = OrderedDict()  # (path, step) -> Model, least recently used first
+    _models_lock = threading.Lock()
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.config = Run.read_config(self.path)
+        self._test = None
+
+    def summary(self) -> dict:
+        c = self.config
+        rows = network_summary(c["spec"])
+        return {"path": str(self.path), "preset": c.get("preset"), "dataset": c.get("dataset", "mnist"),
+                "limit": c.get("limit"), "init": c.get("init"), "cost": c["spec"]["cost"], "sgd": c.get("sgd", {}),
+                "imported_from": c.get("imported_from"), "layers": rows,
+                "params": sum(r["params"] for r in rows), "macs": layers.forward_macs(c["spec"])}
+
+    def progress(self) -> dict:
+        """metrics.jsonl's records and the saved steps, as they are now (the run may be training)."""
+        run = Run.open(self.path, read_only=True)
+        try:
+            return {"records": run.read_metrics(), "steps": run.steps(), "best": run.best_step(),
+                    "epochs": self.config.get("sgd", {}).get("epochs")}
+        finally:
+            run.close()
+
+    def model(self, which) -> Model:
+        """The network at ``which``: "best", "latest" or a saved step (an int)."""
+        run = Run.open(self.path, read_only=True)
+        try:
+            steps = run.steps()
+            step = {"latest": steps[-1] if steps else None, "best": run.best_step()}.get(which, which)
+        finally:
+            run.close()
+        if not steps:
+            raise NotFound(f"{self.path.name}: no checkpoint saved yet")
+        if step is None and which == "best":
+            step = steps[-1]  # no validation accuracy recorded: the newest stands in
+        if step not in steps:
+            raise NotFound(f"{self.path.name}: no checkpoint at step {which} (saved: {', '.join(map(str, steps))})")
+        key = (str(self.path.resolve()), step)
+        with self._models_lock:  # one load per key; loads are rare, draws never wait here long
+            model = self._models.pop(key, None)
+            if model is None:
+                model = Model(self.path, step)
+            self._models[key] = model
+            while len(self._models) > KEPT_MODELS:
+                self._models.popitem(last=False)
+        return model
+
+    def test_data(self):
+        if self._test is None:
+            x, y = train.as_arrays(runs.load_splits(self.config)[2])
+            self._test = (x, y)
+        return self._test
+
+    def wrong(self, which) -> dict:
+        """The test digits the network at ``which`` gets wrong, with labels and predictions."""
+        model = self.model(which)
+        with model.lock:
+            if model.wrong is None:
+                x, y = self.test_data()
+                right, _, n = train.evaluate(model.net, (x, y))  # replay's numbers
+                pred = train.predict(model.net, x)
+                idx = np.flatnonzero(pred != y)
+                model.wrong = {"step": model.step, "position": runs.position(model.loop), "correct": right, "n": n,
+                               "accuracy": right / n, "recorded": model.info.get("test_accuracy"),
+                               "count": int(len(idx)),
+                               "index": idx[:SHOWN_WRONG].tolist(), "label": y[idx[:SHOWN_WRONG]].tolist(),
+                               "prediction": pred[idx[:SHOWN_WRONG]].tolist(),
+                               "images": pack(x[idx[:SHOWN_WRONG]].reshape(-1, 28, 28), 0, 1)}
+        return model.wrong
+
+    def digit(self, which, index: int) -> dict:
+        """Test digit ``index`` as the network at ``which`` sees it."""
+        x, y = self.test_data()
+        if not 0 <= index < len(y):
+            raise NotFound(f"no test digit {index} (the run's test set has {len(y)})")
+        model = self.model(which)
+        return {"step": model.step, "index": index, "label": int(y[index]),
+                "image": pack(x[index].reshape(28, 28), 0, 1), **model.look(x[index])}
+
+    def filters(self, which) -> dict:
+        """The first layer's weights as images: conv filters, or a fully connected unit's 28x28 weights."""
+        model = self.model(which)
+        w = np.asarray(model.net.layers[0].w[...])
+        if model.is_conv:
+            images, kind = w[:, 0], "filters"  # (n_filters, h, w), first input map
+        elif w.shape[1] == 784:
+            images, kind = w[:SHOWN_UNITS].reshape(-1, 28, 28), "units"
+        else:
+            return {"step": model.step, "kind": "none", "count": 0}
+        m = float(np.abs(images).max()) or 1.0
+        return {"step": model.step, "kind": kind, "count": int(len(w)), "images": pack(images, -m, m)}
+
+    def draw(self, which, ink: np.ndarray) -> dict:
+        """A drawing (H, W) in [0, 1] made MNIST-style, and what the network at ``which`` says of it."""
+        model = self.model(which)
+        if model.net.n_in != digits.SIDE * digits.SIDE:
+            raise ValueError(f"the network takes {model.net.n_in} inputs, not a {digits.SIDE}x{digits.SIDE} digit")
+        x = digits.mnist_style(ink)
+        return {"step": model.step, "input": pack(x.reshape(28, 28), 0, 1), **model.look(x)}
+
+
+def clean(value):
+    """JSON has no NaN or infinity: a diverged run's costs go out as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value

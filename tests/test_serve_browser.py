@@ -1,0 +1,121 @@
+"""nn3 serve in headless Chromium: a trained run's page draws its curves, errors and a drawn digit's outputs,
+and a run still training gains an epoch on the open page.
+
+Needs Debian's chromium and chromium-driver (/usr/bin) and selenium; skipped without them.
+Waits are for conditions on the page (WebDriverWait polls until they hold), never sleeps.
+"""
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+pytest.importorskip("werkzeug")
+webdriver = pytest.importorskip("selenium.webdriver")
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+from nn3 import runs  # noqa: E402
+from nn3.serve import app  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = [
+    pytest.mark.browser, pytest.mark.mnist, pytest.mark.slow,
+    pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(DRIVER)), reason="needs chromium and chromedriver"),
+]
+PATIENCE = 120  # seconds a condition may take on a loaded machine before the test fails
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--window-size=1400,2000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def serving():
+    """serving(folder) -> base URL of a server for the runs in ``folder``; stopped after the test."""
+    servers = []
+
+    def start(folder):
+        server = app.make_server([folder], port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.port}"
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _until(driver, condition):
+    return WebDriverWait(driver, PATIENCE).until(lambda d: condition(d))
+
+
+def _css(driver, selector):
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def test_a_trained_conv_run_shows_curves_errors_filters_and_a_drawn_digit(tmp_path, browser, serving):
+    runs.start(runs.make_config("basic_conv", epochs=1, limit=300), tmp_path / "conv")
+    base = serving(tmp_path)
+    browser.get(base + "/")
+    link = _until(browser, lambda d: _css(d, "#runs tbody a"))[0]
+    assert link.text == "conv"
+    link.click()
+    _until(browser, lambda d: _css(d, "#wrong figure"))
+    assert _css(browser, "#accuracy-chart circle.pt") and _css(browser, "#cost-chart polyline.series")
+    assert len(_css(browser, "#filters canvas")) == 20
+    wrong = runs.replay(tmp_path / "conv", best=True)
+    assert f"{wrong['correct']} / {wrong['n']}" in browser.find_element(By.ID, "step-accuracy").text
+    first = _css(browser, "#wrong figure")[0]
+    true, predicted = first.find_element(By.TAG_NAME, "figcaption").text.split(" → ")
+    assert true != predicted
+    first.click()
+    _until(browser, lambda d: _css(d, "#detail .probs .p"))
+    assert f"predicted {predicted}" in browser.find_element(By.ID, "detail").text
+    assert len(_css(browser, "#detail .map")) == 20  # the first layer's feature maps of that digit
+
+    pad = browser.find_element(By.ID, "pad")
+    stroke = ActionChains(browser).move_to_element_with_offset(pad, -30, -100).click_and_hold()
+    for dx, dy in [(10, 40), (10, 60), (10, 80)]:
+        stroke.move_by_offset(dx, dy)
+    stroke.release().perform()
+    _until(browser, lambda d: d.find_element(By.ID, "draw-result").get_attribute("data-state") == "done")
+    shown = {int(p.get_attribute("data-digit")): float(p.text) for p in _css(browser, "#draw-probs .p")}
+    predicted = int(browser.find_element(By.ID, "draw-pred").text)
+    assert sorted(shown) == list(range(10)) and abs(sum(shown.values()) - 1) < 0.01
+    assert predicted == max(shown, key=shown.get)
+    assert len(_css(browser, "#draw-maps .map")) == 20
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser, serving):
+    config = runs.make_config("shallow", epochs=1, limit=300)
+    runs.start(config, tmp_path / "live")
+    base = serving(tmp_path)
+    browser.get(base + "/run/live")
+    _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "1")
+    assert len(_css(browser, "#accuracy-chart circle.pt[data-series=validation]")) == 1
+    Select(browser.find_element(By.ID, "step")).select_by_value("latest")
+    _until(browser, lambda d: "(after epoch 0)" in d.find_element(By.ID, "step-accuracy").text)
+    browser.execute_script("window.stillThisPage = true")
+    runs.resume(tmp_path / "live", epochs=2)  # the next epoch lands in metrics.jsonl
+    _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "2")
+    assert len(_css(browser, "#accuracy-chart circle.pt[data-series=validation]")) == 2
+    # the misclassified digits follow the run to its newest checkpoint
+    _until(browser, lambda d: "(after epoch 1)" in d.find_element(By.ID, "step-accuracy").text)
+    assert browser.execute_script("return window.stillThisPage") is True
+    assert "2 epochs done" in browser.find_element(By.ID, "status").text
