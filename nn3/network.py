@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import costs, layers, train
+from nn3.spec import mlp_spec
 
 
 def sigmoid(z):
@@ -90,7 +91,7 @@ class Network:
         self.sizes = [int(s) for s in sizes]
         self.num_layers = len(self.sizes)
         self.seed = draw_seed(seed)
-        self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=self.init)
+        self.net = layers.build(mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=self.init)
         # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
         self.loop = train.Loop()
         self.last_config = None  # the settings of the last SGD call (saved with the network)

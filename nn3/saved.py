@@ -19,6 +19,7 @@ import os
 
 from nn3 import export, layers, network, network2, network3, runs, train
 from nn3.checkpoint import Run
+from nn3.spec import is_mlp, mlp_sizes
 
 _STYLES = {network.Network: "network", network2.Network: "network2", network3.Network: "network3"}
 
@@ -63,9 +64,9 @@ def save(net, run_dir) -> None:
 
 def _facade(style, spec, seed=None):
     if style == "network":
-        return network.Network(layers.mlp_sizes(spec), seed=seed)
+        return network.Network(mlp_sizes(spec), seed=seed)
     if style == "network2":
-        return network2.Network(layers.mlp_sizes(spec), cost=spec["cost"], seed=seed)
+        return network2.Network(mlp_sizes(spec), cost=spec["cost"], seed=seed)
     mb = next((l["image_shape"][0] for l in spec["layers"] if l["type"] == "ConvPoolLayer"), 10)
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
@@ -90,7 +91,7 @@ def load(path, *, step=None, best=False):
         net = layers.build(spec)
         layers.set_params(net, params)
         loop = train.Loop()
-        style, seed = "network2" if layers.is_mlp(spec) else "network3", meta.get("seed")
+        style, seed = "network2" if is_mlp(spec) else "network3", meta.get("seed")
     out = _facade(style, net.spec, seed=seed)
     if config is not None and style != "network3" and config.get("init"):
         out.init = config["init"]
@@ -104,5 +105,5 @@ def save_json(net, path) -> None:
     """Write façade ``net`` as JSON (with its seed): network2's format for MLPs, nn3's
     network3 style otherwise."""
     spec = net.net.spec
-    mb = None if layers.is_mlp(spec) else getattr(net, "mini_batch_size", None)
+    mb = None if is_mlp(spec) else getattr(net, "mini_batch_size", None)
     export.save_json(path, spec, layers.get_params(net.net), mb, seed=net.seed)
