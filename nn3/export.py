@@ -57,8 +57,9 @@ Reading is strict: the spec as nn3.spec.validate checks it (exact key sets, name
 from its registries only, ints that are ints, sizes that chain, a cost that fits the
 output layer, at most ``spec.MAX_PARAMS`` parameters), plus the file's own: ``"seed"``
 the one optional key; weights and biases of exactly the declared shapes, finite and
-within float32 range; at most ``MAX_FILE_BYTES`` of file; no duplicate keys. Every fault is one ``ExportError`` line: the file, the key path
-(``layers[1].weights[3]``) and what is wrong.
+within float32 range; at most ``MAX_FILE_BYTES`` of file; no duplicate keys. Every
+fault is one ``ExportError`` line: the file, the key path (``layers[1].weights[3]``)
+and what is wrong.
 """
 from __future__ import annotations
 

@@ -212,8 +212,9 @@ def test_the_cli_answers_without_jax(argv, tmp_path):
 
 
 def test_python_m_nn3_presets_needs_no_jax(tmp_path):
-    code = "import runpy, sys\nsys.argv = ['nn3', 'presets']\ntry:\n    runpy.run_module('nn3', run_name='__main__')\n" \
-           "except SystemExit as e:\n    assert not e.code, e.code\n"
+    code = ("import runpy, sys\nsys.argv = ['nn3', 'presets']\n"
+            "try:\n    runpy.run_module('nn3', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n")
     assert "ch1" in _no_jax(code, tmp_path)
 
 
