@@ -36,7 +36,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from nn3 import conv, layers, train  # noqa: E402
-from nn3.activations import ACTIVATIONS  # noqa: E402
+from nn3.activations import FUNCTIONS  # noqa: E402
 
 FULL_EPOCH = 50_000
 FORMS = ("fused", "im2col", "xla", "previous")
@@ -89,7 +89,7 @@ def _bench_call(self, x, key=None):
         _, c, h, w = self.image_shape
         x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
     pooled = _pooled(self.bench_form, x, self.w[...], self.poolsize)
-    return ACTIVATIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
+    return FUNCTIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
 
 
 def check_shim(x) -> None:

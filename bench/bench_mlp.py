@@ -287,11 +287,12 @@ def start_jax(args) -> str:
     one thread for the chapter-1 nets. Returns how the pool was set, for the report.
     """
     try:
-        from nn3 import layers, threads
+        from nn3 import threads
+        from nn3.spec import mlp_spec
     except Exception as err:
         return f"JAX default (nn3 not importable: {type(err).__name__})"
     if args.cpu_threads == "auto":
-        n = threads.for_spec(layers.mlp_spec(args.sizes[0], "QuadraticCost"), args.mini_batch_size)
+        n = threads.for_spec(mlp_spec(args.sizes[0], "QuadraticCost"), args.mini_batch_size)
     else:
         n = threads.parse(args.cpu_threads)
     if threads.limit(n):

@@ -31,8 +31,9 @@ from reference_vectorised import VectorisedNetwork  # noqa: E402
 def peak_nn3(sizes, seed, epochs, eta, m, data):
     """Peak test accuracy (fraction) of nn3's network.py façade over ``epochs`` epochs."""
     from nn3 import layers, train
+    from nn3.spec import mlp_spec
     (x, y), (xt, yt) = data
-    net = layers.build(layers.mlp_spec(sizes, "QuadraticCost"), seed=seed, init="normal")
+    net = layers.build(mlp_spec(sizes, "QuadraticCost"), seed=seed, init="normal")
     cfg = train.SGDConfig(epochs=epochs, mini_batch_size=m, eta=eta, seed=seed)
     loop = train.fit(net, cfg, (x, y), test_data=(xt, yt))
     return [r["test_accuracy"] for r in loop.history]

@@ -1,8 +1,12 @@
-"""The book's activation functions, by the names network3.py gives them.
+"""The book's activation functions in JAX, keyed by nn3.spec's names for them.
 
-    >>> from nn3.activations import ACTIVATIONS
-    >>> float(ACTIVATIONS["ReLU"](-1.0))
+    >>> from nn3.activations import FUNCTIONS
+    >>> float(FUNCTIONS["ReLU"](-1.0))
     0.0
+
+``FUNCTIONS`` holds one function for each of ``spec.OUTPUT_ACTIVATIONS``: a layer's
+``activation_fn`` and the softmax of network3's output layer. Which names a spec may
+use is nn3.spec's to say; tests/test_spec.py checks that every one has a function here.
 """
 from __future__ import annotations
 
@@ -29,4 +33,10 @@ def linear(z):
     return z
 
 
-ACTIVATIONS: dict[str, Callable] = {"sigmoid": sigmoid, "tanh": tanh, "ReLU": relu, "linear": linear}
+def softmax(z):
+    """Over the last axis: network3's SoftmaxLayer."""
+    return jax.nn.softmax(z)
+
+
+FUNCTIONS: dict[str, Callable] = {"sigmoid": sigmoid, "tanh": tanh, "ReLU": relu, "linear": linear,
+                                  "softmax": softmax}

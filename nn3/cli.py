@@ -299,8 +299,8 @@ def cmd_train(a):
     if a.config:
         recorded = _read_config(a.config)
         preset, spec, base = recorded["preset"], recorded["spec"], dict(recorded["sgd"])
-        from nn3 import export
-        export.validate_spec(spec, a.config)
+        from nn3.spec import validate
+        validate(spec, a.config)
         init = recorded.get("init")
         dataset = a.dataset or recorded.get("dataset", "mnist")
         data_path = a.data or recorded.get("data")
@@ -365,6 +365,7 @@ def _takes_mnist(net, source):
 
 def cmd_export(a):
     from nn3 import export, layers, runs
+    from nn3.spec import is_mlp
     out = Path(a.out)
     if out.is_dir():
         raise ValueError(f"{a.out}: is a directory; give the file to write, e.g. {out / 'net.json'}")
@@ -375,7 +376,7 @@ def cmd_export(a):
     net = runs.load(a.run, step=a.step, best=a.best)
     from nn3.checkpoint import Run
     mb = Run.read_config(a.run)["sgd"].get("mini_batch_size")
-    export.save_json(a.out, net.spec, layers.get_params(net), None if layers.is_mlp(net.spec) else mb)
+    export.save_json(a.out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
     _say(f"wrote {a.out}")
     return 0
 

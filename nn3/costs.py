@@ -11,7 +11,9 @@ labels ``y`` (batch,) to a per-example cost (batch,); the quadratic and cross-en
 costs also take desired outputs ``y`` (batch, classes) in place of the labels. Working from ``z`` rather than
 from the activations lets cross-entropy and log-likelihood use stable log-sigmoid and
 log-softmax forms; their gradients with respect to ``z`` are the book's ``a - y``.
-The names are looked up in a registry, never as module attributes.
+The names, and which output activations each cost fits, are nn3.spec's
+(``spec.COST_OUTPUTS``); ``FUNCTIONS`` holds one function per name, looked up in that
+registry, never as a module attribute.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from nn3.activations import ACTIVATIONS
+from nn3 import activations
 
 CostFn = Callable[[jax.Array, jax.Array, str], jax.Array]
 
@@ -32,7 +34,7 @@ def _one_hot(y: jax.Array, n: int) -> jax.Array:
 
 def quadratic(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:
     """``0.5 * ||a - y||^2`` with ``a`` the output activations (chapter 1)."""
-    a = jax.nn.softmax(z) if activation == "softmax" else ACTIVATIONS[activation](z)
+    a = activations.FUNCTIONS[activation](z)
     return 0.5 * jnp.sum((a - _one_hot(y, z.shape[-1])) ** 2, axis=-1)
 
 
@@ -54,23 +56,16 @@ def log_likelihood(z: jax.Array, y: jax.Array, activation: str) -> jax.Array:
     return -jnp.take_along_axis(logp, y[:, None], axis=-1)[:, 0]
 
 
-COSTS: dict[str, CostFn] = {
+FUNCTIONS: dict[str, CostFn] = {
     "QuadraticCost": quadratic,
     "CrossEntropyCost": cross_entropy,
     "LogLikelihoodCost": log_likelihood,
-}
-
-# Which output activations each cost is defined for.
-COST_OUTPUTS: dict[str, frozenset[str]] = {
-    "QuadraticCost": frozenset({"sigmoid", "tanh", "ReLU", "linear", "softmax"}),
-    "CrossEntropyCost": frozenset({"sigmoid"}),
-    "LogLikelihoodCost": frozenset({"softmax"}),
 }
 
 
 def get(name: str) -> CostFn:
     """The cost called ``name``; a ValueError names the unknown one."""
     try:
-        return COSTS[name]
+        return FUNCTIONS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown cost {name!r} (known: {', '.join(COSTS)})") from None
+        raise ValueError(f"unknown cost {name!r} (known: {', '.join(FUNCTIONS)})") from None

@@ -2,7 +2,8 @@
 
     >>> import numpy as np
     >>> from nn3 import evaluation, layers
-    >>> net = layers.build(layers.mlp_spec([784, 30, 10]))
+    >>> from nn3.spec import mlp_spec
+    >>> net = layers.build(mlp_spec([784, 30, 10]))
     >>> right, mean_cost, n = evaluation.evaluate(net, (np.zeros((5, 784), "float32"), np.zeros(5, int)))
     >>> n
     5

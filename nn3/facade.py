@@ -27,6 +27,7 @@ import numpy as np
 
 from nn3 import export, layers, runs, train
 from nn3.checkpoint import Run
+from nn3.spec import is_mlp
 
 # network2's monitors, in the order the book prints them: (the key a run records, its line)
 MONITOR_LINES = {
@@ -148,7 +149,7 @@ class Facade:
     def save_json(self, path):
         """Save as JSON with the seed: network2's format for an MLP, nn3's network3 style otherwise."""
         spec = self.engine.spec
-        mb = None if layers.is_mlp(spec) else getattr(self, "mini_batch_size", None)
+        mb = None if is_mlp(spec) else getattr(self, "mini_batch_size", None)
         export.save_json(path, spec, layers.get_params(self.engine), mb, seed=self.seed)
 
     def _run_config(self) -> dict:

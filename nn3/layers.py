@@ -2,13 +2,14 @@
 
     >>> import jax.numpy as jnp
     >>> from nn3 import layers
-    >>> net = layers.build(layers.mlp_spec([784, 30, 10]), seed=0)
+    >>> from nn3.spec import mlp_spec
+    >>> net = layers.build(mlp_spec([784, 30, 10]), seed=0)
     >>> net(jnp.zeros((5, 784))).shape
     (5, 10)
 
 A spec is ``{"layers": [...], "cost": name}``; each layer is a dict with ``"type"``
 (``FullyConnectedLayer``, ``ConvPoolLayer``, ``SoftmaxLayer``) and network3.py's
-constructor arguments. Parameters are kept in these layouts (float32):
+constructor arguments (nn3.spec says what it may hold and checks it). Parameters are kept in these layouts (float32):
 
 - fully connected and softmax: ``w`` (n_out, n_in), ``b`` (n_out,) -- the (out, in)
   layout of network.py, which is also the faster one for ``x @ w.T`` on CPU;
@@ -28,104 +29,8 @@ import numpy as np
 from flax import nnx
 
 from nn3 import backend, conv
-from nn3.activations import ACTIVATIONS
-from nn3.costs import COST_OUTPUTS, COSTS
-
-LAYER_TYPES = ("FullyConnectedLayer", "ConvPoolLayer", "SoftmaxLayer")
-INITS = ("normal", "scaled", "network3")
-
-
-def mlp_spec(sizes, cost="CrossEntropyCost"):
-    """The spec of the book's chapter-1/3 network: sigmoid layers of the given sizes."""
-    layers = [
-        {"type": "FullyConnectedLayer", "n_in": int(a), "n_out": int(b),
-         "activation_fn": "sigmoid", "p_dropout": 0.0}
-        for a, b in zip(sizes[:-1], sizes[1:])
-    ]
-    return {"layers": layers, "cost": cost}
-
-
-def is_mlp(spec) -> bool:
-    """Whether ``spec`` is a chapter-1/3 network (network2's JSON format can hold it)."""
-    return spec["cost"] in ("QuadraticCost", "CrossEntropyCost") and all(
-        l["type"] == "FullyConnectedLayer" and l.get("activation_fn", "sigmoid") == "sigmoid"
-        and l.get("p_dropout", 0.0) == 0.0 for l in spec["layers"])
-
-
-def mlp_sizes(spec) -> list[int]:
-    return [spec["layers"][0]["n_in"]] + [l["n_out"] for l in spec["layers"]]
-
-
-def conv_output_shape(layer) -> tuple[int, int, int]:
-    """(H, W, C) after a valid convolution and a pool that drops borders."""
-    nf, _, fh, fw = layer["filter_shape"]
-    _, _, h, w = layer["image_shape"]
-    ph, pw = layer.get("poolsize", (2, 2))
-    return (h - fh + 1) // ph, (w - fw + 1) // pw, nf
-
-
-def forward_macs(spec) -> int:
-    """Multiply-adds of one example's forward pass (conv layers before pooling)."""
-    total = 0
-    for layer in spec["layers"]:
-        if layer["type"] == "ConvPoolLayer":
-            nf, cin, fh, fw = layer["filter_shape"]
-            _, _, h, w = layer["image_shape"]
-            total += nf * cin * fh * fw * (h - fh + 1) * (w - fw + 1)
-        else:
-            total += int(layer["n_in"]) * int(layer["n_out"])
-    return total
-
-
-def input_size(spec) -> int:
-    first = spec["layers"][0]
-    if first["type"] == "ConvPoolLayer":
-        return int(np.prod(first["image_shape"][1:]))
-    return first["n_in"]
-
-
-def check_spec(spec) -> None:
-    """Raise a one-line ValueError when the layers of ``spec`` do not fit together."""
-    if not isinstance(spec, dict) or not spec.get("layers"):
-        raise ValueError("network spec: needs a non-empty 'layers' list")
-    cost = spec.get("cost")
-    if cost not in COSTS:
-        raise ValueError(f"network spec: unknown cost {cost!r} (known: {', '.join(COSTS)})")
-    flow = None  # what the previous layer hands on: an int (flat) or (H, W, C)
-    for i, layer in enumerate(spec["layers"]):
-        kind = layer.get("type")
-        where = f"network spec: layers[{i}] ({kind})"
-        if kind not in LAYER_TYPES:
-            raise ValueError(f"{where}: unknown layer type")
-        if kind == "SoftmaxLayer" and i != len(spec["layers"]) - 1:
-            raise ValueError(f"{where}: a softmax layer must be the last")
-        if kind != "SoftmaxLayer" and layer.get("activation_fn", "sigmoid") not in ACTIVATIONS:
-            raise ValueError(f"{where}: unknown activation {layer.get('activation_fn')!r}")
-        if kind == "ConvPoolLayer":
-            nf, cin, fh, fw = layer["filter_shape"]
-            _, c, h, w = layer["image_shape"]
-            if cin != c:
-                raise ValueError(f"{where}: filter_shape has {cin} input maps, image_shape {c}")
-            if fh > h or fw > w or min(layer.get("poolsize", (2, 2))) < 1:
-                raise ValueError(f"{where}: filter {fh}x{fw} or pool does not fit a {h}x{w} image")
-            if flow is not None and math.prod(flow if isinstance(flow, tuple) else (flow,)) != c * h * w:
-                raise ValueError(f"{where}: image_shape {layer['image_shape'][1:]} does not match "
-                                 f"the previous layer's output {flow}")
-            flow = conv_output_shape(layer)
-            if min(flow) < 1:
-                raise ValueError(f"{where}: the pooled output is empty")
-        else:
-            p = layer.get("p_dropout", 0.0)
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{where}: p_dropout {p} is not in [0, 1)")
-            n_in = math.prod(flow) if isinstance(flow, tuple) else flow
-            if n_in is not None and n_in != layer["n_in"]:
-                raise ValueError(f"{where}: n_in {layer['n_in']} but the previous layer gives {n_in}")
-            flow = layer["n_out"]
-    last = spec["layers"][-1]
-    out_act = "softmax" if last["type"] == "SoftmaxLayer" else last.get("activation_fn", "sigmoid")
-    if last["type"] == "ConvPoolLayer" or out_act not in COST_OUTPUTS[cost]:
-        raise ValueError(f"network spec: {cost} does not fit a {out_act} output layer")
+from nn3.activations import FUNCTIONS
+from nn3.spec import INITS, SOFTMAX, input_size, is_mlp, validate
 
 
 def _normal(rng, shape, std):
@@ -184,7 +89,7 @@ class FullyConnectedLayer(nnx.Module):
         return dense(x * keep, w) + b  # no rescaling, as network3
 
     def __call__(self, x, key=None):
-        return ACTIVATIONS[self.activation_fn](self.weighted_input(x, key))
+        return FUNCTIONS[self.activation_fn](self.weighted_input(x, key))
 
 
 class SoftmaxLayer(FullyConnectedLayer):
@@ -194,11 +99,8 @@ class SoftmaxLayer(FullyConnectedLayer):
         del rng, init
         self.w = nnx.Param(jnp.asarray(np.zeros((n_out, n_in), np.float32)))
         self.b = nnx.Param(jnp.asarray(np.zeros((n_out,), np.float32)))
-        self.activation_fn = "softmax"
+        self.activation_fn = SOFTMAX
         self.p_dropout = float(p_dropout)
-
-    def __call__(self, x, key=None):
-        return jax.nn.softmax(self.weighted_input(x, key))
 
 
 class ConvPoolLayer(nnx.Module):
@@ -227,7 +129,11 @@ class ConvPoolLayer(nnx.Module):
             _, c, h, w = self.image_shape
             x = x.reshape(x.shape[0], c, h, w).transpose(0, 2, 3, 1)  # NCHW rows -> NHWC
         pooled = conv.conv_pool(x, self.w[...], self.poolsize, self.formulation)  # (batch, H', W', n_filters)
-        return ACTIVATIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
+        return FUNCTIONS[self.activation_fn](pooled + self.b[...][None, None, None, :])
+
+
+# One class for each of spec.LAYER_TYPES.
+CLASSES = {"FullyConnectedLayer": FullyConnectedLayer, "ConvPoolLayer": ConvPoolLayer, "SoftmaxLayer": SoftmaxLayer}
 
 
 class Network(nnx.Module):
@@ -238,15 +144,14 @@ class Network(nnx.Module):
     """
 
     def __init__(self, spec, *, seed=0, init=None, formulation=None):
-        check_spec(spec)
+        spec = validate(spec)
         init = init or ("scaled" if is_mlp(spec) else "network3")
         if init not in INITS:
             raise ValueError(f"unknown initialisation {init!r} (known: {', '.join(INITS)})")
         made = []
         for i, l in enumerate(spec["layers"]):
             args = {k: v for k, v in l.items() if k != "type"}
-            cls = {"FullyConnectedLayer": FullyConnectedLayer, "ConvPoolLayer": ConvPoolLayer,
-                   "SoftmaxLayer": SoftmaxLayer}[l["type"]]
+            cls = CLASSES[l["type"]]
             if cls is ConvPoolLayer:
                 args["formulation"] = formulation
             # Layer i's weights then biases come from its own stream of (seed, i).
@@ -276,7 +181,7 @@ class Network(nnx.Module):
     def __call__(self, x, key=None):
         z = self.logits(x, key)
         last = self.layers[-1]
-        return jax.nn.softmax(z) if last.activation_fn == "softmax" else ACTIVATIONS[last.activation_fn](z)
+        return FUNCTIONS[last.activation_fn](z)
 
     @property
     def output_activation(self) -> str:

@@ -32,6 +32,7 @@ from flax import nnx
 
 from nn3 import costs, layers, train
 from nn3.facade import Facade, whole_number
+from nn3.spec import mlp_spec
 
 
 def sigmoid(z):
@@ -65,7 +66,7 @@ class Network(Facade):
             raise ValueError(f"Network: sizes must be at least two positive integers, got {sizes!r}")
         self.sizes = [int(s) for s in sizes]
         self.num_layers = len(self.sizes)
-        self._build(layers.mlp_spec(self.sizes, self.cost_name), seed)
+        self._build(mlp_spec(self.sizes, self.cost_name), seed)
 
     # The book exposes its parameters as lists of arrays; so do we. They are copies:
     # to change the network, assign a whole list (``net.weights = [...]``), as the book's

@@ -28,6 +28,7 @@ import numpy as np
 from nn3 import export, layers, train
 from nn3 import network as _network
 from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
+from nn3.spec import is_mlp, mlp_sizes, mlp_spec
 
 
 class QuadraticCost:
@@ -85,7 +86,7 @@ class Network(_network.Network):
         # From the network's own seed (the book drew afresh from np.random): net.seed
         # stays the one seed that, recorded, remakes the run.
         self.init = init
-        self.engine = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
+        self.engine = layers.build(mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
         self.loop = train.Loop()
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, lmbda=0.0, evaluation_data=None,
@@ -157,8 +158,8 @@ def load(filename):
     from numpy's global generator.
     """
     spec, params, _, meta = export.load_json_meta(filename)
-    if not layers.is_mlp(spec):
+    if not is_mlp(spec):
         raise export.ExportError(f"{filename}: not a network2 network (use nn3.load_json)")
-    net = Network(layers.mlp_sizes(spec), cost=COSTS[spec["cost"]], seed=meta.get("seed"))
+    net = Network(mlp_sizes(spec), cost=COSTS[spec["cost"]], seed=meta.get("seed"))
     layers.set_params(net.engine, params)
     return net

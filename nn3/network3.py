@@ -26,13 +26,14 @@ import numpy as np
 from nn3 import data as _data
 from nn3 import layers, train
 from nn3.facade import Facade, whole_number
-from nn3.activations import linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
+from nn3.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
+from nn3.spec import ACTIVATIONS
 
-_ACTIVATION_NAMES = {sigmoid: "sigmoid", tanh: "tanh", ReLU: "ReLU", linear: "linear"}
+_ACTIVATION_NAMES = {FUNCTIONS[name]: name for name in ACTIVATIONS}
 
 
 def _activation_name(fn):
-    if isinstance(fn, str) and fn in ("sigmoid", "tanh", "ReLU", "linear"):
+    if isinstance(fn, str) and fn in ACTIVATIONS:
         return fn
     try:
         return _ACTIVATION_NAMES[fn]

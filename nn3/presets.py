@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from nn3.layers import mlp_spec
+from nn3.spec import mlp_spec
 
 
 @dataclasses.dataclass(frozen=True)

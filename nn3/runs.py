@@ -27,6 +27,7 @@ import numpy as np
 
 from nn3 import backend, data, layers, presets, stop, train
 from nn3.checkpoint import CONFIG, CheckpointError, Run
+from nn3.spec import validate
 
 
 def _versions() -> dict:
@@ -57,7 +58,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     spec = spec or p.spec
     if "mini_batch_size" in merged:
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
-    layers.check_spec(spec)
+    validate(spec)
     train.SGDConfig(**merged)  # field types; values are checked against the data at start
     return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
             "dataset": dataset, "data": None if data_path is None else str(data_path),
@@ -272,7 +273,7 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
     config = run.config
     try:
         spec = config["spec"]
-        layers.check_spec(spec)
+        validate(spec)
         net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{run.path}: its config.json does not describe a network ({e})") from None

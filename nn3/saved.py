@@ -18,13 +18,14 @@ import os
 
 from nn3 import export, layers, network, network2, network3, runs, train
 from nn3.checkpoint import Run
+from nn3.spec import is_mlp, mlp_sizes
 
 
 def _facade(style, spec, seed=None):
     if style == "network":
-        return network.Network(layers.mlp_sizes(spec), seed=seed)
+        return network.Network(mlp_sizes(spec), seed=seed)
     if style == "network2":
-        return network2.Network(layers.mlp_sizes(spec), cost=spec["cost"], seed=seed)
+        return network2.Network(mlp_sizes(spec), cost=spec["cost"], seed=seed)
     mb = next((l["image_shape"][0] for l in spec["layers"] if l["type"] == "ConvPoolLayer"), 10)
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
@@ -49,7 +50,7 @@ def load(path, *, step=None, best=False):
         net = layers.build(spec)
         layers.set_params(net, params)
         loop = train.Loop()
-        style, seed = "network2" if layers.is_mlp(spec) else "network3", meta.get("seed")
+        style, seed = "network2" if is_mlp(spec) else "network3", meta.get("seed")
     out = _facade(style, net.spec, seed=seed)
     if config is not None and style != "network3" and config.get("init"):
         out.init = config["init"]

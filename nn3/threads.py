@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from nn3.spec import forward_macs
+
 ENV = "NN3_CPU_THREADS"
 _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",
                         "libtpu")
@@ -94,7 +96,6 @@ def for_spec(spec, mini_batch_size: int = 10) -> int | None:
     """
     if os.environ.get(ENV) is not None:
         return parse(os.environ[ENV])
-    from nn3.layers import forward_macs
     layers = (spec or {}).get("layers", ())
     if not layers or any(layer.get("type") == "ConvPoolLayer" for layer in layers):
         return None

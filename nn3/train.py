@@ -2,7 +2,8 @@
 
     >>> import numpy as np
     >>> from nn3 import layers, train
-    >>> net = layers.build(layers.mlp_spec([784, 30, 10], "QuadraticCost"), seed=0, init="normal")
+    >>> from nn3.spec import mlp_spec
+    >>> net = layers.build(mlp_spec([784, 30, 10], "QuadraticCost"), seed=0, init="normal")
     >>> x = np.random.rand(100, 784).astype("float32"); y = np.arange(100) % 10
     >>> cfg = train.SGDConfig(epochs=1, mini_batch_size=10, eta=3.0)
     >>> loop = train.fit(net, cfg, (x, y))
@@ -36,6 +37,7 @@ from nn3 import augment as aug
 from nn3 import backend, costs, data, layers
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
 from nn3.layers import get_params, set_params
+from nn3.spec import forward_macs
 
 AUGMENTS = ("none", "expand", "affine")
 SCHEDULES = ("constant", "plateau")
@@ -248,7 +250,7 @@ def _chunk_length(spec, cfg: SGDConfig, n_full: int) -> int:
     one call: each call costs ~0.5 ms, a progress bar on a 0.1 s epoch nothing)."""
     if cfg.chunks is not None:
         return max(1, math.ceil(n_full / cfg.chunks))
-    per_batch = max(1, cfg.mini_batch_size * layers.forward_macs(spec))
+    per_batch = max(1, cfg.mini_batch_size * forward_macs(spec))
     return max(1, math.ceil(n_full / MAX_CHUNKS), min(n_full, math.ceil(CHUNK_MACS / per_batch)))
 
 

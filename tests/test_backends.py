@@ -23,6 +23,7 @@ import pytest
 from flax import nnx
 
 from nn3 import backend, conv, costs, evaluation, layers, threads, train
+from nn3.spec import mlp_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = conv.FORMULATIONS
@@ -130,7 +131,7 @@ def test_an_accelerator_evaluates_in_its_own_batch_size(monkeypatch, small_conv_
     assert evaluation.eval_batch(net) == 100
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert evaluation.eval_batch(net) == backend.ACCELERATOR_EVAL_BATCH
-    assert evaluation.eval_batch(layers.build(layers.mlp_spec([4, 3]))) == backend.ACCELERATOR_EVAL_BATCH
+    assert evaluation.eval_batch(layers.build(mlp_spec([4, 3]))) == backend.ACCELERATOR_EVAL_BATCH
     on_gpu = evaluation.evaluate(net, (x, y))  # one padded batch of 10,000 instead of three of 100
     assert on_gpu[0] == on_cpu[0] and on_gpu[2] == 250
     np.testing.assert_allclose(on_gpu[1], on_cpu[1], rtol=1e-5)

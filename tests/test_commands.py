@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from nn3 import cli, data, export, layers, presets, runs
+from nn3.spec import mlp_spec
 
 LIMIT = ["--limit", "100", "--quiet"]  # 10 mini-batches of 10 per epoch
 
@@ -83,7 +84,7 @@ def ch1_run(tmp_path_factory, datasets):
 
 
 def test_import_trains_a_chapter1_net_with_chapter1_settings(capsys, tmp_path):
-    src = _json_net(tmp_path / "ch1.json", layers.mlp_spec([784, 30, 10], "QuadraticCost"))
+    src = _json_net(tmp_path / "ch1.json", mlp_spec([784, 30, 10], "QuadraticCost"))
     code, out, err = nn3(capsys, "import", src, "--run", tmp_path / "r", "--epochs", "1", *LIMIT)
     assert code == 0, err
     sgd = _config(tmp_path / "r")["sgd"]
@@ -95,7 +96,7 @@ def test_import_trains_a_chapter1_net_with_chapter1_settings(capsys, tmp_path):
 
 
 def test_import_of_a_net_no_preset_has_uses_plain_settings(capsys, tmp_path):
-    src = _json_net(tmp_path / "n.json", layers.mlp_spec([784, 20, 10], "CrossEntropyCost"))
+    src = _json_net(tmp_path / "n.json", mlp_spec([784, 20, 10], "CrossEntropyCost"))
     code, out, err = nn3(capsys, "import", src, "--run", tmp_path / "r", "--epochs", "1", *LIMIT)
     assert code == 0, err
     sgd = _config(tmp_path / "r")["sgd"]
@@ -115,7 +116,7 @@ def test_import_trains_a_basic_conv_net_with_its_own_settings(capsys, tmp_path):
 
 
 def test_import_takes_the_training_flags(capsys, tmp_path, datasets):
-    src = _json_net(tmp_path / "ch1.json", layers.mlp_spec([784, 30, 10], "QuadraticCost"))
+    src = _json_net(tmp_path / "ch1.json", mlp_spec([784, 30, 10], "QuadraticCost"))
     code, out, err = nn3(capsys, "import", src, "--run", tmp_path / "r", "--epochs", "1", "--eta", "1.5",
                          "--lmbda", "0.25", "--mini-batch", "5", "--seed", "3", "--monitor", "training_accuracy",
                          "--data", datasets[1], *LIMIT)
@@ -142,11 +143,11 @@ def test_train_and_import_share_their_training_flags():
 
 
 def test_evaluate_takes_validation_as_replay_does(capsys, tmp_path, datasets):
-    src = _json_net(tmp_path / "n.json", layers.mlp_spec([784, 30, 10]))
+    src = _json_net(tmp_path / "n.json", mlp_spec([784, 30, 10]))
     code, out, err = nn3(capsys, "evaluate", src, "--data", "validation")
     assert code == 0, err
     assert "validation accuracy" in out and "/ 10000)" in out
-    net = layers.build(layers.mlp_spec([784, 30, 10]), seed=5)
+    net = layers.build(mlp_spec([784, 30, 10]), seed=5)
     from nn3 import train
     right, _, n = train.evaluate(net, data.load_data(cache=False)[1])
     assert f"({right} / {n})" in out
@@ -161,7 +162,7 @@ def test_export_into_a_directory_is_one_clear_line(capsys, ch1_run, tmp_path):
 
 
 def test_save_json_names_the_file_not_its_temporary(tmp_path):
-    spec = layers.mlp_spec([784, 3, 10])
+    spec = mlp_spec([784, 3, 10])
     with pytest.raises(export.ExportError) as e:
         export.save_json(tmp_path, spec, layers.get_params(layers.build(spec)))
     assert str(e.value).startswith(f"{tmp_path}: cannot write") and ".tmp" not in str(e.value)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nn3 import costs
+from nn3 import costs, spec
 
 
 def sigmoid(z):
@@ -38,9 +38,9 @@ def zy():
 
 
 def test_registry_is_a_dict_of_network2_names():
-    assert isinstance(costs.COSTS, dict)
-    assert set(costs.COSTS) == {"QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost"}
-    for name, fn in costs.COSTS.items():
+    assert isinstance(costs.FUNCTIONS, dict)
+    assert set(costs.FUNCTIONS) == {"QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost"} == set(spec.COSTS)
+    for name, fn in costs.FUNCTIONS.items():
         assert costs.get(name) is fn
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nn3 import export
 from nn3.export import ExportError
+from nn3.spec import ACTIVATIONS, LAYER_ARGS, is_mlp, mlp_spec, validate
 
 CONV_SPEC = {
     "layers": [
@@ -71,7 +72,7 @@ def assert_params_identical(a, b):
 
 
 def test_mlp_round_trip_is_bit_identical():
-    spec = export.mlp_spec([784, 30, 10], "QuadraticCost")
+    spec = mlp_spec([784, 30, 10], "QuadraticCost")
     params = random_params(spec)
     text = json.dumps(export.to_json_dict(spec, params))
     spec2, params2, mbs = export.from_json_dict(json.loads(text), "mlp.json")
@@ -102,11 +103,11 @@ def test_save_and_load_file_atomically(tmp_path):
 
 
 def test_non_conv_nets_default_mini_batch_and_mlp_detection():
-    mlp = export.mlp_spec([3, 4, 2])
-    assert export.spec_is_mlp(mlp)
+    mlp = mlp_spec([3, 4, 2])
+    assert is_mlp(mlp)
     relu = copy.deepcopy(mlp)
     relu["layers"][0]["activation_fn"] = "ReLU"
-    assert not export.spec_is_mlp(relu) and not export.spec_is_mlp({"nonsense": 1})
+    assert not is_mlp(relu) and not is_mlp({"nonsense": 1})
     d = export.to_json_dict(relu, random_params(relu))
     assert d["mini_batch_size"] == 10 and d["layers"][0]["type"] == "FullyConnectedLayer"
     assert export.from_json_dict(d)[0] == relu
@@ -124,13 +125,13 @@ def test_export_rejects_bad_specs_and_params():
     with pytest.raises(ExportError, match=r"params\[1\]\.w: non-finite"):
         export.validate_params(SMALL_CONV_SPEC, bad)
     with pytest.raises(ExportError, match=r"sizes\[1\]"):
-        export.mlp_spec([3, 0, 2])
+        mlp_spec([3, 0, 2])
     with pytest.raises(ExportError, match=r"cost"):
-        export.mlp_spec([3, 2], "LogLikelihoodCost")
+        mlp_spec([3, 2], "LogLikelihoodCost")
     chain = copy.deepcopy(SMALL_CONV_SPEC)
     chain["layers"][1]["n_in"] = 9
     with pytest.raises(ExportError, match=r"layers\[1\]\.n_in: 9 does not match the 8 outputs"):
-        export.validate_spec(chain, "cfg.json")
+        validate(chain, "cfg.json")
 
 
 # --- the book's network2 files ----------------------------------------------------------
@@ -146,7 +147,7 @@ def test_file_written_by_book_network2_save_loads(tmp_path):
         json.dump({"sizes": sizes, "weights": [w.tolist() for w in weights],
                    "biases": [b.tolist() for b in biases], "cost": str("CrossEntropyCost")}, f)
     spec, params, mbs = export.load_json(path)
-    assert spec == export.mlp_spec(sizes, "CrossEntropyCost") and mbs is None
+    assert spec == mlp_spec(sizes, "CrossEntropyCost") and mbs is None
     assert [p["b"].shape for p in params] == [(30,), (10,)]
     for x in rng.random((5, 784)):
         ours = book_feedforward([p["w"] for p in params], [p["b"] for p in params], x)
@@ -154,7 +155,7 @@ def test_file_written_by_book_network2_save_loads(tmp_path):
 
 
 def test_our_mlp_file_is_read_by_a_book_style_loader(tmp_path):
-    spec = export.mlp_spec([20, 7, 3], "QuadraticCost")
+    spec = mlp_spec([20, 7, 3], "QuadraticCost")
     params = random_params(spec, seed=3)
     path = tmp_path / "ours.json"
     export.save_json(path, spec, params)
@@ -176,8 +177,8 @@ def test_our_mlp_file_is_read_by_a_book_style_loader(tmp_path):
 
 
 def mlp_doc():
-    return json.loads(json.dumps(export.to_json_dict(export.mlp_spec([4, 3, 2]),
-                                                     random_params(export.mlp_spec([4, 3, 2])))))
+    return json.loads(json.dumps(export.to_json_dict(mlp_spec([4, 3, 2]),
+                                                     random_params(mlp_spec([4, 3, 2])))))
 
 
 def conv_doc():
@@ -294,7 +295,7 @@ def test_file_level_faults(tmp_path, monkeypatch):
     path.write_bytes(b"\xff\xfe{}")
     with pytest.raises(ExportError, match=r"net\.json: not UTF-8"):
         export.load_json(path)
-    export.save_json(path, export.mlp_spec([4, 3, 2]), random_params(export.mlp_spec([4, 3, 2])))
+    export.save_json(path, mlp_spec([4, 3, 2]), random_params(mlp_spec([4, 3, 2])))
     monkeypatch.setattr(export, "MAX_FILE_BYTES", 100)
     with pytest.raises(ExportError, match=r"net\.json: \d+ bytes, more than the limit 100"):
         export.load_json(path)
@@ -331,7 +332,7 @@ def import_any(d):
 
 ints = st.integers(-1, 9)
 NEAR = {"n_in": ints, "n_out": ints, "p_dropout": st.floats(-0.5, 1.5),
-        "activation_fn": st.sampled_from([*export.ACTIVATIONS, "softmax"]),
+        "activation_fn": st.sampled_from([*ACTIVATIONS, "softmax"]),
         "filter_shape": st.lists(ints, min_size=4, max_size=4), "image_shape": st.lists(ints, min_size=4, max_size=4),
         "poolsize": st.lists(ints, min_size=2, max_size=2),
         "weights": st.lists(st.lists(st.floats(), max_size=3), max_size=3), "biases": st.lists(st.floats(), max_size=3)}
@@ -340,8 +341,8 @@ NEAR = {"n_in": ints, "n_out": ints, "p_dropout": st.floats(-0.5, 1.5),
 @st.composite
 def layer_like(draw):
     """A layer object of a known type whose values are often nearly right."""
-    kind = draw(st.sampled_from(sorted(export.LAYER_ARGS)))
-    keys = ["type", *export.LAYER_ARGS[kind], "weights", "biases"]
+    kind = draw(st.sampled_from(sorted(LAYER_ARGS)))
+    keys = ["type", *LAYER_ARGS[kind], "weights", "biases"]
     if draw(st.integers(0, 9)) == 0:
         keys.remove(draw(st.sampled_from(keys)))
     if draw(st.integers(0, 9)) == 0:
@@ -382,13 +383,4 @@ def test_export_module_needs_no_jax():
     tree = ast.parse(open(export.__file__).read())
     mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods <= {"__future__", "json", "math", "os", "stat", "uuid", "typing", "numpy"}
-
-
-def test_validate_spec_returns_a_clean_copy():
-    spec = {"layers": ({"type": "FullyConnectedLayer", "n_in": np.int64(3), "n_out": 2, "activation_fn": "tanh",
-                        "p_dropout": 0},), "cost": "QuadraticCost"}
-    clean = export.validate_spec(spec)
-    assert clean == {"layers": [{"type": "FullyConnectedLayer", "n_in": 3, "n_out": 2, "activation_fn": "tanh",
-                                 "p_dropout": 0.0}], "cost": "QuadraticCost"}
-    assert type(clean["layers"][0]["n_in"]) is int and type(clean["layers"][0]["p_dropout"]) is float
+    assert mods <= {"__future__", "json", "os", "stat", "uuid", "typing", "numpy", "nn3.spec"}

@@ -30,15 +30,10 @@ LAYERS = [
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
-# Imports that break the layering today, left to the helper who owns them (issue 13,
-# wave 2). Each is (importer, imported); the test fails once one no longer happens, so
-# that whoever removes the import removes its entry too.
-KNOWN_EXCEPTIONS = {
-    # spec helper: mlp_spec moves into spec.py, and presets will import spec only
-    ("presets", "layers"),
-    # spec helper: forward_macs (multiply-adds) moves into spec.py, which threads may import
-    ("threads", "layers"),
-}
+# Imports that break the layering, each (importer, imported), with the reason it stays.
+# None today; the test fails once a listed one no longer happens, so that whoever removes
+# an import removes its entry too.
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _module(path: Path, root: Path = PACKAGE) -> str:

@@ -5,6 +5,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from nn3 import layers, plots, presets, train  # noqa: E402
+from nn3.spec import mlp_spec  # noqa: E402
 
 
 def _png(path):
@@ -29,7 +30,7 @@ def test_three_figures(tmp_path):
 
 
 def test_filters_needs_a_conv_layer(tmp_path):
-    net = layers.build(layers.mlp_spec([784, 5, 10]))
+    net = layers.build(mlp_spec([784, 5, 10]))
     with pytest.raises(ValueError, match="no conv layer"):
         plots.filters(net, tmp_path / "f.png")
 
@@ -64,7 +65,7 @@ def test_training_accuracy_is_drawn_where_it_was_measured():
 def test_pngs_carry_their_title(tmp_path):
     from PIL import Image
     x = np.zeros((10, 784), np.float32)
-    net = layers.build(layers.mlp_spec([784, 5, 10]), seed=0)
+    net = layers.build(mlp_spec([784, 5, 10]), seed=0)
     plots.misclassified(net, (x, np.arange(10)), tmp_path / "m.png", which="after epoch 3 (step 40)")
     with Image.open(tmp_path / "m.png") as im:
         assert im.text["Title"].endswith("misclassified (label -> prediction), the network after epoch 3 (step 40)")

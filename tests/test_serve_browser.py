@@ -25,7 +25,7 @@ from nn3.serve import app  # noqa: E402
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 pytestmark = [
-    pytest.mark.browser, pytest.mark.mnist, pytest.mark.slow,
+    pytest.mark.browser, pytest.mark.mnist,
     pytest.mark.skipif(not (shutil.which(CHROMIUM) and shutil.which(DRIVER)), reason="needs chromium and chromedriver"),
 ]
 PATIENCE = 120  # seconds a condition may take on a loaded machine before the test fails

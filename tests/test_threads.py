@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from nn3 import cli, layers, presets, threads
+from nn3 import cli, presets, threads
+from nn3.spec import mlp_spec
 
 
 @pytest.mark.parametrize("value, want", [("1", 1), ("2", 2), ("all", None), ("ALL", None), ("", None),
@@ -27,15 +28,15 @@ def test_parse_refuses_what_is_not_a_count(value):
 
 def test_small_fully_connected_nets_get_one_thread_others_all(monkeypatch):
     monkeypatch.delenv(threads.ENV, raising=False)
-    assert threads.for_spec(layers.mlp_spec([784, 30, 10])) == 1
-    assert threads.for_spec(layers.mlp_spec([784, 100, 10])) == 1
+    assert threads.for_spec(mlp_spec([784, 30, 10])) == 1
+    assert threads.for_spec(mlp_spec([784, 100, 10])) == 1
     assert threads.for_spec(presets.get("shallow").spec) == 1
-    assert threads.for_spec(layers.mlp_spec([784, 1000, 10])) is None  # enough work for every core
-    assert threads.for_spec(layers.mlp_spec([784, 100, 10]), mini_batch_size=100) is None
+    assert threads.for_spec(mlp_spec([784, 1000, 10])) is None  # enough work for every core
+    assert threads.for_spec(mlp_spec([784, 100, 10]), mini_batch_size=100) is None
     assert threads.for_spec(presets.get("basic_conv").spec) is None
     assert threads.for_spec(None) is None
     monkeypatch.setenv(threads.ENV, "all")
-    assert threads.for_spec(layers.mlp_spec([784, 30, 10])) is None
+    assert threads.for_spec(mlp_spec([784, 30, 10])) is None
     monkeypatch.setenv(threads.ENV, "2")
     assert threads.for_spec(presets.get("basic_conv").spec) == 2
 

@@ -18,6 +18,7 @@ import pytest
 from flax import nnx
 
 from nn3 import augment, costs, layers, train
+from nn3.spec import input_size, mlp_spec
 from nn3.train import Loop, SGDConfig, Trainer
 
 DROP_SPEC = {"layers": [
@@ -109,7 +110,7 @@ def params_differ(a, b):
 @pytest.mark.parametrize("cost", ["QuadraticCost", "CrossEntropyCost"])
 def test_mlp_gradients_match_numpy_backprop(cost, tiny_data):
     x, y = tiny_data[0][:4], tiny_data[1][:4]
-    net = layers.build(layers.mlp_spec([8, 5, 4, 3], cost), seed=0, init="normal")
+    net = layers.build(mlp_spec([8, 5, 4, 3], cost), seed=0, init="normal")
     graphdef, state = nnx.split(net)
 
     def loss(st):
@@ -182,7 +183,7 @@ def test_one_engine_step_on_a_conv_net_is_p_minus_eta_grad(small_conv_spec):
 ], ids=["network1", "network2-l2", "network3-l2", "momentum", "l1"])
 def test_sgd_updates_match_numpy(cost, extra, tiny_data):
     x, y = tiny_data[0][:6], tiny_data[1][:6]
-    net = layers.build(layers.mlp_spec([8, 4, 3], cost), seed=2, init="normal")
+    net = layers.build(mlp_spec([8, 4, 3], cost), seed=2, init="normal")
     cfg = SGDConfig(epochs=2, mini_batch_size=3, eta=0.5, shuffle=False, **extra)
     # network2 divides lmbda by the training-set size n; network3 by the number of mini-batches.
     per = {"example": 6, "batch": 2}[cfg.l2]
@@ -196,7 +197,7 @@ def test_sgd_updates_match_numpy(cost, extra, tiny_data):
 @pytest.mark.parametrize("drop", [False, True])
 def test_remainder_batch_is_trained_or_dropped(drop, tiny_data):
     x, y = tiny_data[0][:23], tiny_data[1][:23]
-    net = layers.build(layers.mlp_spec([8, 4, 3], "QuadraticCost"), seed=3, init="normal")
+    net = layers.build(mlp_spec([8, 4, 3], "QuadraticCost"), seed=3, init="normal")
     want = np_sgd(params64(net), x, y, "QuadraticCost", epochs=2, m=5, eta=1.0, drop_remainder=drop)
     cfg = SGDConfig(epochs=2, mini_batch_size=5, eta=1.0, shuffle=False, drop_remainder=drop, chunks=2)
     loop = train.fit(net, cfg, (x, y))
@@ -224,8 +225,8 @@ def test_same_seed_same_bits_other_seed_other_bits(tiny_data):
 
 
 RESUME_CASES = {
-    "plain": (layers.mlp_spec([8, 6, 3]), {"lmbda": 0.1}),
-    "momentum": (layers.mlp_spec([8, 6, 3]), {"lmbda": 0.1, "momentum": 0.7}),
+    "plain": (mlp_spec([8, 6, 3]), {"lmbda": 0.1}),
+    "momentum": (mlp_spec([8, 6, 3]), {"lmbda": 0.1, "momentum": 0.7}),
     "dropout": (DROP_SPEC, {"momentum": 0.5}),
 }
 
@@ -337,7 +338,7 @@ def test_second_epoch_compiles_nothing(caplog):
     # Shapes used by no other test, so that the first epoch must compile.
     r = np.random.default_rng(11)
     data = (r.random((37, 11), dtype=np.float32), r.integers(0, 3, 37))
-    net = layers.build(layers.mlp_spec([11, 4, 3]), seed=0)
+    net = layers.build(mlp_spec([11, 4, 3]), seed=0)
     cfg = SGDConfig(epochs=1, mini_batch_size=4, eta=0.5, lmbda=0.1, chunks=3)  # chunks 3, 3, 3 + a remainder
     tr = Trainer(net, cfg, data)
     kw = dict(trainer=tr, monitor=("training_cost", "training_accuracy", "validation_cost"))
@@ -382,7 +383,7 @@ def test_overflow_on_the_last_update_stops_too(tiny_data):
 
 def _constant_accuracy_fit(tiny_data, **kw):
     # eta so small that float32 weights do not move: the validation accuracy never improves.
-    net = layers.build(layers.mlp_spec([8, 5, 3]), seed=0)
+    net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     cfg = SGDConfig(mini_batch_size=20, eta=1e-12, **kw)
     return train.fit(net, cfg, tiny_data, tiny_data)
 
@@ -412,17 +413,17 @@ def test_early_stopping_stops(tiny_data):
 
 
 def test_early_stopping_needs_data_to_judge(tiny_data):
-    net = layers.build(layers.mlp_spec([8, 5, 3]), seed=0)
+    net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     loop = train.fit(net, SGDConfig(epochs=4, mini_batch_size=20, eta=1e-12, early_stopping=1), tiny_data)
     assert loop.stop_reason == "epochs" and loop.epoch == 4
 
 
 def test_eta_fn_sets_each_epochs_eta(tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=20, eta=9.0, shuffle=False)
-    net = layers.build(layers.mlp_spec([8, 5, 3]), seed=0)
+    net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     loop = train.fit(net, cfg, tiny_data, eta_fn=lambda e: [0.3, 0.7][e])
     assert [r["eta"] for r in loop.history] == [0.3, 0.7]
-    ref = layers.build(layers.mlp_spec([8, 5, 3]), seed=0)
+    ref = layers.build(mlp_spec([8, 5, 3]), seed=0)
     tr = Trainer(ref, cfg, tiny_data)
     tr.run_epoch(0, 0, 0.3)
     tr.run_epoch(1, 0, 0.7)
@@ -465,7 +466,7 @@ def test_expanded_is_a_one_pixel_shift_with_zeros_shifted_in(mnist_like):
 
 def test_expand_epoch_has_five_times_the_steps_and_trains_on_the_shifts(mnist_like):
     x, y = mnist_like[0][:5], mnist_like[1][:5]
-    net = layers.build(layers.mlp_spec([784, 10]), seed=0)
+    net = layers.build(mlp_spec([784, 10]), seed=0)
     cfg = SGDConfig(epochs=1, mini_batch_size=5, eta=0.5, shuffle=False, augment="expand")
     # Unshuffled, mini-batch k is image k's five copies (virtual example v is image v // 5).
     xs = np.repeat(x, 5, axis=0)
@@ -499,9 +500,9 @@ def test_affine_with_no_range_is_the_identity(mnist_like):
 
 def test_affine_training_is_deterministic(mnist_like):
     cfg = SGDConfig(epochs=1, mini_batch_size=20, eta=0.5, augment="affine")
-    a, _ = _fit(layers.mlp_spec([784, 10]), cfg, mnist_like)
-    b, _ = _fit(layers.mlp_spec([784, 10]), cfg, mnist_like)
-    c, _ = _fit(layers.mlp_spec([784, 10]), dataclasses.replace(cfg, augment="none"), mnist_like)
+    a, _ = _fit(mlp_spec([784, 10]), cfg, mnist_like)
+    b, _ = _fit(mlp_spec([784, 10]), cfg, mnist_like)
+    c, _ = _fit(mlp_spec([784, 10]), dataclasses.replace(cfg, augment="none"), mnist_like)
     assert_params_equal(a, b)
     assert params_differ(a, c)
 
@@ -522,7 +523,7 @@ def np_forward(params, x, drop=()):
 def test_evaluate_and_predict_match_numpy(n):
     r = np.random.default_rng(12)
     x, y = r.random((n, 8), dtype=np.float32), r.integers(0, 3, n)
-    net = layers.build(layers.mlp_spec([8, 5, 3], "QuadraticCost"), seed=0, init="normal")
+    net = layers.build(mlp_spec([8, 5, 3], "QuadraticCost"), seed=0, init="normal")
     z = np_forward(params64(net), x)
     right, cost, count = train.evaluate(net, (x, y))
     assert count == n and right == int(np.sum(np.argmax(z, 1) == y))
@@ -548,7 +549,7 @@ def test_evaluate_uses_dropout_scaling(tiny_data):
 
 def test_evaluate_takes_the_books_pairs(tiny_data):
     x, y = tiny_data
-    net = layers.build(layers.mlp_spec([8, 5, 3]), seed=0)
+    net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     pairs = [(xi.reshape(8, 1), int(yi)) for xi, yi in zip(x, y)]
     assert train.evaluate(net, pairs) == train.evaluate(net, (x, y))
 
@@ -581,7 +582,7 @@ def test_as_arrays_rejects_what_does_not_fit(data, n_in):
 
 
 def test_trainer_rejects_data_of_the_wrong_width(tiny_data):
-    net = layers.build(layers.mlp_spec([9, 3]), seed=0)
+    net = layers.build(mlp_spec([9, 3]), seed=0)
     with pytest.raises(ValueError, match="9"):
         Trainer(net, SGDConfig(epochs=1), tiny_data)
 
@@ -597,7 +598,7 @@ def test_bad_settings_are_one_line_value_errors(bad, tiny_data):
         cfg.check(60)
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError):
-        Trainer(layers.build(layers.mlp_spec([8, 3]), seed=0), cfg, tiny_data)
+        Trainer(layers.build(mlp_spec([8, 3]), seed=0), cfg, tiny_data)
 
 
 def test_loop_json_round_trip():
@@ -613,7 +614,7 @@ def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
     net = layers.build(small_conv_spec, seed=3)
     assert evaluation.eval_batch(net) == evaluation.CONV_EVAL_BATCH
     rng = np.random.default_rng(n)
-    x = rng.random((n, layers.input_size(small_conv_spec)), dtype=np.float32)
+    x = rng.random((n, input_size(small_conv_spec)), dtype=np.float32)
     y = rng.integers(0, small_conv_spec["layers"][-1]["n_out"], n)
     want = int(np.sum(np.argmax(np.asarray(net(x)), axis=1) == y))
     assert train.evaluate(net, (x, y))[0] == want
@@ -623,7 +624,7 @@ def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
 def test_labels_that_do_not_fit_the_network_are_refused(tiny_data):
     """No silent clipping or broadcasting of labels (the one-hot and take_along_axis would)."""
     x, y = tiny_data
-    net = layers.build(layers.mlp_spec([x.shape[1], 4, 3], "CrossEntropyCost"))
+    net = layers.build(mlp_spec([x.shape[1], 4, 3], "CrossEntropyCost"))
     cfg = train.SGDConfig(epochs=1, mini_batch_size=5, eta=0.1)
     with pytest.raises(ValueError, match="labels run from 0 to 7, the network has 3 outputs"):
         train.fit(net, cfg, (x, np.arange(len(y)) % 8))
@@ -642,7 +643,7 @@ def test_pixels_of_k_over_256_train_as_uint8_codes_with_the_same_bits(augment, m
     x = (r.integers(0, 256, (40, 784)) / 256).astype(np.float32)  # what the book's images hold
     y = r.integers(0, 10, 40)
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, augment=augment)
-    spec = layers.mlp_spec([784, 12, 10])
+    spec = mlp_spec([784, 12, 10])
     assert Trainer(layers.build(spec, seed=1), cfg, (x, y)).x.dtype == np.uint8
     compact, _ = _fit(spec, cfg, (x, y))
     monkeypatch.setattr(train, "COMPACT", False)
@@ -670,8 +671,3 @@ def test_automatic_chunks_are_at_most_ten_and_none_too_short():
     with pytest.raises(ValueError, match="chunks must be a positive integer"):
         SGDConfig(epochs=1, chunks=0).check(100)
 
-
-def test_forward_macs_counts_conv_before_pooling_and_dense_layers():
-    from nn3 import presets
-    assert layers.forward_macs(layers.mlp_spec([784, 30, 10])) == 784 * 30 + 30 * 10
-    assert layers.forward_macs(presets.get("basic_conv").spec) == 20 * 25 * 24 * 24 + 20 * 12 * 12 * 100 + 100 * 10

@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import layers, runs, train
+from nn3.spec import forward_macs, output_shape
 from nn3.checkpoint import CheckpointError, Run
 from nn3.serve import digits
 
@@ -68,7 +69,7 @@ def network_summary(spec) -> list[dict]:
         if l["type"] == "ConvPoolLayer":
             nf, cin, fh, fw = l["filter_shape"]
             _, c, h, w = l["image_shape"]
-            oh, ow, oc = layers.conv_output_shape(l)
+            oc, oh, ow = output_shape(l)
             rows.append({"type": l["type"], "activation": l.get("activation_fn", "sigmoid"),
                          "detail": f"{nf} filters {fh}x{fw}, pool {'x'.join(map(str, l.get('poolsize', (2, 2))))}",
                          "input": [c, h, w], "output": [oc, oh, ow], "params": nf * cin * fh * fw + nf})
@@ -128,7 +129,7 @@ class RunView:
         return {"path": str(self.path), "preset": c.get("preset"), "dataset": c.get("dataset", "mnist"),
                 "limit": c.get("limit"), "init": c.get("init"), "cost": c["spec"]["cost"], "sgd": c.get("sgd", {}),
                 "imported_from": c.get("imported_from"), "layers": rows,
-                "params": sum(r["params"] for r in rows), "macs": layers.forward_macs(c["spec"])}
+                "params": sum(r["params"] for r in rows), "macs": forward_macs(c["spec"])}
 
     def progress(self) -> dict:
         """metrics.jsonl's records and the saved steps, as they are now (the run may be training)."""
