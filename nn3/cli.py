@@ -271,7 +271,7 @@ def _overrides(a) -> dict:
 
 def _read_config(where) -> dict:
     """A recorded config: a config.json, or the run directory that holds one."""
-    from nn3.checkpoint import CONFIG
+    from nn3.rundir import CONFIG
     path = Path(where)
     if path.is_dir():
         path = path / CONFIG
@@ -331,8 +331,8 @@ def cmd_resume(a):
     from nn3 import runs
     tick, close = _progress(a.quiet)
     started = time.time()
-    from nn3.checkpoint import Run
-    recorded = Run.read_config(a.run)
+    from nn3.rundir import RunDir
+    recorded = RunDir.read_config(a.run)
     style = recorded.get("style", "network3")
     _threads(recorded)
     try:
@@ -357,9 +357,9 @@ def cmd_replay(a):
              "and accuracies are measured when an epoch ends")
     if a.predict:  # the images the accuracy above was measured on: the run's data set, path and limit
         from nn3 import data
-        from nn3.checkpoint import Run
+        from nn3.rundir import RunDir
         if a.data in ("test", "validation"):
-            x, y = runs.load_splits(Run.read_config(a.run))[2 if a.data == "test" else 1]
+            x, y = runs.load_splits(RunDir.read_config(a.run))[2 if a.data == "test" else 1]
         else:
             x, y = data.load_data(a.data)[2]
         pred = train.predict(res["net"], x[:a.predict])
@@ -383,8 +383,8 @@ def cmd_export(a):
     if not out.resolve().parent.is_dir():
         raise ValueError(f"{a.out}: its folder {out.resolve().parent} does not exist")
     net = runs.load(a.run, step=a.step, best=a.best)
-    from nn3.checkpoint import Run
-    mb = Run.read_config(a.run)["sgd"].get("mini_batch_size")
+    from nn3.rundir import RunDir
+    mb = RunDir.read_config(a.run)["sgd"].get("mini_batch_size")
     export.save_json(a.out, net.spec, layers.get_params(net), None if layers.is_mlp(net.spec) else mb)
     _say(f"wrote {a.out}")
     return 0
@@ -452,13 +452,13 @@ def cmd_data(a):
 
 
 def cmd_plot(a):
-    from nn3 import plots, runs
-    from nn3.checkpoint import Run
+    from nn3 import metrics, plots, runs
+    from nn3.rundir import RunDir
     out = Path(a.out or a.run)
     out.mkdir(parents=True, exist_ok=True)
-    run = Run.open(a.run, read_only=True)
+    run = RunDir.open(a.run, read_only=True)
     try:
-        history = run.read_metrics()
+        history = metrics.read(run.path)
         config = run.config
         step, net, loop, _ = runs.restore(run)
     finally:
@@ -523,9 +523,20 @@ def _compile_cache():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def _quiet_orbax():
+    """orbax logs every save through absl at INFO and WARNING; a command's output is its own.
+
+    Set here, for the command, not in the library: a program that imports nn3 keeps the
+    logging it chose.
+    """
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def main(argv=None) -> int:
     from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
     stop.clear()
+    _quiet_orbax()
     try:
         with stop.handlers(raising=True), _one_line_warnings():
             a = _parser().parse_args(argv)

@@ -6,10 +6,10 @@
     >>> runs.resume("checkpoints/demo", epochs=4)  # doctest: +SKIP
     >>> runs.replay("checkpoints/demo", best=True)["accuracy"]  # doctest: +SKIP
 
-A run directory holds ``config.json`` (spec, settings, seed, dataset, versions),
-orbax checkpoints named by the global mini-batch step, and ``metrics.jsonl``. A
-checkpoint is written after every epoch and when SIGINT/SIGTERM stops training at a
-chunk boundary. Because every random draw is a function of (seed, epoch, step), a
+A run directory holds ``config.json`` (spec, settings, seed, dataset, versions) and
+orbax checkpoints named by the global mini-batch step (nn3.rundir), and
+``metrics.jsonl`` (nn3.metrics). A checkpoint is written after every epoch and when
+SIGINT/SIGTERM stops training at a chunk boundary. Because every random draw is a function of (seed, epoch, step), a
 resumed run gives the parameters of one that never stopped, bit for bit on a CPU.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from nn3 import backend, data, layers, presets, stop, train
-from nn3.checkpoint import CONFIG, CheckpointError, Run
+from nn3 import backend, data, layers, metrics, presets, stop, train
+from nn3.rundir import CONFIG, RunDir, RunDirError
 
 
 def _versions() -> dict:
@@ -117,7 +117,7 @@ class _Saver:
 
     SPACING = 100
 
-    def __init__(self, run: Run):
+    def __init__(self, run: RunDir):
         self.run = run
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nn3-save")
         self.pending = None
@@ -139,7 +139,7 @@ class _Saver:
         began = time.perf_counter()
         self.run.save(step, arrays, info)
         for record in records:
-            self.run.append_metrics(record)
+            metrics.append(self.run.path, record)
         self.last_end = time.perf_counter()
         self.last_took = self.last_end - began
 
@@ -155,7 +155,7 @@ class _Saver:
             self.pool.shutdown(wait=True)
 
 
-def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
+def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
     """Train with checkpoints at epoch boundaries (see _Saver) and at an interruption.
 
     SIGINT/SIGTERM (see nn3.stop) end training at the end of the running compiled call
@@ -246,9 +246,9 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     """
     where = pathlib.Path(run_dir)  # refused before anything is loaded
     if where.exists() and not where.is_dir():
-        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+        raise RunDirError(f"{run_dir}: exists and is not a directory")
     if (where / CONFIG).exists():
-        raise CheckpointError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
+        raise RunDirError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
     splits = load_splits(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
@@ -262,12 +262,12 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
         raise KeyboardInterrupt
     config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
-        run = Run.create(run_dir, config)
+        run = RunDir.create(run_dir, config)
     loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
     return run, net, loop
 
 
-def restore(run: Run, *, step=None, best=False, trainer=None):
+def restore(run: RunDir, *, step=None, best=False, trainer=None):
     """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning)."""
     config = run.config
     try:
@@ -275,9 +275,9 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
         layers.check_spec(spec)
         net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{run.path}: its config.json does not describe a network ({e})") from None
+        raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
     if not run.steps():
-        raise CheckpointError(f"{run.path}: holds no checkpoint yet")
+        raise RunDirError(f"{run.path}: holds no checkpoint yet")
     if trainer is not None:
         target = trainer.arrays()
     else:
@@ -296,7 +296,7 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
 
 def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     """Carry on the run in ``run_dir`` (to ``epochs`` in all, if given); returns (run, net, loop)."""
-    run = Run.open(run_dir)
+    run = RunDir.open(run_dir)
     config = run.config
     if epochs is not None:
         config["sgd"]["epochs"] = epochs
@@ -307,17 +307,17 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     if run.steps():
         _, net, loop, _ = restore(run, trainer=trainer)
     elif config.get("imported_from"):
-        raise CheckpointError(f"{run_dir}: holds no checkpoint yet and began from "
+        raise RunDirError(f"{run_dir}: holds no checkpoint yet and began from "
                               f"{config['imported_from']}; import it again")
     else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
         loop = train.Loop(eta=float(cfg.eta))
     if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
         run.write_config(config)
-    run.truncate_metrics(loop.epoch)
-    have = {r.get("epoch") for r in run.read_metrics()}
+    metrics.truncate(run.path, loop.epoch)
+    have = {r.get("epoch") for r in metrics.read(run.path)}
     for record in loop.history:
         if record["epoch"] not in have:
-            run.append_metrics(record)
+            metrics.append(run.path, record)
     loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
     return run, net, loop
 
@@ -333,7 +333,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     they agree exactly) and differs (nn3.backend's choices that differ from the run's,
     ``["conv fused -> xla"]``). Nothing in the directory changes: a run may still be training there.
     """
-    run = Run.open(run_dir, read_only=True)
+    run = RunDir.open(run_dir, read_only=True)
     try:
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
@@ -358,7 +358,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
 
 def load(run_dir, *, step=None, best=False):
     """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
-    run = Run.open(run_dir, read_only=True)
+    run = RunDir.open(run_dir, read_only=True)
     try:
         return restore(run, step=step, best=best)[1]
     finally:

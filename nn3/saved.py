@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from nn3 import export, layers, network, network2, network3, runs, train
-from nn3.checkpoint import Run
+from nn3 import export, layers, metrics, network, network2, network3, runs, train
+from nn3.rundir import RunDir
 
 _STYLES = {network.Network: "network", network2.Network: "network2", network3.Network: "network3"}
 
@@ -48,7 +48,7 @@ def _config(net) -> dict:
 def save(net, run_dir) -> None:
     """Write façade ``net`` (its parameters, settings and history) as a run directory."""
     config = _config(net)
-    run = Run.create(run_dir, config)
+    run = RunDir.create(run_dir, config)
     try:
         arrays = {"params": layers.get_params(net.net)}
         if config["sgd"].get("momentum"):
@@ -56,7 +56,7 @@ def save(net, run_dir) -> None:
                 {k: v * 0 for k, v in p.items()} for p in arrays["params"]]
         run.save(net.loop.step, arrays, runs._info(net.loop))
         for record in net.loop.history:
-            run.append_metrics(record)
+            metrics.append(run.path, record)
     finally:
         run.close()
 
@@ -78,7 +78,7 @@ def load(path, *, step=None, best=False):
     """
     config = None
     if os.path.isdir(path):
-        run = Run.open(path, read_only=True)
+        run = RunDir.open(path, read_only=True)
         try:
             _, net, loop, _ = runs.restore(run, step=step, best=best)
             config = run.config

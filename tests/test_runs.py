@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import checkpoint, cli, layers, runs, train
+from nn3 import cli, layers, runs, rundir, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -210,7 +210,7 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
             runs.start(cfg, tmp_path / "a")
         assert not (tmp_path / "a").exists()
         # Once training has begun, the request stops it at its first stopping point.
-        run = checkpoint.Run.create(tmp_path / "b", cfg)
+        run = rundir.RunDir.create(tmp_path / "b", cfg)
         net = layers.build(cfg["spec"], seed=0, init=cfg["init"])
         splits = runs.load_splits(cfg)
         trainer = train.Trainer(net, train.SGDConfig(**cfg["sgd"]), splits[0])
