@@ -253,13 +253,6 @@ def _finish(loop, run_dir, started):
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
 
 
-def _threads(config) -> None:
-    """Start JAX with the CPU pool that suits the run's network (see nn3.threads)."""
-    from nn3 import threads
-    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
-    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
-
-
 def _settings_given(a) -> dict:
     """The training settings given as flags (see _training_flags); None where unset."""
     from nn3 import runs
@@ -269,9 +262,9 @@ def _settings_given(a) -> dict:
 def _start(config, run_dir, quiet, params=None):
     """Train ``config`` in a new ``run_dir`` (from ``params`` if given): train's and import's end."""
     from nn3 import runs
-    _threads(config)
+    runs.limit_threads(config)
     from nn3 import backend
-    _say(backend.describe())  # after _threads: JAX starts here
+    _say(backend.describe())  # after limit_threads: JAX starts here
     tick, close = _progress(quiet)
     started = time.time()
     try:
@@ -300,7 +293,7 @@ def cmd_resume(a):
     from nn3.rundir import RunDir
     recorded = RunDir.read_config(a.run)
     style = recorded.get("style", "network3")
-    _threads(recorded)
+    runs.limit_threads(recorded)
     try:
         run, _, loop = runs.resume(a.run, epochs=a.epochs, on_progress=tick,
                                    report=_reporter(style, close, recorded.get("monitor", ())))

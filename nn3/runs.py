@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from nn3 import backend, data, export, layers, metrics, presets, stop, train
+from nn3 import backend, data, export, layers, metrics, presets, stop, threads, train
 from nn3.rundir import CONFIG, RunDir, RunDirError
 
 
@@ -161,6 +161,13 @@ def describe_settings(config) -> str:
             f"momentum {c.momentum:g}, augment {c.augment}, schedule {c.schedule}, "
             f"early stopping {c.early_stopping or 'off'}, seed {c.seed}; data: {where}; "
             f"monitor: {', '.join(config['monitor']) or 'none'}")
+
+
+def limit_threads(config) -> None:
+    """Start JAX with the CPU pool that suits ``config``'s network (see nn3.threads); a
+    command calls this before anything runs on JAX, a library caller may not."""
+    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
+    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
 
 
 def _sgd(config) -> train.SGDConfig:
