@@ -5,7 +5,8 @@
     ...                             nn3.network3.SoftmaxLayer(100, 10)], 10)
     >>> # net.SGD(training_data, 60, 10, 0.1, validation_data, test_data)
 
-The book's three programs are ``nn3.network``, ``nn3.network2`` and ``nn3.network3``;
+The book's three programs are ``nn3.network``, ``nn3.network2`` and ``nn3.network3``
+(what they share, ``nn3.facade``; a saved one comes back with ``nn3.load``);
 the engine underneath is ``nn3.layers`` + ``nn3.train``; runs that save, resume and
 replay are ``nn3.runs``; JSON export is ``nn3.export``.
 

@@ -183,38 +183,21 @@ def _say(*a):
     print(*a, flush=True)
 
 
-def _monitored(record, monitor):
-    """network2's lines for the monitors a run asked for (``--monitor``), in the book's order."""
-    if "training_cost" in monitor:
-        _say(f"Cost on training data: {record['training_cost']}")
-    if "training_accuracy" in monitor:
-        _say(f"Accuracy on training data: {record['training_correct']} / {record['training_n']}")
-    if "validation_cost" in monitor:
-        _say(f"Cost on evaluation data: {record['validation_cost']}")
-
-
 def _reporter(style, before=None, monitor=()):
-    """What a run prints per epoch: the lines of the book program the preset comes from.
+    """What a run prints per epoch: the lines of the book program the preset comes from
+    (nn3.facade.epoch_lines, which the façades print too), with the monitors it asked for.
 
     ``before`` runs first (it clears the progress bar, so the lines stand on their own).
     """
+    from nn3 import facade
+    if style == "network2":  # network2's runs show the evaluation accuracy, as the book's chapter-3 scripts do
+        monitor = (*monitor, "validation_accuracy")
+
     def report(record, loop):
         if before:
             before()
-        j = record["epoch"]
-        if style == "network":
-            _say(f"Epoch {j}: {record['test_correct']} / {record['test_n']}")
-            _monitored(record, monitor)
-        elif style == "network2":
-            _say(f"Epoch {j} training complete")
-            _monitored(record, monitor)
-            _say(f"Accuracy on evaluation data: {record['validation_correct']} / {record['validation_n']}")
-        else:
-            _say(f"Epoch {j}: validation accuracy {record['validation_accuracy']:.2%}")
-            if record["best"]:
-                _say("This is the best validation accuracy to date.")
-                _say(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
-            _monitored(record, monitor)
+        for line in facade.epoch_lines(record, style, monitor):
+            _say(line)
     return report
 
 
@@ -453,7 +436,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, OSError) as e:  # DataError, ExportError, CheckpointError are ValueErrors
+    except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
         print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
         return EXIT_FAULT
     except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import costs, layers, train
+from nn3.facade import Facade, whole_number
 
 
 def sigmoid(z):
@@ -43,32 +44,6 @@ def sigmoid_prime(z):
     return sigmoid(z) * (1 - sigmoid(z))
 
 
-def draw_seed(seed=None) -> int:
-    """``seed``, or a fresh one from numpy's global generator when it is None.
-
-    The book's networks drew their weights from ``np.random``; we draw just the seed
-    from it, and every draw after that comes from the seed.
-    """
-    if seed is None:
-        return int(np.random.randint(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"Network: seed must be an integer in [0, 2**32), got {seed!r}")
-    return int(seed)
-
-
-def whole_number(v, name):
-    """``v`` as an int; a float is accepted when it is whole.
-
-    The book's scripts are Python 2, where ``1500000 / size`` is an int; run under
-    Python 3 it arrives as ``30.0``.
-    """
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return int(v)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"SGD: {name} must be a whole number, got {v!r}")
-    return int(v)
-
-
 @partial(jax.jit, static_argnames=("graphdef", "cost"))
 def _gradient(state, x, target, *, graphdef, cost):
     """The gradient of one example's cost: ``x`` (1, n_in), ``target`` (1, n_out) float32."""
@@ -78,9 +53,10 @@ def _gradient(state, x, target, *, graphdef, cost):
     return jax.grad(one_cost)(state)
 
 
-class Network:
+class Network(Facade):
     """The book's ``Network(sizes)``: sigmoid layers, quadratic cost, N(0, 1) weights."""
 
+    style = "network"
     cost_name = "QuadraticCost"
     init = "normal"
 
@@ -89,11 +65,7 @@ class Network:
             raise ValueError(f"Network: sizes must be at least two positive integers, got {sizes!r}")
         self.sizes = [int(s) for s in sizes]
         self.num_layers = len(self.sizes)
-        self.seed = draw_seed(seed)
-        self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=self.init)
-        # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
-        self.loop = train.Loop()
-        self.last_config = None  # the settings of the last SGD call (saved with the network)
+        self._build(layers.mlp_spec(self.sizes, self.cost_name), seed)
 
     # The book exposes its parameters as lists of arrays; so do we. They are copies:
     # to change the network, assign a whole list (``net.weights = [...]``), as the book's
@@ -101,7 +73,7 @@ class Network:
     @property
     def weights(self):
         """One (out, in) array per layer after the input."""
-        return [p["w"] for p in layers.get_params(self.net)]
+        return [p["w"] for p in layers.get_params(self.engine)]
 
     @weights.setter
     def weights(self, arrays):
@@ -110,7 +82,7 @@ class Network:
     @property
     def biases(self):
         """One (n, 1) column per layer after the input."""
-        return [p["b"].reshape(-1, 1) for p in layers.get_params(self.net)]
+        return [p["b"].reshape(-1, 1) for p in layers.get_params(self.engine)]
 
     @biases.setter
     def biases(self, arrays):
@@ -120,13 +92,13 @@ class Network:
         arrays = list(arrays)
         if len(arrays) != len(shapes):
             raise ValueError(f"Network.{name}: {len(arrays)} arrays given, the network has {len(shapes)} layers")
-        params = layers.get_params(self.net)
+        params = layers.get_params(self.engine)
         for i, (a, shape) in enumerate(zip(arrays, shapes)):
             a = np.asarray(a, np.float32)
             if a.shape != shape:
                 raise ValueError(f"Network.{name}: {name}[{i}] has shape {a.shape}, expected {shape}")
             params[i][key] = a.reshape(params[i][key].shape)
-        layers.set_params(self.net, params)
+        layers.set_params(self.engine, params)
 
     def feedforward(self, a):
         """The output for input ``a``: a (784, 1) column gives a (10, 1) column.
@@ -135,12 +107,12 @@ class Network:
         """
         a = np.asarray(a, np.float32)
         column = a.ndim == 2 and a.shape[1] == 1 and a.shape[0] == self.sizes[0]
-        out = np.asarray(self.net(a.reshape(1, -1) if column else a))
+        out = np.asarray(self.engine(a.reshape(1, -1) if column else a))
         return out.reshape(-1, 1) if column else out
 
     def evaluate(self, test_data):
         """How many of ``test_data`` the network classifies right (argmax of the output)."""
-        return train.evaluate(self.net, test_data)[0]
+        return train.evaluate(self.engine, test_data)[0]
 
     def _config(self, epochs, mini_batch_size, eta, **kw):
         # One compiled call per epoch: the book's programs show no progress within one.
@@ -148,30 +120,14 @@ class Network:
         return train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=mini_batch_size, eta=eta,
                                seed=self.seed, chunks=1, **kw)
 
-    def _fit(self, cfg, training_data, test_data=None, validation_data=None, **kw):
-        start = self.loop.epoch
-        self.last_config = cfg
-        self.loop.stop_reason = None
-        self.loop.eta = cfg.eta
-        self.loop = train.fit(self.net, cfg, training_data, validation_data, test_data, loop=self.loop, **kw)
-        return start
-
     def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
         """Train with mini-batch stochastic gradient descent, printing one line per epoch.
 
         ``training_data`` is the book's list of ``(x, y)`` pairs (as ``load_data_wrapper``
         gives it) or an ``(x, y)`` pair of arrays; so is ``test_data``.
         """
-        start = self.loop.epoch
-
-        def report(record, loop, trainer):
-            j = record["epoch"] - start
-            if test_data is not None:
-                print(f"Epoch {j}: {record['test_correct']} / {record['test_n']}")
-            else:
-                print(f"Epoch {j} complete")
-
-        self._fit(self._config(epochs, mini_batch_size, eta), training_data, test_data, on_epoch=report)
+        self._fit(self._config(epochs, mini_batch_size, eta), training_data, test_data=test_data,
+                  on_epoch=self._print_epoch(self.loop.epoch))
 
     def update_mini_batch(self, mini_batch, eta):
         """One gradient step on ``mini_batch``, a list of ``(x, y)`` pairs: the book's
@@ -185,7 +141,7 @@ class Network:
         data = train.as_arrays(mini_batch, self.sizes[0], self.sizes[-1])
         cfg = train.SGDConfig(epochs=1, mini_batch_size=len(data[1]), eta=eta, lmbda=lmbda, shuffle=False,
                               seed=self.seed, chunks=1)
-        trainer = train.Trainer(self.net, cfg, data)
+        trainer = train.Trainer(self.engine, cfg, data)
         if lmbda:
             trainer.decay = lmbda / n  # the book's (1 - eta*lmbda/n): n is the whole training set, not m
         trainer.run_epoch(0, 0, eta)
@@ -211,26 +167,8 @@ class Network:
             target = np.asarray(y, np.float32)
             if target.size != n_out:
                 raise ValueError(f"backprop: y has shape {target.shape}, expected ({n_out}, 1) or an int label")
-        graphdef, state = nnx.split(self.net)
+        graphdef, state = nnx.split(self.engine)
         grads = _gradient(state, jnp.asarray(x.reshape(1, n_in)), jnp.asarray(target.reshape(1, n_out)),
                           graphdef=graphdef, cost=self.cost_name)
         per_layer = layers.get_params(nnx.merge(graphdef, grads))
         return [g["b"].reshape(-1, 1) for g in per_layer], [g["w"] for g in per_layer]
-
-    def save(self, run_dir):
-        """Save as a run directory (parameters, settings, history); ``nn3.load`` reads it back."""
-        self.save_run(run_dir)
-
-    def save_run(self, run_dir):
-        """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
-        from nn3 import saved
-        saved.save(self, run_dir)
-
-    def save_json(self, path):
-        """Save as JSON (network2's format for this network)."""
-        from nn3 import saved
-        saved.save_json(self, path)
-
-    def accuracy_history(self):
-        """Per-epoch records of every SGD call so far (nn3's addition)."""
-        return list(self.loop.history)

@@ -62,6 +62,7 @@ COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost)}
 class Network(_network.Network):
     """The book's ``Network(sizes, cost)``: weights N(0, 1/sqrt(n_in)) by default."""
 
+    style = "network2"
     init = "scaled"
 
     def __init__(self, sizes, cost=CrossEntropyCost, seed=None):
@@ -84,7 +85,7 @@ class Network(_network.Network):
         # From the network's own seed (the book drew afresh from np.random): net.seed
         # stays the one seed that, recorded, remakes the run.
         self.init = init
-        self.net = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
+        self.engine = layers.build(layers.mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
         self.loop = train.Loop()
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, lmbda=0.0, evaluation_data=None,
@@ -99,31 +100,24 @@ class Network(_network.Network):
         ``n`` the size of the data set measured, as network2's ``total_cost`` does.
         """
         ec, ea, tc, ta = [], [], [], []
-        # (on?, the record's key, the list it feeds, the book's line)
-        monitors = [
-            (monitor_training_cost, "training_cost", tc, lambda r: f"Cost on training data: {r['training_cost']}"),
-            (monitor_training_accuracy, "training_correct", ta,
-             lambda r: f"Accuracy on training data: {r['training_correct']} / {r['training_n']}"),
-            (monitor_evaluation_cost, "validation_cost", ec,
-             lambda r: f"Cost on evaluation data: {r['validation_cost']}"),
-            (monitor_evaluation_accuracy, "validation_correct", ea,
-             lambda r: f"Accuracy on evaluation data: {r['validation_correct']} / {r['validation_n']}"),
-        ]
-        monitor = [name for on, name in ((monitor_training_cost, "training_cost"),
-                                         (monitor_training_accuracy, "training_accuracy"),
-                                         (monitor_evaluation_cost, "validation_cost")) if on]
-        start = self.loop.epoch
+        # (on?, the monitor's name, the record's key, the list it feeds), in the book's order
+        monitors = [(monitor_training_cost, "training_cost", "training_cost", tc),
+                    (monitor_training_accuracy, "training_accuracy", "training_correct", ta),
+                    (monitor_evaluation_cost, "validation_cost", "validation_cost", ec),
+                    (monitor_evaluation_accuracy, "validation_accuracy", "validation_correct", ea)]
+        shown = tuple(name for on, name, _, _ in monitors if on)
+        print_lines = self._print_epoch(self.loop.epoch, shown)
 
         def report(record, loop, trainer):
-            print(f"Epoch {record['epoch'] - start} training complete")
-            for on, key, values, line in monitors:
+            print_lines(record, loop, trainer)
+            for on, _, key, values in monitors:
                 if on:
                     values.append(record[key])
-                    print(line(record))
 
         cfg = self._config(epochs, mini_batch_size, eta, lmbda=lmbda, momentum=momentum, l1=l1,
                            schedule=schedule, early_stopping=early_stopping_n or None)
-        self._fit(cfg, training_data, validation_data=evaluation_data, monitor=tuple(monitor),
+        self._fit(cfg, training_data, validation_data=evaluation_data,
+                  monitor=tuple(m for m in shown if m != "validation_accuracy"),
                   eta_fn=eta_fn, on_epoch=report)
         if self.loop.stop_reason == "early_stopping":
             print(f"Early-stopping: no accuracy change in last epochs: {early_stopping_n}")
@@ -137,13 +131,13 @@ class Network(_network.Network):
     def accuracy(self, data, convert=False):
         """How many of ``data`` are classified right; ``convert`` is accepted for the book's calls."""
         del convert  # labels may be one-hot or integers: as_arrays tells them apart
-        return train.evaluate(self.net, data)[0]
+        return train.evaluate(self.engine, data)[0]
 
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus ``0.5*(lmbda/len(data))*sum ||w||^2``."""
         del convert
-        _, cost, n = train.evaluate(self.net, data)
-        return cost + 0.5 * (lmbda / n) * train.l2_norm_sq(self.net)
+        _, cost, n = train.evaluate(self.engine, data)
+        return cost + 0.5 * (lmbda / n) * train.l2_norm_sq(self.engine)
 
     def save(self, filename):
         """Write the network to ``filename`` in network2's JSON format, whatever its name.
@@ -166,5 +160,5 @@ def load(filename):
     if not layers.is_mlp(spec):
         raise export.ExportError(f"{filename}: not a network2 network (use nn3.load_json)")
     net = Network(layers.mlp_sizes(spec), cost=COSTS[spec["cost"]], seed=meta.get("seed"))
-    layers.set_params(net.net, params)
+    layers.set_params(net.engine, params)
     return net

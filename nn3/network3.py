@@ -25,7 +25,7 @@ import numpy as np
 
 from nn3 import data as _data
 from nn3 import layers, train
-from nn3.network import draw_seed, whole_number
+from nn3.facade import Facade, whole_number
 from nn3.activations import linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
 
 _ACTIVATION_NAMES = {sigmoid: "sigmoid", tanh: "tanh", ReLU: "ReLU", linear: "linear"}
@@ -90,8 +90,11 @@ def size(data):
     return len(data[0])
 
 
-class Network:
+class Network(Facade):
     """The book's ``Network(layers, mini_batch_size)``."""
+
+    style = "network3"
+    init = "network3"
 
     def __init__(self, layers_, mini_batch_size, seed=None, cost="LogLikelihoodCost"):
         specs = [l.spec() if hasattr(l, "spec") else dict(l) for l in layers_]
@@ -99,15 +102,12 @@ class Network:
             raise ValueError(f"Network: mini_batch_size must be a positive integer, got {mini_batch_size!r}")
         self.layers = list(layers_)
         self.mini_batch_size = int(mini_batch_size)
-        self.seed = draw_seed(seed)
-        self.net = layers.build({"layers": specs, "cost": cost}, seed=self.seed, init="network3")
-        self.loop = train.Loop()
-        self.last_config = None  # the settings of the last SGD call (saved with the network)
+        self._build({"layers": specs, "cost": cost}, seed)
 
     @property
     def params(self):
         """Per-layer ``{"w", "b"}`` numpy arrays in nn3's layouts (a copy)."""
-        return layers.get_params(self.net)
+        return layers.get_params(self.engine)
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, validation_data, test_data,
             lmbda=0.0, *, shuffle=False, augment="none", early_stopping=None, eta_fn=None,
@@ -130,7 +130,6 @@ class Network:
                               early_stopping=early_stopping, momentum=momentum, seed=self.seed,
                               # a chunk per 1000 mini-batches: the book's progress lines appear on time
                               chunks=max(1, n_batches // 1000))
-        start = self.loop.epoch
         done = [self.loop.step]
 
         def progress(n):
@@ -139,18 +138,8 @@ class Network:
                 say(f"Training mini-batch number {it}")
             done[0] += n
 
-        def report(record, loop, trainer):
-            say(f"Epoch {record['epoch'] - start}: validation accuracy {record['validation_accuracy']:.2%}")
-            if record["best"]:
-                say("This is the best validation accuracy to date.")
-                if test_data is not None:
-                    say(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
-
-        self.last_config = cfg
-        self.loop.stop_reason = None
-        self.loop.eta = float(eta)
-        self.loop = train.fit(self.net, cfg, training_data, validation_data, test_data, loop=self.loop,
-                              eta_fn=eta_fn, on_epoch=report, on_progress=progress)
+        self._fit(cfg, training_data, validation_data, test_data, eta_fn=eta_fn,
+                  on_epoch=self._print_epoch(self.loop.epoch, say=say), on_progress=progress)
         best = self.best()
         say("Finished training network.")
         if best:
@@ -167,25 +156,11 @@ class Network:
                 return r
         return None
 
-    def save(self, run_dir):
-        """Save as a run directory (the chapter-6 exercise); ``nn3.load`` reads it back."""
-        self.save_run(run_dir)
-
-    def save_run(self, run_dir):
-        """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
-        from nn3 import saved
-        saved.save(self, run_dir)
-
-    def save_json(self, path):
-        """Save as JSON in nn3's network3 style (layer specs + nested lists)."""
-        from nn3 import saved
-        saved.save_json(self, path)
-
     def accuracy(self, data):
         """The fraction of ``data`` classified right (the chapter-6 exercise)."""
-        right, _, n = train.evaluate(self.net, data)
+        right, _, n = train.evaluate(self.engine, data)
         return right / n
 
     def predict(self, x):
         """The predicted digit for each row of ``x`` (N, 784)."""
-        return train.predict(self.net, x)
+        return train.predict(self.engine, x)

@@ -1,64 +1,23 @@
-"""Saving and loading the book's networks: run directories (orbax) and JSON files.
+"""Loading the book's networks back: run directories (orbax) and JSON files.
 
     >>> from nn3 import network3, saved
     >>> net = network3.Network([network3.FullyConnectedLayer(784, 100), network3.SoftmaxLayer(100, 10)], 10)
-    >>> saved.save(net, "checkpoints/mine")   # doctest: +SKIP
+    >>> net.save("checkpoints/mine")              # doctest: +SKIP
     >>> again = saved.load("checkpoints/mine")  # doctest: +SKIP
 
 This answers chapter 6's exercise "add the ability to load and save networks": a
-façade network (network, network2 or network3) is saved as a run directory that
-``nn3 resume`` / ``nn3 replay`` understand, or as JSON. ``load`` gives back a façade
-of the same kind, ready to train on from where it stopped; its seed and, for a run
-directory, the settings the run recorded come back with it, so that saving it again
-writes them again.
+façade network (network, network2 or network3) saves itself (nn3.facade: ``save_run``
+writes a run directory that ``nn3 resume`` / ``nn3 replay`` understand, ``save_json``
+a JSON file). ``load`` gives back a façade of the same kind, ready to train on from
+where it stopped; its seed and, for a run directory, the settings the run recorded
+come back with it, so that saving it again writes them again.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
-from nn3 import export, layers, metrics, network, network2, network3, runs, train
+from nn3 import export, layers, network, network2, network3, runs, train
 from nn3.rundir import RunDir
-
-_STYLES = {network.Network: "network", network2.Network: "network2", network3.Network: "network3"}
-
-
-def _style(net) -> str:
-    return _STYLES[type(net)] if type(net) in _STYLES else "network3"
-
-
-def _config(net) -> dict:
-    """The config.json of a façade: what its last SGD call used, else what the run it was
-    loaded from recorded (``net.run_config``), else the defaults with its seed."""
-    loaded = getattr(net, "run_config", None)
-    cfg = getattr(net, "last_config", None)
-    config = {"preset": None, "dataset": "mnist", "data": None, "limit": None, "monitor": []}
-    if loaded:
-        config.update({k: loaded[k] for k in ("preset", "dataset", "data", "limit", "monitor") if k in loaded})
-    if cfg is not None:  # trained here: the run is as long as what was trained
-        sgd = dataclasses.asdict(dataclasses.replace(cfg, epochs=max(net.loop.epoch, 1)))
-    elif loaded:
-        sgd = dict(loaded["sgd"])
-    else:
-        sgd = dataclasses.asdict(train.SGDConfig(epochs=max(net.loop.epoch, 1), seed=net.seed))
-    return {**config, "style": _style(net), "spec": net.net.spec, "init": getattr(net, "init", "network3"),
-            "sgd": sgd, "versions": runs._versions()}
-
-
-def save(net, run_dir) -> None:
-    """Write façade ``net`` (its parameters, settings and history) as a run directory."""
-    config = _config(net)
-    run = RunDir.create(run_dir, config)
-    try:
-        arrays = {"params": layers.get_params(net.net)}
-        if config["sgd"].get("momentum"):
-            arrays["velocity"] = getattr(net, "velocity", None) or [
-                {k: v * 0 for k, v in p.items()} for p in arrays["params"]]
-        run.save(net.loop.step, arrays, runs._info(net.loop))
-        for record in net.loop.history:
-            metrics.append(run.path, record)
-    finally:
-        run.close()
 
 
 def _facade(style, spec, seed=None):
@@ -94,15 +53,7 @@ def load(path, *, step=None, best=False):
     out = _facade(style, net.spec, seed=seed)
     if config is not None and style != "network3" and config.get("init"):
         out.init = config["init"]
-    layers.set_params(out.net, layers.get_params(net))
+    layers.set_params(out.engine, layers.get_params(net))
     out.loop = loop
     out.run_config = config
     return out
-
-
-def save_json(net, path) -> None:
-    """Write façade ``net`` as JSON (with its seed): network2's format for MLPs, nn3's
-    network3 style otherwise."""
-    spec = net.net.spec
-    mb = None if layers.is_mlp(spec) else getattr(net, "mini_batch_size", None)
-    export.save_json(path, spec, layers.get_params(net.net), mb, seed=net.seed)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nn3
-from nn3 import layers, network, network2, network3, runs, saved
+from nn3 import layers, network, network2, network3, runs
 from nn3.rundir import RunDir
 from nn3.network3 import FullyConnectedLayer, SoftmaxLayer
 
@@ -200,7 +200,7 @@ def test_without_a_seed_numpys_global_generator_decides(kind):
     a, b = make(), make()
     np.random.seed(12)
     again = make()
-    first = lambda n: layers.get_params(n.net)[0]["w"]  # noqa: E731
+    first = lambda n: layers.get_params(n.engine)[0]["w"]  # noqa: E731
     assert not np.array_equal(first(a), first(b)) and a.seed != b.seed   # two nets in one script differ
     assert np.array_equal(first(a), first(again)) and a.seed == again.seed  # np.random.seed repeats a run
     x, y = _data(30)
@@ -209,7 +209,7 @@ def test_without_a_seed_numpys_global_generator_decides(kind):
             net.SGD((x, y), 1, 10, 0.1, (x, y), None, shuffle=True, verbose=False)
         else:
             net.SGD((x, y), 1, 10, 0.5)
-    assert all(np.array_equal(p[k], q[k]) for p, q in zip(layers.get_params(a.net), layers.get_params(again.net))
+    assert all(np.array_equal(p[k], q[k]) for p, q in zip(layers.get_params(a.engine), layers.get_params(again.engine))
                for k in "wb")
 
 
@@ -223,7 +223,7 @@ def test_with_a_seed_nothing_global_is_used(kind):
     np.random.seed(2)
     b = make(seed=7)
     assert a.seed == b.seed == 7
-    assert np.array_equal(layers.get_params(a.net)[0]["w"], layers.get_params(b.net)[0]["w"])
+    assert np.array_equal(layers.get_params(a.engine)[0]["w"], layers.get_params(b.engine)[0]["w"])
     with pytest.raises(ValueError, match="seed must be an integer"):
         make(seed=-1)
 
@@ -232,7 +232,7 @@ def test_with_a_seed_nothing_global_is_used(kind):
 def test_the_seed_used_is_recorded(tmp_path, kind):
     np.random.seed(3)
     net = MAKERS[kind]()
-    saved.save(net, tmp_path / "run")      # untrained: the config still records this net's seed
+    net.save_run(tmp_path / "run")      # untrained: the config still records this net's seed
     assert RunDir.read_config(tmp_path / "run")["sgd"]["seed"] == net.seed
     assert nn3.load(tmp_path / "run").seed == net.seed
     net.save_json(tmp_path / "net.json")
@@ -294,15 +294,15 @@ def test_load_then_save_keeps_the_recorded_settings(tmp_path):
     net = network2.Network([784, 10, 10], seed=11)
     net.large_weight_initializer()
     net.SGD((x, y), 2, 5, 0.25, lmbda=2.0, momentum=0.5)
-    saved.save(net, tmp_path / "a")
+    net.save_run(tmp_path / "a")
     first = RunDir.read_config(tmp_path / "a")
     assert first["sgd"]["eta"] == 0.25 and first["sgd"]["seed"] == 11
-    saved.save(nn3.load(tmp_path / "a"), tmp_path / "b")
+    nn3.load(tmp_path / "a").save_run(tmp_path / "b")
     second = RunDir.read_config(tmp_path / "b")
     assert second["sgd"] == first["sgd"] and second["init"] == first["init"] == "normal"
     loaded = nn3.load(tmp_path / "b")
     loaded.SGD((x, y), 1, 5, 0.125, lmbda=2.0, momentum=0.5)   # trained on: its own settings count
-    saved.save(loaded, tmp_path / "c")
+    loaded.save_run(tmp_path / "c")
     third = RunDir.read_config(tmp_path / "c")["sgd"]
     assert third["eta"] == 0.125 and third["epochs"] == 3 and third["seed"] == 11
 
@@ -323,7 +323,7 @@ def test_load_then_save_of_a_trained_run_keeps_preset_and_data(tiny_run, tmp_pat
     recorded = RunDir.read_config(tiny_run)
     net = nn3.load(tiny_run)
     assert net.seed == 5
-    saved.save(net, tmp_path / "again")
+    net.save_run(tmp_path / "again")
     again = RunDir.read_config(tmp_path / "again")
     for key in ("preset", "dataset", "data", "limit", "sgd", "style", "init", "spec"):
         assert again[key] == recorded[key], key

@@ -5,14 +5,17 @@ the real-data smoke test is marked ``mnist``.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import nn3
 from nn3 import layers, mnist_loader, network, network2, network3
+from nn3.facade import Facade
 from nn3.network3 import ConvPoolLayer, FullyConnectedLayer, ReLU, SoftmaxLayer
 
 
@@ -26,7 +29,7 @@ def _pairs(x, y, one_hot):
 
 
 def _params(net):
-    return layers.get_params(net.net)
+    return layers.get_params(net.engine)
 
 
 def _same(a, b):
@@ -204,3 +207,53 @@ def test_a_short_real_run_beats_90_percent(capsys, monkeypatch, real_mnist):
                                 monitor_evaluation_accuracy=True)
     assert accuracy[0] > 9000, accuracy
     assert net.accuracy(test_data) > 9000
+
+
+# ---------------------------------------------------------------- one source of truth (nn3.facade)
+
+
+def test_the_books_lines_are_written_in_one_place():
+    # facade.epoch_lines is the one writer of the per-epoch lines: the façades and the
+    # CLI both print through it, so no other module spells them out.
+    # (Docstrings may show them: network2's synopsis does.)
+    phrases = ("training complete", "Accuracy on evaluation data", "best validation accuracy to date",
+               "The corresponding test accuracy", "Cost on training data")
+    writers = set()
+    for path in Path(nn3.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        strings = [n.value for n in ast.walk(tree)
+                   if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+        writers |= {path.name for text in strings for phrase in phrases if phrase in text}
+    assert writers == {"facade.py"}
+
+
+def test_cli_runs_print_the_facades_lines(capsys):
+    from nn3 import cli, facade
+    record = {"epoch": 3, "test_correct": 9, "test_n": 10, "validation_correct": 7, "validation_n": 10,
+              "validation_accuracy": 0.7, "test_accuracy": 0.9, "best": True, "training_cost": 0.5,
+              "training_correct": 3, "training_n": 4, "validation_cost": 0.25}
+    for style, shown in (("network", ()), ("network2", ("validation_accuracy",)), ("network3", ())):
+        cli._reporter(style, monitor=("training_cost",))(record, None)
+        assert capsys.readouterr().out.splitlines() == facade.epoch_lines(record, style, ("training_cost", *shown))
+    assert facade.epoch_lines(record, "network2", ("validation_accuracy", "training_cost"), start=3) == [
+        "Epoch 0 training complete", "Cost on training data: 0.5", "Accuracy on evaluation data: 7 / 10"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: network.Network([784, 10, 10], seed=0),
+    lambda: network2.Network([784, 10, 10], seed=0),
+    lambda: network3.Network([FullyConnectedLayer(784, 10), SoftmaxLayer(10, 10)], 10, seed=0)])
+def test_the_engine_network_has_one_name(make):
+    net = make()
+    assert isinstance(net, Facade) and isinstance(net.engine, layers.Network)
+    assert not hasattr(net, "net")
+
+
+def test_history_records_eta_as_a_float():
+    x, y = _data(40)
+    net = network.Network([784, 10, 10], seed=0)
+    net.SGD((x, y), 1, 10, 3)   # an int eta, as a script may write it
+    assert [type(r["eta"]) for r in net.accuracy_history()] == [float]

@@ -1,0 +1,168 @@
+"""What the book's three programs share: the engine network, its loop and seed, saving,
+and the lines the book prints after each epoch.
+
+    >>> from nn3 import facade
+    >>> record = {"epoch": 0, "test_correct": 9129, "test_n": 10000}
+    >>> facade.epoch_lines(record, "network")
+    ['Epoch 0: 9129 / 10000']
+    >>> facade.epoch_lines({"epoch": 2, "validation_correct": 9392, "validation_n": 10000},
+    ...                    "network2", monitor=("validation_accuracy",))
+    ['Epoch 2 training complete', 'Accuracy on evaluation data: 9392 / 10000']
+
+``Facade`` is the base of ``network.Network``, ``network2.Network`` and
+``network3.Network``: it holds the engine network (``engine``, an nn3.layers module),
+the ``loop`` (where training stands: epochs done, history), the ``seed`` that remakes
+it, the settings of the last ``SGD`` call, and writes all of that as a run directory
+(``save_run``) or as JSON (``save_json``). ``nn3.load`` (nn3.saved) reads both back.
+
+``epoch_lines`` is the one place the book's per-epoch lines are written: the façades
+print them during ``SGD`` and ``nn3 train`` / ``resume`` print them for a run of the
+same style, so the two cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nn3 import export, layers, metrics, runs, train
+from nn3.rundir import RunDir
+
+# network2's monitors, in the order the book prints them: (the key a run records, its line)
+MONITOR_LINES = {
+    "training_cost": lambda r: f"Cost on training data: {r['training_cost']}",
+    "training_accuracy": lambda r: f"Accuracy on training data: {r['training_correct']} / {r['training_n']}",
+    "validation_cost": lambda r: f"Cost on evaluation data: {r['validation_cost']}",
+    "validation_accuracy":
+        lambda r: f"Accuracy on evaluation data: {r['validation_correct']} / {r['validation_n']}",
+}
+
+
+def epoch_lines(record, style, monitor=(), start=0) -> list[str]:
+    """The lines the book's ``style`` program prints after the epoch of ``record``.
+
+    ``style`` is "network", "network2" or "network3"; ``monitor`` names the quantities
+    shown besides (keys of MONITOR_LINES, printed in the book's order); ``start`` is
+    subtracted from the epoch, as each ``SGD`` call counts its epochs from 0.
+    network3 shows the validation accuracy in its own line, so it never repeats it.
+    """
+    j = record["epoch"] - start
+    if style == "network":
+        lines = [f"Epoch {j}: {record['test_correct']} / {record['test_n']}" if "test_correct" in record
+                 else f"Epoch {j} complete"]
+    elif style == "network2":
+        lines = [f"Epoch {j} training complete"]
+    else:
+        lines = [f"Epoch {j}: validation accuracy {record['validation_accuracy']:.2%}"]
+        if record["best"]:
+            lines.append("This is the best validation accuracy to date.")
+            if "test_accuracy" in record:
+                lines.append(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
+        monitor = [m for m in monitor if m != "validation_accuracy"]
+    return lines + [line(record) for name, line in MONITOR_LINES.items() if name in monitor]
+
+
+def draw_seed(seed=None) -> int:
+    """``seed``, or a fresh one from numpy's global generator when it is None.
+
+    The book's networks drew their weights from ``np.random``; we draw just the seed
+    from it, and every draw after that comes from the seed.
+    """
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"Network: seed must be an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
+def whole_number(v, name):
+    """``v`` as an int; a float is accepted when it is whole.
+
+    The book's scripts are Python 2, where ``1500000 / size`` is an int; run under
+    Python 3 it arrives as ``30.0``.
+    """
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"SGD: {name} must be a whole number, got {v!r}")
+    return int(v)
+
+
+class Facade:
+    """The state every book network keeps: ``engine``, ``loop``, ``seed``, ``last_config``.
+
+    A subclass names its ``style`` (the book program it stands for) and ``init`` (how
+    its weights start), checks its own arguments, then calls ``_build(spec, seed)``.
+    """
+
+    style = "network3"
+    init = "network3"
+
+    def _build(self, spec, seed):
+        # The seed is drawn only after the subclass has checked its arguments: a bad call
+        # takes nothing from np.random, so a script's later networks start as before.
+        self.seed = draw_seed(seed)
+        self.engine = layers.build(spec, seed=self.seed, init=self.init)
+        # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
+        self.loop = train.Loop()
+        self.last_config = None  # the settings of the last SGD call (saved with the network)
+        self.run_config = None   # the config.json of the run this network was loaded from, if any
+
+    def _fit(self, cfg, training_data, validation_data=None, test_data=None, **kw):
+        """Train on with ``cfg`` (its ``epochs`` counted from the run's start)."""
+        self.last_config = cfg
+        self.loop.stop_reason = None
+        self.loop.eta = float(cfg.eta)
+        self.loop = train.fit(self.engine, cfg, training_data, validation_data, test_data, loop=self.loop, **kw)
+
+    def _print_epoch(self, start, monitor=(), say=print):
+        """An ``on_epoch`` callback that prints the book's lines for this network's style."""
+        def report(record, loop, trainer):
+            for line in epoch_lines(record, self.style, monitor, start):
+                say(line)
+        return report
+
+    def accuracy_history(self):
+        """Per-epoch records of every SGD call so far (nn3's addition)."""
+        return list(self.loop.history)
+
+    def save(self, run_dir):
+        """Save as a run directory (parameters, settings, history); ``nn3.load`` reads it back."""
+        self.save_run(run_dir)
+
+    def save_run(self, run_dir):
+        """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
+        config = self._run_config()
+        run = RunDir.create(run_dir, config)
+        try:
+            arrays = {"params": layers.get_params(self.engine)}
+            if config["sgd"].get("momentum"):
+                # SGD calls do not carry the velocity between them: a resumed run starts it at zero.
+                arrays["velocity"] = [{k: v * 0 for k, v in p.items()} for p in arrays["params"]]
+            run.save(self.loop.step, arrays, runs._info(self.loop))
+            for record in self.loop.history:
+                metrics.append(run.path, record)
+        finally:
+            run.close()
+
+    def save_json(self, path):
+        """Save as JSON with the seed: network2's format for an MLP, nn3's network3 style otherwise."""
+        spec = self.engine.spec
+        mb = None if layers.is_mlp(spec) else getattr(self, "mini_batch_size", None)
+        export.save_json(path, spec, layers.get_params(self.engine), mb, seed=self.seed)
+
+    def _run_config(self) -> dict:
+        """The config.json of this network: what its last SGD call used, else what the run
+        it was loaded from recorded, else the defaults with its seed."""
+        loaded, cfg = self.run_config, self.last_config
+        config = {"preset": None, "dataset": "mnist", "data": None, "limit": None, "monitor": []}
+        if loaded:
+            config.update({k: loaded[k] for k in ("preset", "dataset", "data", "limit", "monitor") if k in loaded})
+        if cfg is not None:  # trained here: the run is as long as what was trained
+            sgd = dataclasses.asdict(dataclasses.replace(cfg, epochs=max(self.loop.epoch, 1)))
+        elif loaded:
+            sgd = dict(loaded["sgd"])
+        else:
+            sgd = dataclasses.asdict(train.SGDConfig(epochs=max(self.loop.epoch, 1), seed=self.seed))
+        return {**config, "style": self.style, "spec": self.engine.spec, "init": self.init,
+                "sgd": sgd, "versions": runs._versions()}
