@@ -7,7 +7,7 @@ For each preset, on the first ``--limit`` examples of each split: one warm-up ep
 (compiles), then ``train.fit`` for ``--epochs`` epochs with validation and test
 evaluated (no files), then ``runs.start`` with the same settings (a checkpoint and a
 metrics line per epoch). The overhead is (start - fit) / fit; the seconds spent inside
-``Run.save`` are also summed, as a fraction of the run. Then ``nn3 replay DIR`` is timed
+``RunDir.save`` are also summed, as a fraction of the run. Then ``nn3 replay DIR`` is timed
 as a whole command from a cold start (a new Python process: imports, data, restore,
 evaluation), next to ``python -c "import nn3.cli, jax"`` for scale. Ratios are what to
 read: absolute times drift with the machine's load.
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nn3 import layers, runs, train  # noqa: E402
-from nn3.checkpoint import Run  # noqa: E402
+from nn3.rundir import RunDir  # noqa: E402
 
 
 def _wall(argv) -> float:
@@ -43,7 +43,7 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
     warm = train.SGDConfig(**{**config["sgd"], "epochs": 1})
     train.fit(layers.build(config["spec"], seed=cfg.seed, init=config["init"]), warm, tr, va, te)
 
-    saved, real_save = [0.0], Run.save
+    saved, real_save = [0.0], RunDir.save
 
     def timed_save(self, *a, **k):
         s = time.perf_counter()
@@ -60,7 +60,7 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
         t = time.perf_counter()
         train.fit(net, cfg, tr, va, te)
         fits.append(time.perf_counter() - t)
-        Run.save = timed_save
+        RunDir.save = timed_save
         saved[0] = 0.0
         try:
             d = work / f"{preset}-{r}"
@@ -69,7 +69,7 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
             run.close()
             starts.append(time.perf_counter() - t)
         finally:
-            Run.save = real_save
+            RunDir.save = real_save
     t_fit, t_start = min(fits), min(starts)
     t_replay = _wall([sys.executable, "-m", "nn3", "replay", str(d)])
     return {"preset": preset, "limit": limit, "epochs": epochs, "fit_s": t_fit, "start_s": t_start,

@@ -4,14 +4,14 @@
     $ nn3 resume checkpoints/ch1-...       # carry on where it stopped
     $ nn3 replay checkpoints/ch1-... --best
 
-Kept thin on purpose: it parses arguments and calls nn3.runs, nn3.export and nn3.data.
+Kept thin on purpose: each command parses its flags and makes one call into nn3.runs
+(or nn3.data, nn3.plots, nn3.presets), then prints what it got.
 Every fault the user can cause ends in one line on stderr and a non-zero exit.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
@@ -243,46 +243,18 @@ def _finish(loop, run_dir, started):
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
 
 
-def _threads(config) -> None:
-    """Start JAX with the CPU pool that suits the run's network (see nn3.threads)."""
-    from nn3 import threads
-    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
-    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
-
-
-SETTINGS = ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed", "augment", "schedule",
-            "early_stopping", "chunks")
-
-
-def _overrides(a) -> dict:
-    """The training settings given as flags (see _training_flags)."""
-    return {k: getattr(a, k) for k in SETTINGS if getattr(a, k) is not None}
-
-
-def _read_config(where) -> dict:
-    """A recorded config: a config.json, or the run directory that holds one."""
-    from nn3.checkpoint import CONFIG
-    path = Path(where)
-    if path.is_dir():
-        path = path / CONFIG
-        if not path.is_file():
-            raise ValueError(f"{where}: a directory without {CONFIG}; give a run directory or a config.json")
-    try:
-        recorded = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{where}: not a usable nn3 config ({type(e).__name__}: {e})") from None
-    if not (isinstance(recorded, dict) and "preset" in recorded and "spec" in recorded
-            and isinstance(recorded.get("sgd"), dict)):
-        raise ValueError(f"{where}: not a usable nn3 config (expected an object with preset, spec and sgd)")
-    return recorded
+def _settings_given(a) -> dict:
+    """The training settings given as flags (see _training_flags); None where unset."""
+    from nn3 import runs
+    return {k: getattr(a, k) for k in runs.SETTINGS}
 
 
 def _start(config, run_dir, quiet, params=None):
     """Train ``config`` in a new ``run_dir`` (from ``params`` if given): train's and import's end."""
     from nn3 import runs
-    _threads(config)
+    runs.limit_threads(config)
     from nn3 import backend
-    _say(backend.describe())  # after _threads: JAX starts here
+    _say(backend.describe())  # after limit_threads: JAX starts here
     tick, close = _progress(quiet)
     started = time.time()
     try:
@@ -296,35 +268,22 @@ def _start(config, run_dir, quiet, params=None):
 
 def cmd_train(a):
     from nn3 import runs
-    if a.config:
-        recorded = _read_config(a.config)
-        preset, spec, base = recorded["preset"], recorded["spec"], dict(recorded["sgd"])
-        from nn3.spec import validate
-        validate(spec, a.config)
-        init = recorded.get("init")
-        dataset = a.dataset or recorded.get("dataset", "mnist")
-        data_path = a.data or recorded.get("data")
-        limit = a.limit or recorded.get("limit")
-        monitor = a.monitor or recorded.get("monitor") or []
-    elif a.preset:
-        preset, spec, base, init = a.preset, None, {}, None
-        dataset, data_path, limit, monitor = a.dataset or "mnist", a.data, a.limit, a.monitor or []
-    else:
+    if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
-    config = runs.make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
-                              **{**base, **_overrides(a)})
-    config["monitor"] = list(dict.fromkeys(monitor))
-    return _start(config, a.run or f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}", a.quiet)
+    config = runs.train_config(a.preset, recorded=runs.read_recorded(a.config) if a.config else None,
+                               dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
+                               **_settings_given(a))
+    return _start(config, a.run or runs.default_run_dir(config["preset"]), a.quiet)
 
 
 def cmd_resume(a):
     from nn3 import runs
     tick, close = _progress(a.quiet)
     started = time.time()
-    from nn3.checkpoint import Run
-    recorded = Run.read_config(a.run)
+    from nn3.rundir import RunDir
+    recorded = RunDir.read_config(a.run)
     style = recorded.get("style", "network3")
-    _threads(recorded)
+    runs.limit_threads(recorded)
     try:
         run, _, loop = runs.resume(a.run, epochs=a.epochs, on_progress=tick,
                                    report=_reporter(style, close, recorded.get("monitor", ())))
@@ -335,8 +294,8 @@ def cmd_resume(a):
 
 
 def cmd_replay(a):
-    from nn3 import runs, train
-    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data)
+    from nn3 import runs
+    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0)
     _say(f"step {res['step']} ({res['position']}): {a.data} accuracy {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
@@ -346,37 +305,14 @@ def cmd_replay(a):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")
     if a.predict:  # the images the accuracy above was measured on: the run's data set, path and limit
-        from nn3 import data
-        from nn3.checkpoint import Run
-        if a.data in ("test", "validation"):
-            x, y = runs.load_splits(Run.read_config(a.run))[2 if a.data == "test" else 1]
-        else:
-            x, y = data.load_data(a.data)[2]
-        pred = train.predict(res["net"], x[:a.predict])
-        _say("predicted: " + " ".join(str(int(v)) for v in pred))
-        _say("labels:    " + " ".join(str(int(v)) for v in y[:a.predict]))
+        _say("predicted: " + " ".join(str(v) for v in res["predicted"]))
+        _say("labels:    " + " ".join(str(v) for v in res["labels"]))
     return 0 if res["recorded"] is None or res["equal"] else EXIT_FAULT
 
 
-def _takes_mnist(net, source):
-    if net.n_in != 784:
-        raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
-
-
 def cmd_export(a):
-    from nn3 import export, layers, runs
-    from nn3.spec import is_mlp
-    out = Path(a.out)
-    if out.is_dir():
-        raise ValueError(f"{a.out}: is a directory; give the file to write, e.g. {out / 'net.json'}")
-    if out.exists() and not a.force:
-        raise ValueError(f"{a.out}: exists; pass --force to replace it")
-    if not out.resolve().parent.is_dir():
-        raise ValueError(f"{a.out}: its folder {out.resolve().parent} does not exist")
-    net = runs.load(a.run, step=a.step, best=a.best)
-    from nn3.checkpoint import Run
-    mb = Run.read_config(a.run)["sgd"].get("mini_batch_size")
-    export.save_json(a.out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
+    from nn3 import runs
+    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force)
     _say(f"wrote {a.out}")
     return 0
 
@@ -385,47 +321,20 @@ def _flag(setting: str) -> str:
     return "--mini-batch" if setting == "mini_batch_size" else "--" + setting.replace("_", "-")
 
 
-def _settings(config) -> str:
-    """The settings a run trains with, in one line (what ``import`` prints before training)."""
-    from nn3 import train
-    c = train.SGDConfig(**config["sgd"])
-    data = config["dataset"] + (f" from {config['data']}" if config["data"] else "")
-    if config["limit"]:
-        data += f", the first {config['limit']} of each split"
-    return (f"epochs {c.epochs}, mini-batch {c.mini_batch_size}, eta {c.eta:g}, lmbda {c.lmbda:g}, "
-            f"momentum {c.momentum:g}, augment {c.augment}, schedule {c.schedule}, "
-            f"early stopping {c.early_stopping or 'off'}, seed {c.seed}; data: {data}; "
-            f"monitor: {', '.join(config['monitor']) or 'none'}")
-
-
 def cmd_import(a):
-    from nn3 import export, layers, presets, runs
-    spec, params, mb = export.load_json(a.json)
-    _takes_mnist(layers.build(spec), a.json)
-    preset, plain, why = presets.for_network(spec)
-    over = _overrides(a)
-    config = runs.make_config(preset, spec=spec, dataset=a.dataset or "mnist", data_path=a.data, limit=a.limit,
-                              **{**plain, **({"mini_batch_size": mb} if mb else {}), **over})
-    config["monitor"] = list(dict.fromkeys(a.monitor or []))
-    config["imported_from"] = str(a.json)
-    given = ", ".join(_flag(k) for k in over)
+    from nn3 import runs
+    config, params, why = runs.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
+                                             monitor=a.monitor, **_settings_given(a))
+    given = ", ".join(_flag(k) for k, v in _settings_given(a).items() if v is not None)
     _say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
-    _say(f"settings: {_settings(config)}")
+    _say(f"settings: {runs.describe_settings(config)}")
     return _start(config, a.run, a.quiet, params=params)
 
 
 def cmd_evaluate(a):
-    from nn3 import data, export, layers, train
-    spec, params, _ = export.load_json(a.json)
-    net = layers.build(spec)
-    _takes_mnist(net, a.json)
-    layers.set_params(net, params)
-    if a.data in ("test", "validation"):
-        split, name = data.load_data(dataset=a.dataset)[2 if a.data == "test" else 1], a.data
-    else:
-        split, name = data.load_data(a.data, dataset=a.dataset)[2], f"{a.data} test"
-    right, _, n = train.evaluate(net, split)
-    _say(f"{a.json}: {name} accuracy {right / n:.2%} ({right} / {n})")
+    from nn3 import runs
+    res = runs.evaluate_json(a.json, data_name=a.data, dataset=a.dataset)
+    _say(f"{a.json}: {res['name']} accuracy {res['accuracy']:.2%} ({res['correct']} / {res['n']})")
     return 0
 
 
@@ -443,27 +352,14 @@ def cmd_data(a):
 
 
 def cmd_plot(a):
-    from nn3 import plots, runs
-    from nn3.checkpoint import Run
+    from nn3 import plots
     out = Path(a.out or a.run)
-    out.mkdir(parents=True, exist_ok=True)
-    run = Run.open(a.run, read_only=True)
-    try:
-        history = run.read_metrics()
-        config = run.config
-        step, net, loop, _ = runs.restore(run)
-    finally:
-        run.close()
-    plots.learning_curves(history, out / "curves.png", title=config.get("preset"))
-    which = f"{runs.position(loop)} (step {step})"
-    wrong = plots.misclassified(net, runs.load_splits(config)[2], out / "misclassified.png", which=which)
-    measured = any(r.get("training_accuracy") is not None for r in history)
-    made = ["curves.png" if measured else "curves.png (no training accuracy: --monitor training_accuracy "
-            "measures it)", f"misclassified.png ({wrong} wrong, {which})"]
-    if any(l["type"] == "ConvPoolLayer" for l in net.spec["layers"]):
-        plots.filters(net, out / "filters.png")
-        made.append("filters.png")
-    _say(f"wrote in {out}: " + ", ".join(made))
+    made = plots.of_run(a.run, out)
+    which = made["which"]
+    _say(f"wrote in {out}: " + ", ".join(
+        ["curves.png" if made["measured"] else "curves.png (no training accuracy: --monitor training_accuracy "
+         "measures it)", f"misclassified.png ({made['wrong']} wrong, {which})"]
+        + (["filters.png"] if made["filters"] else [])))
     return 0
 
 
@@ -480,6 +376,11 @@ def cmd_presets(a):
     for line in presets.table():
         _say(line)
     return 0
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "resume": cmd_resume, "replay": cmd_replay,
+            "export": cmd_export, "import": cmd_import, "evaluate": cmd_evaluate, "plot": cmd_plot,
+            "presets": cmd_presets, "serve": cmd_serve}  # what main runs for each of _parser's commands
 
 
 def _first_line(e: BaseException) -> str:
@@ -522,15 +423,26 @@ def _compile_cache():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def _quiet_orbax():
+    """orbax logs every save through absl at INFO and WARNING; a command's output is its own.
+
+    Set here, for the command, not in the library: a program that imports nn3 keeps the
+    logging it chose.
+    """
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
 def main(argv=None) -> int:
     from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
     stop.clear()
+    _quiet_orbax()
     try:
         with stop.handlers(raising=True), _one_line_warnings():
             a = _parser().parse_args(argv)
             if a.command not in ("presets",):
                 _compile_cache()
-            return globals()[f"cmd_{a.command}"](a)
+            return COMMANDS[a.command](a)
     except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
         signum = stop.requested() or signal.SIGINT
         print(f"nn3: interrupted ({stop.name(signum)}) before training began; nothing was written",
@@ -539,7 +451,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, OSError) as e:  # DataError, ExportError, CheckpointError are ValueErrors
+    except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
         print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
         return EXIT_FAULT
     except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback

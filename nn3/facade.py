@@ -25,8 +25,8 @@ import dataclasses
 
 import numpy as np
 
-from nn3 import export, layers, runs, train
-from nn3.checkpoint import Run
+from nn3 import export, layers, metrics, runs, train
+from nn3.rundir import RunDir
 from nn3.spec import is_mlp
 
 # network2's monitors, in the order the book prints them: (the key a run records, its line)
@@ -134,7 +134,7 @@ class Facade:
     def save_run(self, run_dir):
         """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
         config = self._run_config()
-        run = Run.create(run_dir, config)
+        run = RunDir.create(run_dir, config)
         try:
             arrays = {"params": layers.get_params(self.engine)}
             if config["sgd"].get("momentum"):
@@ -142,7 +142,7 @@ class Facade:
                 arrays["velocity"] = [{k: v * 0 for k, v in p.items()} for p in arrays["params"]]
             run.save(self.loop.step, arrays, runs._info(self.loop))
             for record in self.loop.history:
-                run.append_metrics(record)
+                metrics.append(run.path, record)
         finally:
             run.close()
 

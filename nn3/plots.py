@@ -5,6 +5,7 @@
     >>> fig = plots.curves_figure(loop.history)                     # doctest: +SKIP
     >>> plots.misclassified(net, test_data, "wrong.png", which="after epoch 29")  # doctest: +SKIP
     >>> plots.filters(net, "filters.png")                            # doctest: +SKIP
+    >>> plots.of_run("checkpoints/ch1-...", "figures")             # doctest: +SKIP
 
 matplotlib is an optional extra (``pip install nn3[plot]``); without it these raise a
 one-line error that says how to get it. Every series is drawn with markers, only at
@@ -15,9 +16,12 @@ Each PNG carries its title in its metadata too.
 """
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 
-from nn3 import train
+from nn3 import metrics, runs, train
+from nn3.rundir import RunDir
 
 
 def _pyplot():
@@ -113,3 +117,31 @@ def filters(net, path) -> int:
     fig.tight_layout()
     _save(plt, fig, path, None)
     return len(w)
+
+
+def of_run(run_dir, out) -> dict:
+    """The PNGs of ``nn3 plot``, written in ``out``: curves.png from the run's metrics log,
+    misclassified.png of its newest intact checkpoint's test digits, and filters.png for a
+    conv net.
+
+    Returns a dict: measured (whether the log holds training accuracies), wrong (how many
+    test digits were misclassified), which (the checkpoint, in words), filters (whether
+    filters.png was written).
+    """
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir.open(run_dir, read_only=True)
+    try:
+        config = run.config
+        step, net, loop, _ = runs.restore(run)
+    finally:
+        run.close()
+    history = metrics.read(run_dir)
+    learning_curves(history, out / "curves.png", title=config.get("preset"))
+    which = f"{runs.position(loop)} (step {step})"
+    wrong = misclassified(net, runs.load_splits(config)[2], out / "misclassified.png", which=which)
+    conv = any(l["type"] == "ConvPoolLayer" for l in net.spec["layers"])
+    if conv:
+        filters(net, out / "filters.png")
+    return {"measured": any(r.get("training_accuracy") is not None for r in history), "wrong": wrong,
+            "which": which, "filters": conv}

@@ -5,11 +5,17 @@
     >>> runs.start(cfg, "checkpoints/demo")     # doctest: +SKIP
     >>> runs.resume("checkpoints/demo", epochs=4)  # doctest: +SKIP
     >>> runs.replay("checkpoints/demo", best=True)["accuracy"]  # doctest: +SKIP
+    >>> runs.export_json("checkpoints/demo", "net.json")           # doctest: +SKIP
 
-A run directory holds ``config.json`` (spec, settings, seed, dataset, versions),
-orbax checkpoints named by the global mini-batch step, and ``metrics.jsonl``. A
-checkpoint is written after every epoch and when SIGINT/SIGTERM stops training at a
-chunk boundary. Because every random draw is a function of (seed, epoch, step), a
+The library behind every ``nn3`` command: the command line parses flags and makes one
+call here (or into nn3.export / nn3.data / nn3.plots); every choice it once made itself
+lives here and is tested with the rest (which settings an import trains with, what
+``train --config`` reads, where a run goes by default).
+
+A run directory holds ``config.json`` (spec, settings, seed, dataset, versions) and
+orbax checkpoints named by the global mini-batch step (nn3.rundir), and
+``metrics.jsonl`` (nn3.metrics). A checkpoint is written after every epoch and when
+SIGINT/SIGTERM stops training at a chunk boundary. Because every random draw is a function of (seed, epoch, step), a
 resumed run gives the parameters of one that never stopped, bit for bit on a CPU.
 """
 from __future__ import annotations
@@ -20,14 +26,15 @@ import dataclasses
 import importlib.metadata
 import math
 import os
+import json
 import pathlib
 import time
 
 import numpy as np
 
-from nn3 import backend, data, layers, presets, stop, train
-from nn3.checkpoint import CONFIG, CheckpointError, Run
-from nn3.spec import validate
+from nn3 import backend, data, export, layers, metrics, presets, stop, threads, train
+from nn3.rundir import CONFIG, RunDir, RunDirError
+from nn3.spec import is_mlp, validate
 
 
 def _versions() -> dict:
@@ -63,6 +70,105 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
             "dataset": dataset, "data": None if data_path is None else str(data_path),
             "limit": limit, "monitor": [], "versions": _versions()}
+
+
+SETTINGS = ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed", "augment", "schedule",
+            "early_stopping", "chunks")  # the training settings a command may give (train, import)
+
+
+def default_run_dir(preset: str) -> str:
+    """Where ``nn3 train PRESET`` puts a run unless told: checkpoints/PRESET-YYYYmmdd-HHMMSS."""
+    return f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def read_recorded(where) -> dict:
+    """A recorded config to train again: a config.json, or the run directory that holds one.
+
+    Checked as far as training it needs (preset, spec, sgd; the spec's layers by name),
+    with one-line ValueErrors that name ``where``.
+    """
+    path = pathlib.Path(where)
+    if path.is_dir():
+        path = path / CONFIG
+        if not path.is_file():
+            raise ValueError(f"{where}: a directory without {CONFIG}; give a run directory or a config.json")
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{where}: not a usable nn3 config ({type(e).__name__}: {e})") from None
+    if not (isinstance(recorded, dict) and "preset" in recorded and "spec" in recorded
+            and isinstance(recorded.get("sgd"), dict)):
+        raise ValueError(f"{where}: not a usable nn3 config (expected an object with preset, spec and sgd)")
+    validate(recorded["spec"], where)
+    return recorded
+
+
+def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, limit=None, monitor=None,
+                 **settings) -> dict:
+    """The config ``nn3 train`` runs: a preset, or a recorded config (``read_recorded``) again.
+
+    Given settings (``SETTINGS``; None means unset) override the preset's or the recorded
+    ones; unset data choices (dataset, data_path, limit, monitor) keep the recorded ones.
+    """
+    if recorded is not None:
+        preset, spec, base, init = recorded["preset"], recorded["spec"], dict(recorded["sgd"]), recorded.get("init")
+        dataset = dataset or recorded.get("dataset", "mnist")
+        data_path = data_path or recorded.get("data")
+        limit = limit or recorded.get("limit")
+        monitor = monitor or recorded.get("monitor") or []
+    elif preset is None:
+        raise ValueError("give a preset name or a recorded config")
+    else:
+        spec, base, init, dataset = None, {}, None, dataset or "mnist"
+    config = make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
+                         **{**base, **_given(settings)})
+    config["monitor"] = list(dict.fromkeys(monitor or []))
+    return config
+
+
+def _given(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if v is not None}
+
+
+def _takes_mnist(net, source) -> None:
+    if net.n_in != 784:
+        raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
+
+
+def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, **settings):
+    """What ``nn3 import`` trains: the JSON network's config and weights, and why those settings.
+
+    Unset settings come from the preset whose network it is, else from the book's plain
+    settings for its kind of network (presets.for_network); a network3 JSON keeps its
+    mini-batch size. Returns ``(config, params, why)``, ``why`` a phrase for the user.
+    """
+    spec, params, mb = export.load_json(json_path)
+    _takes_mnist(layers.build(spec), json_path)
+    preset, plain, why = presets.for_network(spec)
+    config = make_config(preset, spec=spec, dataset=dataset or "mnist", data_path=data_path, limit=limit,
+                         **{**plain, **({"mini_batch_size": mb} if mb else {}), **_given(settings)})
+    config["monitor"] = list(dict.fromkeys(monitor or []))
+    config["imported_from"] = str(json_path)
+    return config, params, why
+
+
+def describe_settings(config) -> str:
+    """The settings a run trains with, in one line (what ``nn3 import`` prints before training)."""
+    c = _sgd(config)
+    where = config["dataset"] + (f" from {config['data']}" if config["data"] else "")
+    if config["limit"]:
+        where += f", the first {config['limit']} of each split"
+    return (f"epochs {c.epochs}, mini-batch {c.mini_batch_size}, eta {c.eta:g}, lmbda {c.lmbda:g}, "
+            f"momentum {c.momentum:g}, augment {c.augment}, schedule {c.schedule}, "
+            f"early stopping {c.early_stopping or 'off'}, seed {c.seed}; data: {where}; "
+            f"monitor: {', '.join(config['monitor']) or 'none'}")
+
+
+def limit_threads(config) -> None:
+    """Start JAX with the CPU pool that suits ``config``'s network (see nn3.threads); a
+    command calls this before anything runs on JAX, a library caller may not."""
+    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
+    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
 
 
 def _sgd(config) -> train.SGDConfig:
@@ -118,7 +224,7 @@ class _Saver:
 
     SPACING = 100
 
-    def __init__(self, run: Run):
+    def __init__(self, run: RunDir):
         self.run = run
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nn3-save")
         self.pending = None
@@ -140,7 +246,7 @@ class _Saver:
         began = time.perf_counter()
         self.run.save(step, arrays, info)
         for record in records:
-            self.run.append_metrics(record)
+            metrics.append(self.run.path, record)
         self.last_end = time.perf_counter()
         self.last_took = self.last_end - began
 
@@ -156,7 +262,7 @@ class _Saver:
             self.pool.shutdown(wait=True)
 
 
-def _train(run: Run, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
+def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=None) -> train.Loop:
     """Train with checkpoints at epoch boundaries (see _Saver) and at an interruption.
 
     SIGINT/SIGTERM (see nn3.stop) end training at the end of the running compiled call
@@ -247,9 +353,9 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     """
     where = pathlib.Path(run_dir)  # refused before anything is loaded
     if where.exists() and not where.is_dir():
-        raise CheckpointError(f"{run_dir}: exists and is not a directory")
+        raise RunDirError(f"{run_dir}: exists and is not a directory")
     if (where / CONFIG).exists():
-        raise CheckpointError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
+        raise RunDirError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
     splits = load_splits(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
@@ -263,12 +369,12 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
         raise KeyboardInterrupt
     config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
-        run = Run.create(run_dir, config)
+        run = RunDir.create(run_dir, config)
     loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
     return run, net, loop
 
 
-def restore(run: Run, *, step=None, best=False, trainer=None):
+def restore(run: RunDir, *, step=None, best=False, trainer=None):
     """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning)."""
     config = run.config
     try:
@@ -276,9 +382,9 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
         validate(spec)
         net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{run.path}: its config.json does not describe a network ({e})") from None
+        raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
     if not run.steps():
-        raise CheckpointError(f"{run.path}: holds no checkpoint yet")
+        raise RunDirError(f"{run.path}: holds no checkpoint yet")
     if trainer is not None:
         target = trainer.arrays()
     else:
@@ -297,7 +403,7 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
 
 def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     """Carry on the run in ``run_dir`` (to ``epochs`` in all, if given); returns (run, net, loop)."""
-    run = Run.open(run_dir)
+    run = RunDir.open(run_dir)
     config = run.config
     if epochs is not None:
         config["sgd"]["epochs"] = epochs
@@ -308,22 +414,22 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     if run.steps():
         _, net, loop, _ = restore(run, trainer=trainer)
     elif config.get("imported_from"):
-        raise CheckpointError(f"{run_dir}: holds no checkpoint yet and began from "
+        raise RunDirError(f"{run_dir}: holds no checkpoint yet and began from "
                               f"{config['imported_from']}; import it again")
     else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
         loop = train.Loop(eta=float(cfg.eta))
     if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
         run.write_config(config)
-    run.truncate_metrics(loop.epoch)
-    have = {r.get("epoch") for r in run.read_metrics()}
+    metrics.truncate(run.path, loop.epoch)
+    have = {r.get("epoch") for r in metrics.read(run.path)}
     for record in loop.history:
         if record["epoch"] not in have:
-            run.append_metrics(record)
+            metrics.append(run.path, record)
     loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
     return run, net, loop
 
 
-def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
+def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> dict:
     """Rebuild the network from ``run_dir`` alone and evaluate it.
 
     Returns a dict: step, epoch (counted from 0 as training prints it: the epoch the
@@ -332,9 +438,11 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     recorded (the accuracy measured on these very parameters when the epoch ended, or
     None: a mid-epoch checkpoint, the one Ctrl-C writes, has none), equal (whether
     they agree exactly) and differs (nn3.backend's choices that differ from the run's,
-    ``["conv fused -> xla"]``). Nothing in the directory changes: a run may still be training there.
+    ``["conv fused -> xla"]``). With ``predict`` = N, also predicted and labels: the
+    network's digits for the first N images of the data the accuracy was measured on,
+    and their labels. Nothing in the directory changes: a run may still be training there.
     """
-    run = Run.open(run_dir, read_only=True)
+    run = RunDir.open(run_dir, read_only=True)
     try:
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
@@ -345,6 +453,9 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
         right, _, count = train.evaluate(net, dataset)
     finally:
         run.close()
+    x, y = dataset
+    shown = {"predicted": [int(v) for v in train.predict(net, x[:predict])] if predict else [],
+             "labels": [int(v) for v in y[:predict]]}
     # Whether the step is an epoch's end comes from the loop, not from info's fields: runs
     # saved before this rule stored the last epoch's accuracy with mid-epoch checkpoints too.
     last = loop.history[-1] if loop.history else {}
@@ -354,16 +465,53 @@ def replay(run_dir, *, step=None, best=False, data_name="test") -> dict:
     return {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
             "position": position(loop), "accuracy": acc, "correct": right, "n": count,
             "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
-            "differs": backend.differences(run.config.get("backend")), "net": net}
+            "differs": backend.differences(run.config.get("backend")), "net": net, **shown}
 
 
 def load(run_dir, *, step=None, best=False):
     """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
-    run = Run.open(run_dir, read_only=True)
+    run = RunDir.open(run_dir, read_only=True)
     try:
         return restore(run, step=step, best=best)[1]
     finally:
         run.close()
+
+
+def export_json(run_dir, out, *, step=None, best=False, force=False) -> None:
+    """Write the network of ``run_dir`` (newest intact step, or as chosen) as JSON at ``out``.
+
+    network2's format for a sigmoid MLP, nn3's network3 style (with the run's mini-batch
+    size) otherwise. Refuses, before loading anything, a directory, an existing file
+    (unless ``force``) and a missing folder.
+    """
+    where = pathlib.Path(out)
+    if where.is_dir():
+        raise ValueError(f"{out}: is a directory; give the file to write, e.g. {where / 'net.json'}")
+    if where.exists() and not force:
+        raise ValueError(f"{out}: exists; pass --force to replace it")
+    if not where.resolve().parent.is_dir():
+        raise ValueError(f"{out}: its folder {where.resolve().parent} does not exist")
+    net = load(run_dir, step=step, best=best)
+    mb = RunDir.read_config(run_dir)["sgd"].get("mini_batch_size")
+    export.save_json(out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
+
+
+def evaluate_json(path, *, data_name="test", dataset="mnist") -> dict:
+    """The accuracy of the JSON network at ``path`` on ``data_name``: test | validation (of
+    ``dataset``), or a data file or directory, whose test split is used.
+
+    Returns a dict: name (the data, in words), accuracy, correct, n.
+    """
+    spec, params, _ = export.load_json(path)
+    net = layers.build(spec)
+    _takes_mnist(net, path)
+    layers.set_params(net, params)
+    if data_name in ("test", "validation"):
+        split, name = data.load_data(dataset=dataset)[2 if data_name == "test" else 1], data_name
+    else:
+        split, name = data.load_data(data_name, dataset=dataset)[2], f"{data_name} test"
+    right, _, n = train.evaluate(net, split)
+    return {"name": name, "accuracy": right / n, "correct": right, "n": n}
 
 
 def stop_message(loop: train.Loop, run_dir) -> str | None:

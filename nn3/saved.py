@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 from nn3 import export, layers, network, network2, network3, runs, train
-from nn3.checkpoint import Run
+from nn3.rundir import RunDir
 from nn3.spec import is_mlp, mlp_sizes
 
 
@@ -38,7 +38,7 @@ def load(path, *, step=None, best=False):
     """
     config = None
     if os.path.isdir(path):
-        run = Run.open(path, read_only=True)
+        run = RunDir.open(path, read_only=True)
         try:
             _, net, loop, _ = runs.restore(run, step=step, best=best)
             config = run.config

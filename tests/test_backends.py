@@ -181,10 +181,10 @@ from nn3 import runs
 if jax.device_count() > 1:
     jax.config.update("jax_default_device", jax.devices()[1])
 from nn3 import layers
-from nn3.checkpoint import Run
+from nn3.rundir import RunDir
 res = runs.replay(sys.argv[1])
 w = res["net"].layers[0].w[...]
-run = Run.open(sys.argv[1], read_only=True)
+run = RunDir.open(sys.argv[1], read_only=True)
 _, state, _ = run.restore({"params": layers.get_params(res["net"])})  # the checkpoint's own arrays
 run.close()
 print(json.dumps({"accuracy": res["accuracy"], "equal": res["equal"], "differs": res["differs"],

@@ -15,7 +15,7 @@ import pytest
 
 import nn3
 from nn3 import layers, network, network2, network3, runs
-from nn3.checkpoint import Run
+from nn3.rundir import RunDir
 from nn3.network3 import FullyConnectedLayer, SoftmaxLayer
 
 
@@ -233,7 +233,7 @@ def test_the_seed_used_is_recorded(tmp_path, kind):
     np.random.seed(3)
     net = MAKERS[kind]()
     net.save_run(tmp_path / "run")      # untrained: the config still records this net's seed
-    assert Run.read_config(tmp_path / "run")["sgd"]["seed"] == net.seed
+    assert RunDir.read_config(tmp_path / "run")["sgd"]["seed"] == net.seed
     assert nn3.load(tmp_path / "run").seed == net.seed
     net.save_json(tmp_path / "net.json")
     assert json.loads((tmp_path / "net.json").read_text())["seed"] == net.seed
@@ -295,15 +295,15 @@ def test_load_then_save_keeps_the_recorded_settings(tmp_path):
     net.large_weight_initializer()
     net.SGD((x, y), 2, 5, 0.25, lmbda=2.0, momentum=0.5)
     net.save_run(tmp_path / "a")
-    first = Run.read_config(tmp_path / "a")
+    first = RunDir.read_config(tmp_path / "a")
     assert first["sgd"]["eta"] == 0.25 and first["sgd"]["seed"] == 11
     nn3.load(tmp_path / "a").save_run(tmp_path / "b")
-    second = Run.read_config(tmp_path / "b")
+    second = RunDir.read_config(tmp_path / "b")
     assert second["sgd"] == first["sgd"] and second["init"] == first["init"] == "normal"
     loaded = nn3.load(tmp_path / "b")
     loaded.SGD((x, y), 1, 5, 0.125, lmbda=2.0, momentum=0.5)   # trained on: its own settings count
     loaded.save_run(tmp_path / "c")
-    third = Run.read_config(tmp_path / "c")["sgd"]
+    third = RunDir.read_config(tmp_path / "c")["sgd"]
     assert third["eta"] == 0.125 and third["epochs"] == 3 and third["seed"] == 11
 
 
@@ -320,11 +320,11 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_load_then_save_of_a_trained_run_keeps_preset_and_data(tiny_run, tmp_path):
-    recorded = Run.read_config(tiny_run)
+    recorded = RunDir.read_config(tiny_run)
     net = nn3.load(tiny_run)
     assert net.seed == 5
     net.save_run(tmp_path / "again")
-    again = Run.read_config(tmp_path / "again")
+    again = RunDir.read_config(tmp_path / "again")
     for key in ("preset", "dataset", "data", "limit", "sgd", "style", "init", "spec"):
         assert again[key] == recorded[key], key
 
@@ -333,7 +333,7 @@ def test_resume_records_the_new_epoch_count(tiny_run):
     run, _, loop = runs.resume(tiny_run, epochs=3)
     run.close()
     assert loop.epoch == 3
-    assert Run.read_config(tiny_run)["sgd"]["epochs"] == 3
+    assert RunDir.read_config(tiny_run)["sgd"]["epochs"] == 3
     run, _, loop = runs.resume(tiny_run)        # and a later resume keeps to it
     run.close()
     assert loop.epoch == 3

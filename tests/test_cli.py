@@ -110,7 +110,7 @@ def _flip_bit(d):
     big.write_bytes(bytes(b))
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # checkpoint.py: stray tensorstore reads
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # rundir.py: stray tensorstore reads
 @pytest.mark.parametrize("damage", [_empty_step, _truncate, _flip_bit], ids=["emptied", "truncated", "bit-flip"])
 def test_damaged_newest_step_falls_back_with_a_warning(capsys, run_copy, damage):
     damage(run_copy)
@@ -184,9 +184,9 @@ def test_replay_detects_a_tampered_record(capsys, run_copy):
 
 def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_run):
     """A run killed in its first epoch (config.json, no step) resumes from the start, the same run."""
-    from nn3.checkpoint import Run
+    from nn3.rundir import RunDir
     d = tmp_path / "fresh"
-    Run.create(d, json.loads((base_run / "config.json").read_text())).close()
+    RunDir.create(d, json.loads((base_run / "config.json").read_text())).close()
     code, out, err = nn3(capsys, "resume", d, "--quiet")
     assert code == 0, err
     assert steps(d) == [30, 60]

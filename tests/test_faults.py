@@ -227,7 +227,7 @@ def test_catalogue_is_large():
     assert len(CASES) >= 30
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # checkpoint.py: stray reads
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # rundir.py: stray reads
 @pytest.mark.parametrize("argv, code, words, needs_run", _params())
 def test_fault(request, tmp_path, capsys, synthetic_mnist, argv, code, words, needs_run):
     t = tmp_path / "scratch"

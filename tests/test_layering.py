@@ -18,11 +18,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "nn3"
 
 # Bottom to top. presets will import spec only; the L0 modules stay JAX-free where they can.
 LAYERS = [
-    {"spec", "stop", "threads", "backend", "data", "presets"},
+    {"spec", "stop", "threads", "backend", "data", "presets", "files"},
     {"activations", "costs", "conv", "augment", "optim"},
     {"layers"},
     {"evaluation", "train"},
-    {"ensemble", "checkpoint", "rundir", "metrics", "export"},
+    {"ensemble", "rundir", "metrics", "export"},
     {"runs"},
     {"facade", "network", "network2", "network3", "mnist_loader", "saved", "plots"},
     {"book", "serve"},

@@ -23,7 +23,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from nn3 import checkpoint, cli, data, threads, train
+from nn3 import cli, data, files, threads, train
 
 
 def write_idx_mnist(folder):
@@ -58,7 +58,7 @@ def windows_dir_opens(monkeypatch):
 
 
 def test_atomic_write_where_directories_cannot_be_opened(tmp_path, windows_dir_opens):
-    checkpoint._atomic_write(tmp_path / "a.json", "{}\n")
+    files.atomic_write(tmp_path / "a.json", "{}\n")
     assert (tmp_path / "a.json").read_text() == "{}\n"
     assert windows_dir_opens == [str(tmp_path)]  # it did try, and went on
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary file left
@@ -72,7 +72,7 @@ def test_atomic_write_syncs_the_directory_where_it_can(tmp_path, monkeypatch):
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    checkpoint._atomic_write(tmp_path / "a.json", "{}\n")
+    files.atomic_write(tmp_path / "a.json", "{}\n")
     assert len(synced) == 2 and synced[-1] in (True, None)  # the file, then its folder
 
 
@@ -87,7 +87,7 @@ def test_a_file_system_that_refuses_fsync_on_a_directory(tmp_path, monkeypatch):
         return real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    checkpoint._atomic_write(tmp_path / "a.json", "[]\n")
+    files.atomic_write(tmp_path / "a.json", "[]\n")
     assert (tmp_path / "a.json").read_text() == "[]\n" and len(calls) == 2
 
 

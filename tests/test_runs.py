@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import checkpoint, cli, layers, runs, train
+from nn3 import cli, layers, runs, rundir, spec, train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
@@ -210,7 +210,7 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
             runs.start(cfg, tmp_path / "a")
         assert not (tmp_path / "a").exists()
         # Once training has begun, the request stops it at its first stopping point.
-        run = checkpoint.Run.create(tmp_path / "b", cfg)
+        run = rundir.RunDir.create(tmp_path / "b", cfg)
         net = layers.build(cfg["spec"], seed=0, init=cfg["init"])
         splits = runs.load_splits(cfg)
         trainer = train.Trainer(net, train.SGDConfig(**cfg["sgd"]), splits[0])
@@ -273,3 +273,97 @@ def test_a_run_trains_in_a_worker_thread(tmp_path, synthetic_mnist):
         run, _, loop = pool.submit(runs.start, cfg, tmp_path / "r").result()
     run.close()
     assert loop.stop_reason == "epochs"
+
+
+# ------------------------------------------------- what the commands ask of runs (no CLI)
+
+def _json_net(path, spec, mini_batch_size=None):
+    from nn3 import export
+    export.save_json(path, spec, layers.get_params(layers.build(spec, seed=5)), mini_batch_size)
+    return path
+
+
+def test_train_config_from_a_preset_or_a_recorded_config(tmp_path):
+    cfg = runs.train_config("ch3", epochs=2, eta=None, limit=100, monitor=["training_cost", "training_cost"])
+    assert cfg["preset"] == "ch3" and cfg["sgd"]["epochs"] == 2 and cfg["sgd"]["eta"] == 0.5
+    assert cfg["monitor"] == ["training_cost"] and cfg["dataset"] == "mnist" and cfg["limit"] == 100
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    recorded = runs.read_recorded(tmp_path)  # the run directory, or its config.json
+    assert recorded == runs.read_recorded(tmp_path / "config.json")
+    again = runs.train_config("ch1", recorded=recorded, lmbda=1.0, dataset="fashion")
+    assert again["preset"] == "ch3" and again["spec"] == cfg["spec"]  # the recorded net, not ch1's
+    assert again["sgd"] == {**cfg["sgd"], "lmbda": 1.0}
+    assert (again["dataset"], again["limit"], again["monitor"]) == ("fashion", 100, ["training_cost"])
+    with pytest.raises(ValueError, match="give a preset name or a recorded config"):
+        runs.train_config()
+
+
+@pytest.mark.parametrize("text, says", [(None, "a directory without config.json"),
+                                         ("{oops", "not a usable nn3 config"),
+                                         ('{"preset": "ch1"}', "expected an object with preset, spec and sgd")])
+def test_read_recorded_refuses_in_one_line(tmp_path, text, says):
+    where = tmp_path
+    if text is not None:
+        where = tmp_path / "c.json"
+        where.write_text(text)
+    with pytest.raises(ValueError, match=says) as e:
+        runs.read_recorded(where)
+    assert str(where) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_default_run_dir_names_the_preset_and_the_time():
+    import re
+    assert re.fullmatch(r"checkpoints/ch1-\d{8}-\d{6}", runs.default_run_dir("ch1"))
+
+
+def test_import_config_takes_the_matching_presets_settings(tmp_path):
+    src = _json_net(tmp_path / "ch1.json", spec.mlp_spec([784, 30, 10], "QuadraticCost"))
+    config, params, why = runs.import_config(src, epochs=1, seed=None)
+    assert config["preset"] == "ch1" and "preset ch1" in why and config["imported_from"] == str(src)
+    assert config["sgd"]["eta"] == 3.0 and config["sgd"]["epochs"] == 1
+    assert runs.describe_settings(config).startswith("epochs 1, mini-batch 10, eta 3, lmbda 0,")
+    assert all(np.array_equal(p["w"], q["w"]) for p, q in zip(params, layers.get_params(layers.build(
+        config["spec"], seed=5))))
+    plain, _, why = runs.import_config(_json_net(tmp_path / "n.json", spec.mlp_spec([784, 20, 10],
+                                                                                      "CrossEntropyCost")))
+    assert "a network no preset has" in why and (plain["sgd"]["eta"], plain["sgd"]["lmbda"]) == (0.5, 0.0)
+
+
+def test_import_config_keeps_a_network3_jsons_mini_batch(tmp_path):
+    from nn3 import presets
+    spec = presets.with_mini_batch(presets.get("basic_conv").spec, 7)
+    config, _, _ = runs.import_config(_json_net(tmp_path / "c.json", spec, 7), limit=20)
+    assert config["sgd"]["mini_batch_size"] == 7 and config["sgd"]["eta"] == 0.1
+    assert "the first 20 of each split" in runs.describe_settings(config)
+
+
+def test_import_and_evaluate_refuse_a_net_that_does_not_take_mnist(tmp_path):
+    src = _json_net(tmp_path / "small.json", spec.mlp_spec([4, 3, 2], "QuadraticCost"))
+    for call in (runs.import_config, runs.evaluate_json):
+        with pytest.raises(ValueError, match="small.json: the network takes 4 inputs; MNIST images have 784"):
+            call(src)
+
+
+def test_export_json_refuses_before_loading_anything(tmp_path):
+    (tmp_path / "there.json").write_text("{}")
+    for out, says in ((tmp_path, "is a directory"), (tmp_path / "there.json", "exists; pass --force"),
+                      (tmp_path / "no" / "net.json", "does not exist")):
+        with pytest.raises(ValueError, match=says):
+            runs.export_json(tmp_path / "no-such-run", out)
+
+
+def test_replay_predicts_and_export_and_evaluate_agree(tmp_path, synthetic_mnist, synthetic_as_default):
+    cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
+    run, net, _ = runs.start(cfg, tmp_path / "r")
+    run.close()
+    res = runs.replay(tmp_path / "r", data_name="validation", predict=12)
+    x, y = runs.load_splits(cfg)[1]
+    assert res["labels"] == [int(v) for v in y[:12]]
+    assert res["predicted"] == [int(v) for v in train.predict(net, x[:12])]
+    assert runs.replay(tmp_path / "r")["predicted"] == []
+    runs.export_json(tmp_path / "r", tmp_path / "net.json")
+    with pytest.raises(ValueError, match="exists"):
+        runs.export_json(tmp_path / "r", tmp_path / "net.json")
+    runs.export_json(tmp_path / "r", tmp_path / "net.json", force=True)
+    res = runs.evaluate_json(tmp_path / "net.json")  # the default data: the synthetic set, whole
+    assert (res["name"], res["correct"]) == ("test", train.evaluate(net, runs.load_splits({**cfg, "limit": None})[2])[0])

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("werkzeug")
 
 from nn3 import layers, runs, train  # noqa: E402
-from nn3.checkpoint import Run  # noqa: E402
+from nn3.rundir import RunDir  # noqa: E402
 from nn3.serve import app, digits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_area_weights_average_what_each_output_pixel_covers():
 def _made_run(path):
     """A run with one checkpoint of a freshly drawn network (no data needed)."""
     config = runs.make_config("shallow", epochs=1, limit=300)
-    run = Run.create(path, config)
+    run = RunDir.create(path, config)
     net = layers.build(config["spec"], seed=3, init=config["init"])
     run.save(30, {"params": layers.get_params(net)},
              {"epoch": 0, "step": 30, "loop": train.Loop(epoch=1, step=30).to_json(), "validation_accuracy": 0.5})
@@ -75,7 +75,7 @@ def served(tmp_path_factory):
     """(base URL, runs folder): ``made`` has a checkpoint, ``empty`` only its config."""
     root = tmp_path_factory.mktemp("served")
     _made_run(root / "made")
-    Run.create(root / "empty", runs.make_config("shallow", epochs=1)).close()
+    RunDir.create(root / "empty", runs.make_config("shallow", epochs=1)).close()
     (root / "secret.txt").write_text("not for the page")
     server = app.make_server([root], port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["spec", "activations", "costs", "layers", "conv", "augment", "evaluation", "train", "presets",
-           "export", "checkpoint", "ensemble", "runs", "facade", "saved", "plots", "cli"]
+           "export", "files", "metrics", "rundir", "ensemble", "runs", "facade", "saved", "plots", "cli"]
 NEED_DATA = ["data", "mnist_loader", "network", "network2", "network3"]
 
 

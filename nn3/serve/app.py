@@ -38,7 +38,8 @@ from werkzeug.serving import make_server as _werkzeug_server
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from nn3.checkpoint import CheckpointError
+from nn3.metrics import MetricsError
+from nn3.rundir import RunDirError
 from nn3.serve import runview
 from nn3.serve.catalog import Catalog
 
@@ -143,7 +144,7 @@ class App:
             try:
                 view = self.view(name)
                 records = view.progress()["records"]
-            except (CheckpointError, OSError) as e:
+            except (RunDirError, MetricsError, OSError) as e:
                 listed.append({"name": name, "error": str(e).splitlines()[0]})
                 continue
             best = max((r for r in records if r.get("validation_accuracy") is not None),
@@ -199,7 +200,7 @@ class App:
             response = self._error(request, e.code, e.description or e.name)
         except runview.NotFound as e:
             response = self._error(request, 404, str(e))
-        except CheckpointError as e:  # a damaged or half-written run: its own message names it
+        except (RunDirError, MetricsError) as e:  # a damaged or half-written run: its own message names it
             response = self._error(request, 409, str(e))
         except ValueError as e:  # a drawing or request the network cannot take (blank, wrong size)
             response = self._error(request, 400, str(e))

@@ -26,9 +26,9 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nn3 import layers, runs, train
+from nn3 import layers, metrics, runs, train
 from nn3.spec import forward_macs, output_shape
-from nn3.checkpoint import CheckpointError, Run
+from nn3.rundir import RunDir
 from nn3.serve import digits
 
 SHOWN_WRONG = 120   # misclassified digits sent to the page (the count says how many there are)
@@ -85,7 +85,7 @@ class Model:
     """A run's network at one step, restored through runs.restore, its forward passes compiled."""
 
     def __init__(self, path: pathlib.Path, step: int):
-        run = Run.open(path, read_only=True)
+        run = RunDir.open(path, read_only=True)
         try:
             self.step, self.net, self.loop, self.info = runs.restore(run, step=step)
         finally:
@@ -120,7 +120,7 @@ class RunView:
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
-        self.config = Run.read_config(self.path)
+        self.config = RunDir.read_config(self.path)
         self._test = None
 
     def summary(self) -> dict:
@@ -133,16 +133,16 @@ class RunView:
 
     def progress(self) -> dict:
         """metrics.jsonl's records and the saved steps, as they are now (the run may be training)."""
-        run = Run.open(self.path, read_only=True)
+        run = RunDir.open(self.path, read_only=True)
         try:
-            return {"records": run.read_metrics(), "steps": run.steps(), "best": run.best_step(),
+            return {"records": metrics.read(self.path), "steps": run.steps(), "best": run.best_step(),
                     "epochs": self.config.get("sgd", {}).get("epochs")}
         finally:
             run.close()
 
     def model(self, which) -> Model:
         """The network at ``which``: "best", "latest" or a saved step (an int)."""
-        run = Run.open(self.path, read_only=True)
+        run = RunDir.open(self.path, read_only=True)
         try:
             steps = run.steps()
             step = {"latest": steps[-1] if steps else None, "best": run.best_step()}.get(which, which)

@@ -1,4 +1,4 @@
-"""Tests for nn3.checkpoint: run directories, orbax steps, damage fallback, metrics."""
+"""Tests for nn3.rundir: run directories, orbax steps, damage fallback."""
 from __future__ import annotations
 
 import errno
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from nn3.checkpoint import CheckpointError, Run, state_hash
+from nn3.rundir import RunDir, RunDirError, state_hash
 
 
 def make_state(epoch: int) -> dict:
@@ -33,8 +33,8 @@ def info(epoch: int, acc: float | None) -> dict:
             "validation_accuracy": acc}
 
 
-def saved_run(path, accs, keep_latest=3) -> Run:
-    run = Run.create(path, {"sizes": [784, 30, 10], "eta": 0.1}, keep_latest=keep_latest)
+def saved_run(path, accs, keep_latest=3) -> RunDir:
+    run = RunDir.create(path, {"sizes": [784, 30, 10], "eta": 0.1}, keep_latest=keep_latest)
     for e, acc in enumerate(accs):
         run.save(e, make_state(e), info(e, acc))
     return run
@@ -47,7 +47,7 @@ def assert_tree_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def data_file(run: Run, step: int):
+def data_file(run: RunDir, step: int):
     """The largest file of a step's state item: the one holding the 64x64 array."""
     files = [f for f in (run.path / str(step) / "state").rglob("*") if f.is_file()]
     return max(files, key=lambda f: f.stat().st_size)
@@ -56,51 +56,51 @@ def data_file(run: Run, step: int):
 # --- run directories ----------------------------------------------------------------
 
 def test_create_open_round_trip(tmp_path):
-    run = Run.create(tmp_path / "a" / "run", {"sizes": [2, 3], "cost": "CrossEntropyCost"})
+    run = RunDir.create(tmp_path / "a" / "run", {"sizes": [2, 3], "cost": "CrossEntropyCost"})
     assert run.config == {"sizes": [2, 3], "cost": "CrossEntropyCost", "format": "nn3-run", "version": 1}
     assert json.loads((run.path / "config.json").read_text()) == run.config
-    assert run.steps() == [] and run.best_step() is None and run.read_metrics() == []
+    assert run.steps() == [] and run.best_step() is None
     run.close()
     run.close()  # idempotent
-    with pytest.raises(CheckpointError, match="closed"):
+    with pytest.raises(RunDirError, match="closed"):
         run.steps()
-    again = Run.open(tmp_path / "a" / "run")
+    again = RunDir.open(tmp_path / "a" / "run")
     assert again.config == run.config and again.steps() == []
     again.close()
     (tmp_path / "empty").mkdir()
-    Run.create(tmp_path / "empty", {}).close()  # an empty directory is fine
+    RunDir.create(tmp_path / "empty", {}).close()  # an empty directory is fine
 
 
 def test_create_refuses_file_and_foreign_dir(tmp_path):
     (tmp_path / "f").write_text("x")
-    with pytest.raises(CheckpointError, match="f: exists and is not a directory"):
-        Run.create(tmp_path / "f", {})
+    with pytest.raises(RunDirError, match="f: exists and is not a directory"):
+        RunDir.create(tmp_path / "f", {})
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("mine")
-    with pytest.raises(CheckpointError, match="d: directory is not empty"):
-        Run.create(tmp_path / "d", {})
+    with pytest.raises(RunDirError, match="d: directory is not empty"):
+        RunDir.create(tmp_path / "d", {})
     assert os.listdir(tmp_path / "d") == ["notes.txt"]
-    with pytest.raises(CheckpointError, match="not JSON"):
-        Run.create(tmp_path / "g", {"f": object()})
-    with pytest.raises(CheckpointError, match="keep_latest must be"):
-        Run.create(tmp_path / "h", {}, keep_latest=0)
+    with pytest.raises(RunDirError, match="not JSON"):
+        RunDir.create(tmp_path / "g", {"f": object()})
+    with pytest.raises(RunDirError, match="keep_latest must be"):
+        RunDir.create(tmp_path / "h", {}, keep_latest=0)
     assert not (tmp_path / "h").exists()
 
 
 def test_open_refuses_missing_foreign_and_corrupt(tmp_path):
-    with pytest.raises(CheckpointError, match="nope: no such run directory"):
-        Run.open(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="nope: no such run directory"):
+        RunDir.open(tmp_path / "nope")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "x.txt").write_text("x")
-    with pytest.raises(CheckpointError, match=r"not an nn3 run directory \(no config.json\)"):
-        Run.open(tmp_path / "foreign")
+    with pytest.raises(RunDirError, match=r"not an nn3 run directory \(no config.json\)"):
+        RunDir.open(tmp_path / "foreign")
     (tmp_path / "foreign" / "config.json").write_text('{"lr": 1}')
-    with pytest.raises(CheckpointError, match="not an nn3 run directory"):
-        Run.open(tmp_path / "foreign")
-    Run.create(tmp_path / "r", {"a": 1}).close()
+    with pytest.raises(RunDirError, match="not an nn3 run directory"):
+        RunDir.open(tmp_path / "foreign")
+    RunDir.create(tmp_path / "r", {"a": 1}).close()
     (tmp_path / "r" / "config.json").write_text('{"a": 1, "form')
-    with pytest.raises(CheckpointError, match=r"r/config.json: corrupt"):
-        Run.open(tmp_path / "r")
+    with pytest.raises(RunDirError, match=r"r/config.json: corrupt"):
+        RunDir.open(tmp_path / "r")
 
 
 # --- save, restore, retention -------------------------------------------------------
@@ -123,14 +123,14 @@ def test_save_restore_latest_explicit_best(tmp_path):
     assert step == 1
     assert_tree_equal(state, make_state(1))
     assert run.read_info(1)["history"] == [[1, 0.9]]
-    with pytest.raises(CheckpointError, match="no checkpoint at step 7"):
+    with pytest.raises(RunDirError, match="no checkpoint at step 7"):
         run.restore(abstract, 7)
     run.close()
 
 
 def test_jax_arrays_round_trip(tmp_path):
     state = jax.device_put(make_state(5), jax.devices()[0])
-    run = Run.create(tmp_path / "r", {})
+    run = RunDir.create(tmp_path / "r", {})
     run.save(0, state, info(0, None))
     step, restored, inf = run.restore(jax.eval_shape(lambda: state))
     assert inf["state_sha256"] == state_hash(make_state(5))
@@ -142,7 +142,7 @@ def test_retention_keeps_latest_and_best(tmp_path):
     run = saved_run(tmp_path / "r", [0.95, 0.1, 0.2, 0.3, None, 0.05], keep_latest=2)
     assert run.steps() == [0, 4, 5]  # best (0) + latest two, the newest though worst
     run.close()
-    run = Run.open(tmp_path / "r", keep_latest=2)  # the best survives reopening
+    run = RunDir.open(tmp_path / "r", keep_latest=2)  # the best survives reopening
     run.save(6, make_state(6), info(6, 0.5))
     assert run.steps() == [0, 5, 6] and run.best_step() == 0
     run.save(7, make_state(7), info(7, 0.99))
@@ -173,11 +173,11 @@ def test_structure_mismatch_is_an_error(tmp_path):
     run = saved_run(tmp_path / "r", [0.1])
     other = make_state(0)
     other["params"].append({"w": np.zeros((10, 10), np.float32)})
-    with pytest.raises(CheckpointError, match="step 0 has a different state structure"):
+    with pytest.raises(RunDirError, match="step 0 has a different state structure"):
         run.restore(other)
     other = make_state(0)
     other["params"][1]["w"] = np.zeros((64, 11), np.float32)
-    with pytest.raises(CheckpointError, match=r"another architecture.*\['params'\]\[1\]\['w'\]"):
+    with pytest.raises(RunDirError, match=r"another architecture.*\['params'\]\[1\]\['w'\]"):
         run.restore(other)
     run.close()
 
@@ -188,7 +188,7 @@ def test_half_written_step_is_ignored(tmp_path):
     tmp = tmp_path / "r" / "2.orbax-checkpoint-tmp-1234567"
     (tmp / "state").mkdir(parents=True)
     (tmp / "state" / "_METADATA").write_text("{")
-    run = Run.open(tmp_path / "r")
+    run = RunDir.open(tmp_path / "r")
     assert run.steps() == [0, 1]
     assert run.restore(make_state(0))[0] == 1
     run.close()
@@ -222,7 +222,7 @@ def test_damaged_newest_falls_back(tmp_path, damage):
         step, state, inf = run.restore(make_state(0))
     assert step == 1 and inf["epoch"] == 1
     assert_tree_equal(state, make_state(1))
-    with pytest.raises(CheckpointError, match="checkpoint step 2 is damaged"):
+    with pytest.raises(RunDirError, match="checkpoint step 2 is damaged"):
         run.restore(make_state(0), 2)
     run.close()
 
@@ -250,7 +250,7 @@ def test_all_damaged_is_an_error(tmp_path):
     _flip(run, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(CheckpointError, match=r"r: no intact checkpoint \(tried steps 2, 1, 0"):
+        with pytest.raises(RunDirError, match=r"r: no intact checkpoint \(tried steps 2, 1, 0"):
             run.restore(make_state(0))
     run.close()
 
@@ -258,7 +258,7 @@ def test_all_damaged_is_an_error(tmp_path):
 def test_corrupt_orbax_metrics_does_not_block_open(tmp_path):
     saved_run(tmp_path / "r", [0.1, 0.2]).close()
     (tmp_path / "r" / "1" / "metrics" / "metrics").write_text("{garb")
-    run = Run.open(tmp_path / "r")
+    run = RunDir.open(tmp_path / "r")
     assert run.steps() == [0, 1] and run.restore(make_state(0))[0] == 1
     run.close()
 
@@ -270,7 +270,7 @@ def test_write_error_names_run_and_step(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(type(epath.Path(tmp_path)), "write_text", disk_full)
-    with pytest.raises(CheckpointError, match=r"r: saving checkpoint step 2 failed .*No space left"):
+    with pytest.raises(RunDirError, match=r"r: saving checkpoint step 2 failed .*No space left"):
         run.save(2, make_state(2), info(2, 0.3))
     monkeypatch.undo()
     assert run.steps() == [0, 1]
@@ -293,32 +293,6 @@ def test_state_hash():
     assert state_hash({"x": jax.numpy.ones(3)}) == state_hash({"x": np.ones(3, np.float32)})
 
 
-# --- metrics.jsonl ------------------------------------------------------------------
-
-def test_metrics_torn_line_and_truncate(tmp_path):
-    run = Run.create(tmp_path / "r", {})
-    for e in range(4):
-        run.append_metrics({"epoch": e, "validation_accuracy": e / 10})
-    with open(run.path / "metrics.jsonl", "a") as f:
-        f.write('{"epoch": 4, "valid')  # killed mid-write
-    assert [r["epoch"] for r in run.read_metrics()] == [0, 1, 2, 3]
-    run.append_metrics({"epoch": 4, "validation_accuracy": 0.4})  # drops the torn tail
-    assert [r["epoch"] for r in run.read_metrics()] == [0, 1, 2, 3, 4]
-    with open(run.path / "metrics.jsonl", "a") as f:
-        f.write('{"epoch": 5}')  # complete, but killed before its newline
-    assert [r["epoch"] for r in run.read_metrics()] == [0, 1, 2, 3, 4, 5]
-    run.append_metrics({"epoch": 6})
-    assert [r["epoch"] for r in run.read_metrics()] == [0, 1, 2, 3, 4, 5, 6]
-    run.truncate_metrics(2)
-    assert run.read_metrics() == [{"epoch": 0, "validation_accuracy": 0.0},
-                                  {"epoch": 1, "validation_accuracy": 0.1}]
-    lines = (run.path / "metrics.jsonl").read_text().splitlines()
-    (run.path / "metrics.jsonl").write_text("\n".join(["{oops", *lines]) + "\n")
-    with pytest.raises(CheckpointError, match=r"metrics.jsonl: line 1 is not a JSON object"):
-        run.read_metrics()
-    run.close()
-
-
 def test_read_only_open_leaves_a_save_in_flight_alone(tmp_path):
     """A replay beside a training run must not clean up the trainer's temporary step."""
     run = saved_run(tmp_path / "run", [0.5, 0.6])
@@ -326,12 +300,12 @@ def test_read_only_open_leaves_a_save_in_flight_alone(tmp_path):
     in_flight = tmp_path / "run" / "2.orbax-checkpoint-tmp-1234"
     in_flight.mkdir()
     (in_flight / "part").write_bytes(b"x")
-    reader = Run.open(tmp_path / "run", read_only=True)
+    reader = RunDir.open(tmp_path / "run", read_only=True)
     step, state, _ = reader.restore(make_state(0))
     reader.close()
     assert step == 1 and in_flight.is_dir()
     assert_tree_equal(state, make_state(1))
-    writer = Run.open(tmp_path / "run")
+    writer = RunDir.open(tmp_path / "run")
     writer.save(2, make_state(2), info(2, 0.7))  # a writer does clean up, before its own save
     writer.close()
     assert not in_flight.exists()

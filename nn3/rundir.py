@@ -1,8 +1,8 @@
-"""A training run on disk: config.json, orbax checkpoints per epoch, metrics.jsonl.
+"""A run on disk: config.json and orbax checkpoints, each step with a hash of its arrays.
 
     >>> import numpy as np, tempfile, os
-    >>> from nn3.checkpoint import Run
-    >>> run = Run.create(os.path.join(tempfile.mkdtemp(), "demo"), {"sizes": [2, 1]})
+    >>> from nn3.rundir import RunDir
+    >>> run = RunDir.create(os.path.join(tempfile.mkdtemp(), "demo"), {"sizes": [2, 1]})
     >>> state = {"params": [np.zeros((2, 1), np.float32)], "key": np.zeros(2, np.uint32)}
     >>> run.save(0, state, {"epoch": 0, "validation_accuracy": 0.5})
     >>> step, restored, info = run.restore(state)
@@ -10,13 +10,14 @@
     (0, 0.5, [0])
     >>> run.close()
 
-A run directory holds everything needed to rebuild it: ``config.json`` (written
-atomically), one orbax step directory per saved epoch (items ``state``, a pytree of
-arrays, and ``info``, JSON) and ``metrics.jsonl``. Each ``info`` carries a SHA-256 of
-its state, checked on restore; a damaged newest (or best) step is skipped with a
-warning. Saves are synchronous: orbax's async finalizer only logs a failed write and
-then goes on pruning older steps, which would turn a full disk into lost checkpoints.
-Retention keeps the newest ``keep_latest`` steps plus the best by validation accuracy.
+A run directory holds ``config.json`` (written atomically) and one orbax step directory
+per checkpoint, named by the global mini-batch step it was taken at (items ``state``, a
+pytree of arrays, and ``info``, JSON). Each ``info`` carries a SHA-256 of its state,
+checked on restore; a damaged newest (or best) step is skipped with a warning. Saves
+are synchronous: orbax's async finalizer only logs a failed write and then goes on
+pruning older steps, which would turn a full disk into lost checkpoints. Retention
+keeps the newest ``keep_latest`` steps plus the best by validation accuracy. The
+epochs' metrics live beside them in metrics.jsonl (nn3.metrics), not here.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import pathlib
 import shutil
 import sys
@@ -37,16 +37,15 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging as absl_logging
 from orbax.checkpoint import checkpoint_managers as ocm
 
-absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every save at INFO/WARNING
+from nn3.files import atomic_write
 
 FORMAT, VERSION = "nn3-run", 1
-CONFIG, METRICS = "config.json", "metrics.jsonl"
+CONFIG = "config.json"
 
 
-class CheckpointError(ValueError):
+class RunDirError(ValueError):
     """A run directory or checkpoint that cannot be used; the message names it."""
 
 
@@ -60,47 +59,9 @@ def state_hash(state: Any) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _sync_dir(path.parent)
-
-
-def _sync_dir(folder: pathlib.Path) -> None:
-    """Makes a rename in ``folder`` durable where the OS lets a directory be opened.
-
-    POSIX needs the directory itself fsync'ed for a rename to survive a power cut.
-    Windows refuses to open a directory (PermissionError) and needs no such step (NTFS
-    journals the rename); some file systems refuse fsync on one (EINVAL). Either way the
-    file itself is already synced, so the save goes on.
-    """
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _why(e: BaseException) -> str:
     msg = (str(e).strip().splitlines() or [""])[0]
     return f"{type(e).__name__}: {msg[:160]}" if msg else type(e).__name__
-
-
-def _json_object(raw: bytes) -> dict | None:
-    try:
-        rec = json.loads(raw)
-    except ValueError:
-        return None
-    return rec if isinstance(rec, dict) else None
 
 
 def _score(acc: Any) -> float | None:
@@ -117,7 +78,7 @@ def _accuracy(metrics: Any) -> float:
 
 
 class _Manager(ocp.CheckpointManager):
-    """Orbax's manager, except that a step's unreadable metrics file does not stop opening."""
+    """Orbax's manager, except that a step's unreadable orbax metrics file does not stop opening."""
 
     def _get_metrics(self, step: int) -> Any:
         try:
@@ -129,11 +90,11 @@ class _Manager(ocp.CheckpointManager):
 def _checked(path, keep_latest: int) -> pathlib.Path:
     path = pathlib.Path(path)
     if isinstance(keep_latest, bool) or not isinstance(keep_latest, int) or keep_latest < 1:
-        raise CheckpointError(f"{path}: keep_latest must be an int >= 1, got {keep_latest!r}")
+        raise RunDirError(f"{path}: keep_latest must be an int >= 1, got {keep_latest!r}")
     return path
 
 
-_OPEN_RUNS: "weakref.WeakSet[Run]" = weakref.WeakSet()
+_OPEN_RUNS: "weakref.WeakSet[RunDir]" = weakref.WeakSet()
 
 
 @atexit.register
@@ -142,7 +103,7 @@ def _close_open_runs() -> None:
         run.close()
 
 
-class Run:
+class RunDir:
     """A run directory; use :meth:`create` or :meth:`open`, not the constructor."""
 
     def __init__(self, path: pathlib.Path, config: dict, keep_latest: int, read_only: bool = False):
@@ -152,34 +113,34 @@ class Run:
         _OPEN_RUNS.add(self)
 
     @classmethod
-    def create(cls, path, config: dict, *, keep_latest: int = 3) -> Run:
+    def create(cls, path, config: dict, *, keep_latest: int = 3) -> RunDir:
         """Makes a new run at ``path`` (absent or an empty directory) holding ``config``."""
         path = _checked(path, keep_latest)
         if path.exists() and not path.is_dir():
-            raise CheckpointError(f"{path}: exists and is not a directory")
+            raise RunDirError(f"{path}: exists and is not a directory")
         if path.is_dir() and any(path.iterdir()):
-            raise CheckpointError(f"{path}: directory is not empty; refusing to create a run there")
+            raise RunDirError(f"{path}: directory is not empty; refusing to create a run there")
         if not isinstance(config, dict):
-            raise CheckpointError(f"{path}: config must be a dict, got {type(config).__name__}")
+            raise RunDirError(f"{path}: config must be a dict, got {type(config).__name__}")
         config = {**config, "format": FORMAT, "version": VERSION}
         try:
             text = json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
         except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: config is not JSON-serialisable ({e})") from e
+            raise RunDirError(f"{path}: config is not JSON-serialisable ({e})") from e
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path / CONFIG, text)
+        atomic_write(path / CONFIG, text)
         return cls(path, config, keep_latest)
 
     def write_config(self, config: dict) -> None:
         """Replaces config.json (atomically) with ``config``: a resumed run's new length."""
         if self.read_only:
-            raise CheckpointError(f"{self.path}: opened read-only")
+            raise RunDirError(f"{self.path}: opened read-only")
         config = {**config, "format": FORMAT, "version": VERSION}
-        _atomic_write(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        atomic_write(self.path / CONFIG, json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n")
         self.config = config
 
     @classmethod
-    def open(cls, path, *, keep_latest: int = 3, read_only: bool = False) -> Run:
+    def open(cls, path, *, keep_latest: int = 3, read_only: bool = False) -> RunDir:
         """Opens the existing run at ``path``.
 
         ``read_only`` (replay, export, plot) changes nothing in the directory: in
@@ -196,18 +157,18 @@ class Run:
         background, under the feet of the first one's save."""
         path = pathlib.Path(path)
         if not path.is_dir():
-            raise CheckpointError(f"{path}: no such run directory")
+            raise RunDirError(f"{path}: no such run directory")
         cfg = path / CONFIG
         if not cfg.is_file():
-            raise CheckpointError(f"{path}: not an nn3 run directory (no {CONFIG})")
+            raise RunDirError(f"{path}: not an nn3 run directory (no {CONFIG})")
         try:
             config = json.loads(cfg.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{cfg}: corrupt ({_why(e)})") from e
+            raise RunDirError(f"{cfg}: corrupt ({_why(e)})") from e
         if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: not an nn3 run directory ({CONFIG} lacks format {FORMAT!r})")
+            raise RunDirError(f"{path}: not an nn3 run directory ({CONFIG} lacks format {FORMAT!r})")
         if config.get("version") != VERSION:
-            raise CheckpointError(f"{cfg}: unsupported run version {config.get('version')!r}")
+            raise RunDirError(f"{cfg}: unsupported run version {config.get('version')!r}")
         return config
 
     def _open_manager(self) -> None:
@@ -227,42 +188,45 @@ class Run:
         try:
             self._mgr = _Manager(self.path.resolve(), options=options, item_handlers=handlers)
         except Exception as e:  # a corrupt metrics file of some step, an unreadable dir
-            raise CheckpointError(f"{self.path}: cannot read its checkpoints ({_why(e)})") from e
+            raise RunDirError(f"{self.path}: cannot read its checkpoints ({_why(e)})") from e
 
     def _manager(self) -> _Manager:
         if self._mgr is None:
-            raise CheckpointError(f"{self.path}: run is closed")
+            raise RunDirError(f"{self.path}: run is closed")
         return self._mgr
 
-    def save(self, epoch: int, state: Any, info: dict) -> None:
-        """Saves ``state`` (a pytree of arrays) and ``info`` (JSON) as step ``epoch``.
+    def save(self, step: int, state: Any, info: dict) -> None:
+        """Saves ``state`` (a pytree of arrays) and ``info`` (JSON) as checkpoint ``step``.
 
-        Saved steps >= ``epoch`` are discarded first: a resumed run rewinds to here.
+        ``step`` is the global mini-batch step the state was taken at (mini-batches
+        trained since the run began, over every epoch), so that a mid-epoch checkpoint
+        has its place between two epochs' ones. Saved steps >= ``step`` are
+        discarded first: a resumed run rewinds to here.
         """
         mgr = self._manager()
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise CheckpointError(f"{self.path}: epoch must be a non-negative int, got {epoch!r}")
-        epoch = int(epoch)
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise RunDirError(f"{self.path}: step must be a non-negative int, got {step!r}")
+        step = int(step)
         info = {**info, "state_sha256": state_hash(state)}
         try:
             json.dumps(info)  # NaN allowed: a diverged run's cost history is still worth keeping
         except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: info for step {epoch} is not JSON-serialisable ({e})") from e
+            raise RunDirError(f"{self.path}: info for step {step} is not JSON-serialisable ({e})") from e
         acc = _score(info.get("validation_accuracy"))
         metrics = None if acc is None else {"validation_accuracy": acc}
         try:
-            for stale in [s for s in mgr.all_steps() if s >= epoch]:
+            for stale in [s for s in mgr.all_steps() if s >= step]:
                 mgr.delete(stale)
             args = ocp.args.Composite(state=ocp.args.StandardSave(state), info=ocp.args.JsonSave(info))
-            saved = mgr.save(epoch, args=args, metrics=metrics)
+            saved = mgr.save(step, args=args, metrics=metrics)
         except Exception as e:
-            self._recover_after_failed_save(epoch)
-            raise CheckpointError(f"{self.path}: saving checkpoint step {epoch} failed ({_why(e)})") from e
+            self._recover_after_failed_save(step)
+            raise RunDirError(f"{self.path}: saving checkpoint step {step} failed ({_why(e)})") from e
         if not saved:
-            raise CheckpointError(f"{self.path}: orbax declined to save checkpoint step {epoch}")
+            raise RunDirError(f"{self.path}: orbax declined to save checkpoint step {step}")
 
-    def _recover_after_failed_save(self, epoch: int) -> None:
-        for tmp in self.path.glob(f"{epoch}.orbax-checkpoint-tmp*"):
+    def _recover_after_failed_save(self, step: int) -> None:
+        for tmp in self.path.glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(tmp, ignore_errors=True)
         try:
             self._mgr.close()
@@ -284,19 +248,19 @@ class Run:
         _OPEN_RUNS.discard(self)
 
     def steps(self) -> list[int]:
-        """Saved epochs, ascending."""
+        """The global mini-batch steps of the saved checkpoints, ascending."""
         return sorted(self._manager().all_steps())
 
     def read_info(self, step: int) -> dict:
         """The ``info`` dict saved with ``step``."""
         if step not in self.steps():
-            raise CheckpointError(f"{self.path}: no checkpoint at step {step} (have {self.steps()})")
+            raise RunDirError(f"{self.path}: no checkpoint at step {step} (have {self.steps()})")
         try:
             info = self._manager().restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))["info"]
         except Exception as e:
-            raise CheckpointError(f"{self.path}: checkpoint step {step} info unreadable ({_why(e)})") from e
+            raise RunDirError(f"{self.path}: checkpoint step {step} info unreadable ({_why(e)})") from e
         if not isinstance(info, dict):
-            raise CheckpointError(f"{self.path}: checkpoint step {step} info is not a JSON object")
+            raise RunDirError(f"{self.path}: checkpoint step {step} info is not a JSON object")
         return info
 
     def _ranked_by_accuracy(self) -> list[int]:
@@ -304,7 +268,7 @@ class Run:
         for s in self.steps():
             try:
                 acc = _score(self.read_info(s).get("validation_accuracy"))
-            except CheckpointError:
+            except RunDirError:
                 continue
             if acc is not None:
                 scored.append((acc, s))
@@ -321,34 +285,34 @@ class Run:
 
         Args:
           target: pytree of arrays or ``jax.ShapeDtypeStruct`` with the saved structure.
-          step: the epoch to restore; None means the newest intact one.
+          step: the checkpoint (a global mini-batch step) to restore; None means the newest intact one.
           best: restore the intact step with the best validation_accuracy instead.
 
         Returns:
           ``(step, state, info)``; ``state`` has ``target``'s structure, jax arrays.
         """
         if best and step is not None:
-            raise CheckpointError(f"{self.path}: give either step={step} or best=True, not both")
+            raise RunDirError(f"{self.path}: give either step={step} or best=True, not both")
         steps = self.steps()
         if step is not None:
             if step not in steps:
-                raise CheckpointError(f"{self.path}: no checkpoint at step {step} (have {steps})")
+                raise RunDirError(f"{self.path}: no checkpoint at step {step} (have {steps})")
             candidates = [step]
         elif best:
             candidates = self._ranked_by_accuracy()
             if not candidates:
-                raise CheckpointError(f"{self.path}: no checkpoint records a validation_accuracy")
+                raise RunDirError(f"{self.path}: no checkpoint records a validation_accuracy")
         else:
             candidates = steps[::-1]
             if not candidates:
-                raise CheckpointError(f"{self.path}: no checkpoints saved")
+                raise RunDirError(f"{self.path}: no checkpoints saved")
         damaged = []
         for n in candidates:
             try:
                 state, info = self._restore_step(n, target)
             except _Damaged as e:
                 if step is not None:
-                    raise CheckpointError(f"{self.path}: checkpoint step {n} is damaged ({e})") from e
+                    raise RunDirError(f"{self.path}: checkpoint step {n} is damaged ({e})") from e
                 damaged.append((n, str(e)))
                 continue
             for bad, why in damaged:
@@ -356,7 +320,7 @@ class Run:
                               stacklevel=2)
             return n, state, info
         tried = ", ".join(str(n) for n, _ in damaged)
-        raise CheckpointError(f"{self.path}: no intact checkpoint (tried steps {tried}; {damaged[0][1]})")
+        raise RunDirError(f"{self.path}: no intact checkpoint (tried steps {tried}; {damaged[0][1]})")
 
     def _restore_step(self, n: int, target: Any) -> tuple[Any, dict]:
         mgr = self._manager()
@@ -387,49 +351,9 @@ class Run:
         state = jax.tree.map(jax.device_put, state)  # the default device, as every other array
         return state, info
 
-    def append_metrics(self, record: dict) -> None:
-        """Appends ``record`` as one JSON line to metrics.jsonl, durably."""
-        path = self.path / METRICS
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with open(path, "a+b") as f:
-            end = f.seek(0, os.SEEK_END)
-            f.seek(max(0, end - 1))
-            if end and f.read(1) != b"\n":  # a killed process's last append
-                f.seek(0)
-                data = f.read()
-                if _json_object(data[data.rfind(b"\n") + 1:]) is None:
-                    f.truncate(data.rfind(b"\n") + 1)  # torn: drop it, as read_metrics does
-                else:
-                    f.write(b"\n")
-            f.write(line.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read_metrics(self) -> list[dict]:
-        """All records of metrics.jsonl; a torn last line is ignored."""
-        path = self.path / METRICS
-        if not path.exists():
-            return []
-        lines = path.read_bytes().split(b"\n")
-        records = []
-        for i, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            rec = _json_object(raw)
-            if rec is None:
-                if all(not r.strip() for r in lines[i + 1:]):
-                    break  # the torn tail of an interrupted append
-                raise CheckpointError(f"{path}: line {i + 1} is not a JSON object")
-            records.append(rec)
-        return records
-
-    def truncate_metrics(self, epoch: int) -> None:
-        """Keeps only records with ``record["epoch"] < epoch`` (records without one stay)."""
-        kept = [r for r in self.read_metrics() if r.get("epoch", -math.inf) < epoch]
-        _atomic_write(self.path / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r})"
+        return f"RunDir({str(self.path)!r})"
 
 
 @contextlib.contextmanager
@@ -465,13 +389,13 @@ def _check_structure(run_path, n, saved, want) -> None:
     saved_keys, want_keys = [keys(p) for p, _ in saved], [keys(p) for p, _ in want]
     if saved_keys != want_keys:
         diff = sorted(set(saved_keys) ^ set(want_keys))[:3] or ["leaf order"]
-        raise CheckpointError(
+        raise RunDirError(
             f"{run_path}: checkpoint step {n} has a different state structure than the target "
             f"(another architecture?): {len(saved_keys)} saved leaves vs {len(want_keys)}, differing at {', '.join(diff)}")
     for (p, m), (_, t) in zip(saved, want):
         t_shape, t_dtype = tuple(np.shape(t)), np.dtype(getattr(t, "dtype", np.result_type(t)))
         if tuple(m.shape) != t_shape or np.dtype(m.dtype) != t_dtype:
-            raise CheckpointError(
+            raise RunDirError(
                 f"{run_path}: checkpoint step {n} has a different state structure than the target "
                 f"(another architecture?): {keys(p)} saved {np.dtype(m.dtype)}{list(m.shape)}, "
                 f"target {t_dtype}{list(t_shape)}")

@@ -1,0 +1,48 @@
+"""Durable small writes: a file replaced whole or not at all, and its folder synced.
+
+    >>> import pathlib, tempfile
+    >>> from nn3 import files
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+    >>> files.atomic_write(p, "{}\\n")
+    >>> p.read_text()
+    '{}\\n'
+
+A run's config.json and its metrics log after a resume's truncation are written this
+way, so that a process killed mid-write leaves the old file or the new one, never half.
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+
+
+def atomic_write(path: pathlib.Path, text: str) -> None:
+    """Replaces ``path`` with ``text`` (UTF-8): written and fsync'ed beside it, then renamed."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    sync_dir(path.parent)
+
+
+def sync_dir(folder: pathlib.Path) -> None:
+    """Makes a rename in ``folder`` durable where the OS lets a directory be opened.
+
+    POSIX needs the directory itself fsync'ed for a rename to survive a power cut.
+    Windows refuses to open a directory (PermissionError) and needs no such step (NTFS
+    journals the rename); some file systems refuse fsync on one (EINVAL). Either way the
+    file itself is already synced, so the save goes on.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
