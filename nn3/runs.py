@@ -23,6 +23,7 @@ import os
 import pathlib
 import time
 
+import jax
 import numpy as np
 
 from nn3 import backend, data, layers, presets, stop, train
@@ -281,11 +282,9 @@ def restore(run: Run, *, step=None, best=False, trainer=None):
     if trainer is not None:
         target = trainer.arrays()
     else:
-        target = {"params": layers.get_params(net)}
-        if config["sgd"].get("momentum"):
-            target["velocity"] = layers.get_params(net)
+        target = train.checkpoint_arrays(net, _sgd(config).rule())
     n, arrays, info = run.restore(target, step=step, best=best)
-    arrays = {k: [{kk: np.asarray(vv) for kk, vv in d.items()} for d in v] for k, v in arrays.items()}
+    arrays = jax.tree.map(np.asarray, arrays)
     if trainer is not None:
         trainer.load_arrays(arrays)
         net = trainer.net
