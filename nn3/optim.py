@@ -195,5 +195,5 @@ def with_inner_leaves(state, leaves):
 
 
 __all__ = ["HYPERPARAMS", "OPTIMIZERS", "OTHERS", "TAKES_MOMENTUM", "MomentumState", "Rule", "add_l1",
-           "book_momentum", "inner_leaves",
-           "is_weight", "set_hyperparams", "velocity", "weights", "with_inner_leaves", "with_velocity"]
+           "book_momentum", "inner_leaves", "is_weight", "set_hyperparams", "velocity", "weights",
+           "with_inner_leaves", "with_velocity"]
