@@ -7,8 +7,10 @@
     >>> ensemble.vote(nets, test_x)  # doctest: +SKIP
 
 The book trains its five dropout nets one after another and lets them vote. Here the
-members' parameters and keys are stacked and the epoch's scan is ``vmap``-ed over them:
-member ``i`` sees exactly what a lone run with seed ``seeds[i]`` would see.
+members' parameters, optimiser states and keys are stacked and the epoch's scan is
+``vmap``-ed over them: member ``i`` sees exactly what a lone run with seed ``seeds[i]``
+would see. The hyperparameters live in the optimiser's state, so each member may have
+its own (``run_epoch`` takes one eta per member).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Every update is ``p += v`` with ``v = mu*v - eta*(grad + decay*w)`` (no decay on
 biases), ``grad`` the mean over the mini-batch. With ``mu = 0`` that is network.py's
 ``w -= eta/m * sum``; ``decay = lmbda/n`` gives network2's ``(1 - eta*lmbda/n)``;
 ``decay = lmbda/num_batches`` gives network3's ``0.5*lmbda*sum(w^2)/num_batches``.
-The rule is an optax chain (nn3.optim), ``optimizer`` names another of optax's.
+The rule is an optax chain (nn3.optim); ``SGDConfig.optimizer`` may name another of optax's.
 
 Randomness is a function of (seed, epoch, step): the order of an epoch from a numpy
 generator seeded by (seed, epoch), dropout and augmentation from ``fold_in`` of JAX keys
@@ -31,11 +31,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from nn3 import augment as aug
-import optax
-
 from nn3 import backend, costs, data, layers, optim
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
 from nn3.layers import get_params, set_params
@@ -295,7 +294,8 @@ class Trainer:
         return epoch_order(self.cfg.seed, epoch, self.n_examples, self.cfg.shuffle)
 
     def run_epoch(self, epoch, start_batch, eta, *, on_progress=None, should_stop=None):
-        """Train ``epoch`` from mini-batch ``start_batch``; chunks are the stopping points.
+        """Train ``epoch`` from mini-batch ``start_batch`` at learning rate ``eta`` (a number,
+        or one per member of an ensemble); chunks are the stopping points.
 
         A chunk is dispatched before the previous one's losses are read back, so that
         Python's work between chunks overlaps the device's. ``should_stop`` is polled
