@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-MODULES = ["activations", "costs", "layers", "conv", "augment", "evaluation", "train", "presets",
+MODULES = ["activations", "costs", "optim", "layers", "conv", "augment", "evaluation", "train", "presets",
            "export", "checkpoint", "ensemble", "runs", "saved", "plots", "cli"]
 NEED_DATA = ["data", "mnist_loader", "network", "network2", "network3"]
 
