@@ -69,10 +69,12 @@ class MomentumState(NamedTuple):
 def book_momentum(mu) -> optax.GradientTransformation:
     """Turn steps ``d`` (``eta * grad``, the sign not yet flipped) into ``v = mu*v - d``.
 
-    ``optax.trace`` after ``scale_by_learning_rate`` is the same sum in exact arithmetic
-    (``t = -d + mu*t``) but not in float32 as XLA compiles it: on this CPU its fused
-    multiply-adds follow the operands' order, and a run with momentum drifted from the
-    book's form by an ulp after two steps. This writes the book's expression as it was.
+    ``optax.trace`` after ``scale_by_learning_rate`` gives the same float32 numbers on
+    paper (``t = -d + mu*t``; a negation is exact, a sum commutes), yet as XLA compiled it
+    for this CPU a run with momentum drifted from the book's form by an ulp after two
+    steps. The optimised HLO of both is two multiplies and an add (or a subtract), so
+    the difference is below it, in how the loop's multiply-adds are contracted. This
+    writes the book's expression as the engine always had it.
     """
     def init(params):
         return MomentumState(velocity=jax.tree.map(jnp.zeros_like, params))
