@@ -66,6 +66,8 @@ def _training_flags(p, source, recorded=""):
     p.add_argument("--eta", type=_number, help=f"learning rate ({d})")
     p.add_argument("--lmbda", type=_number, help=f"L2 regularisation strength ({d})")
     p.add_argument("--momentum", type=_number, help=f"momentum coefficient, 0 for plain SGD ({d})")
+    p.add_argument("--optimizer", metavar="NAME", help="sgd (the book's rule) or one of optax's: adam, rmsprop, "
+                   f"..., with --eta as its learning rate (default: {source}, else sgd)")
     p.add_argument("--mini-batch", dest="mini_batch_size", type=_positive_int, metavar="N",
                    help=f"mini-batch size ({d})")
     p.add_argument("--seed", type=int, help=f"seed of every random draw ({d})")

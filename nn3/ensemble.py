@@ -7,8 +7,10 @@
     >>> ensemble.vote(nets, test_x)  # doctest: +SKIP
 
 The book trains its five dropout nets one after another and lets them vote. Here the
-members' parameters and keys are stacked and the epoch's scan is ``vmap``-ed over them:
-member ``i`` sees exactly what a lone run with seed ``seeds[i]`` would see.
+members' parameters, optimiser states and keys are stacked and the epoch's scan is
+``vmap``-ed over them: member ``i`` sees exactly what a lone run with seed ``seeds[i]``
+would see. The hyperparameters live in the optimiser's state, so each member may have
+its own (``run_epoch`` takes one eta per member).
 """
 from __future__ import annotations
 
@@ -21,18 +23,20 @@ from flax import nnx
 
 from nn3 import layers, train
 
-def _members(state, velocity, x, y, batches, steps, keys, hyper, **statics):
-    """``train.scan_batches`` for every member at once: a leading axis on state, order and keys."""
+
+def _members(state, opt_state, x, y, batches, steps, keys, **statics):
+    """``train.scan_batches`` for every member at once: a leading axis on the parameters,
+    the optimiser's state (its hyperparameters too), the order and the keys."""
     one = partial(train.scan_batches, **statics)
-    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, 0, None))(
-        state, velocity, x, y, batches, steps, keys, hyper)
+    return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, 0))(
+        state, opt_state, x, y, batches, steps, keys)
 
 
 _run_members = jax.jit(_members, static_argnames=train.STATICS)
 
 
 class EnsembleTrainer(train.Trainer):
-    """A Trainer whose state, velocity, keys and epoch order carry a leading member axis."""
+    """A Trainer whose state, optimiser state, keys and epoch order carry a leading member axis."""
 
     _run = staticmethod(_run_members)
 
@@ -40,9 +44,9 @@ class EnsembleTrainer(train.Trainer):
         super().__init__(nets[0], cfg, train_data)  # the data goes to the device once, for all
         self.nets, self.seeds = list(nets), list(seeds)
         stack = lambda *xs: jnp.stack(xs)  # noqa: E731
-        self.state = jax.tree_util.tree_map(stack, *[nnx.split(n)[1] for n in self.nets])
-        if self.velocity is not None:
-            self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state)
+        states = [nnx.split(n)[1] for n in self.nets]
+        self.state = jax.tree_util.tree_map(stack, *states)
+        self.opt_state = jax.tree_util.tree_map(stack, *[self.rule.init(s) for s in states])
         self.keys = jnp.stack([train.step_keys(s) for s in self.seeds])
 
     def order(self, epoch):

@@ -30,6 +30,7 @@ import json
 import pathlib
 import time
 
+import jax
 import numpy as np
 
 from nn3 import backend, data, export, layers, metrics, presets, stop, threads, train
@@ -73,7 +74,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
 
 
 SETTINGS = ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed", "augment", "schedule",
-            "early_stopping", "chunks")  # the training settings a command may give (train, import)
+            "early_stopping", "chunks", "optimizer")  # the training settings a command may give (train, import)
 
 
 def default_run_dir(preset: str) -> str:
@@ -388,11 +389,9 @@ def restore(run: RunDir, *, step=None, best=False, trainer=None):
     if trainer is not None:
         target = trainer.arrays()
     else:
-        target = {"params": layers.get_params(net)}
-        if config["sgd"].get("momentum"):
-            target["velocity"] = layers.get_params(net)
+        target = train.checkpoint_arrays(net, _sgd(config).rule())
     n, arrays, info = run.restore(target, step=step, best=best)
-    arrays = {k: [{kk: np.asarray(vv) for kk, vv in d.items()} for d in v] for k, v in arrays.items()}
+    arrays = jax.tree.map(np.asarray, arrays)
     if trainer is not None:
         trainer.load_arrays(arrays)
         net = trainer.net

@@ -14,6 +14,7 @@ Every update is ``p += v`` with ``v = mu*v - eta*(grad + decay*w)`` (no decay on
 biases), ``grad`` the mean over the mini-batch. With ``mu = 0`` that is network.py's
 ``w -= eta/m * sum``; ``decay = lmbda/n`` gives network2's ``(1 - eta*lmbda/n)``;
 ``decay = lmbda/num_batches`` gives network3's ``0.5*lmbda*sum(w^2)/num_batches``.
+The rule is an optax chain (nn3.optim); ``SGDConfig.optimizer`` may name another of optax's.
 
 Randomness is a function of (seed, epoch, step): the order of an epoch from a numpy
 generator seeded by (seed, epoch), dropout and augmentation from ``fold_in`` of JAX keys
@@ -31,10 +32,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from nn3 import augment as aug
-from nn3 import backend, costs, data, layers
+from nn3 import backend, costs, data, layers, optim
 from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
 from nn3.layers import get_params, set_params
 from nn3.spec import forward_macs
@@ -53,6 +55,8 @@ class SGDConfig:
     ``"plateau"`` halves eta after ``patience`` epochs without a new best and stops
     once eta is ``eta_min_factor`` of its start (chapter 3's exercise).
     ``early_stopping`` stops after that many epochs without a new best.
+    ``optimizer`` is ``"sgd"``, the book's rule, or one of optax's (``optim.OPTIMIZERS``)
+    with ``eta`` as its learning rate; lmbda and l1 add to the gradient in every case.
     """
     epochs: int
     mini_batch_size: int = 10
@@ -70,6 +74,7 @@ class SGDConfig:
     early_stopping: int | None = None
     seed: int = 0
     chunks: int | None = None  # compiled calls per epoch; None: up to 10, none under ~0.15 s (CHUNK_MACS)
+    optimizer: str = "sgd"
 
     def check(self, n_train: int) -> None:
         """Raise a one-line ValueError for a setting that cannot train."""
@@ -96,6 +101,14 @@ class SGDConfig:
             bad(f"chunks must be a positive integer, got {self.chunks!r}")
         if self.early_stopping is not None and self.early_stopping < 1:
             bad(f"early_stopping must be a positive number of epochs, got {self.early_stopping}")
+        try:
+            self.rule()
+        except ValueError as e:
+            bad(str(e))
+
+    def rule(self) -> optim.Rule:
+        """The static part of the update rule: the optimiser and which terms are on."""
+        return optim.Rule(self.optimizer, decay=bool(self.lmbda), l1=bool(self.l1), momentum=bool(self.momentum))
 
 
 @dataclasses.dataclass
@@ -125,40 +138,36 @@ class Loop:
 # --------------------------------------------------------------------------- the step
 
 
-def _is_weight(path) -> bool:
-    return any(getattr(k, "key", None) == "w" for k in path)
+STATICS = ("graphdef", "cost", "out_act", "augment", "dropout", "rule")
 
 
-STATICS = ("graphdef", "cost", "out_act", "augment", "dropout", "decay", "l1", "momentum")
-
-
-def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
-                 graphdef, cost, out_act, augment, dropout, decay, l1, momentum):
+def scan_batches(state, opt_state, x, y, batches, steps, keys, *,
+                 graphdef, cost, out_act, augment, dropout, rule):
     """Train over ``batches`` (n_batches, m) of example indices in one compiled call.
 
     Args:
-      state, velocity: nnx.State of the parameters, and of the momentum (or None).
+      state: nnx.State of the parameters; opt_state: ``rule``'s optax state, which holds
+        the hyperparameters (eta, decay, l1 coefficient, momentum) as values.
       x: (N, n_in) float32 on the device, or uint8 codes k of pixels k/256 (``_compact``);
         y: (N,) int32.
       batches: (n_batches, m) int32 indices, into 5N virtual examples when augment="expand".
       steps: (n_batches,) int32 global step numbers (for the keys).
       keys: (2, 2) uint32: the dropout and augmentation base keys.
-      hyper: (4,) float32: eta, decay (L2), l1 coefficient, momentum.
-      decay, l1, momentum: static flags: whether those terms are on at all (an off term
+      rule: optim.Rule, static: the optimiser and which terms are on at all (an off term
         costs no operations in the step).
     Returns:
-      (state, velocity, losses (n_batches,) float32, finite: whether every parameter
+      (state, opt_state, losses (n_batches,) float32, finite: whether every parameter
       is finite after the last update).
     """
-    eta, lam, lam1, mu = hyper[0], hyper[1], hyper[2], hyper[3]
     cost_fn = costs.get(cost)
+    tx = rule.transform()  # its values come from opt_state
 
     def loss_fn(st, xb, yb, key):
         model = nnx.merge(graphdef, st)
         return cost_fn(model.logits(xb, key), yb, out_act).mean()
 
     def step(carry, inp):
-        st, vel = carry
+        st, opt = carry
         idx, s = inp
         if augment == "expand":
             xb = aug.expanded(_pixels(x[idx // 5]), idx % 5)
@@ -170,25 +179,12 @@ def scan_batches(state, velocity, x, y, batches, steps, keys, hyper, *,
         key = jax.random.fold_in(keys[0], s) if dropout else None
         with backend.precision():  # the custom backward passes (conv, dense) too
             loss, grads = jax.value_and_grad(loss_fn)(st, xb, yb, key)
+        updates, opt = tx.update(grads, opt, st)
+        return (optax.apply_updates(st, updates), opt), loss
 
-        def delta(path, p, g):
-            if decay and _is_weight(path):
-                g = g + lam * p
-            if l1 and _is_weight(path):
-                g = g + lam1 * jnp.sign(p)
-            return eta * g
-
-        d = jax.tree_util.tree_map_with_path(delta, st, grads)
-        if momentum:
-            vel = jax.tree_util.tree_map(lambda v, dd: mu * v - dd, vel, d)
-            st = jax.tree_util.tree_map(lambda p, v: p + v, st, vel)
-        else:
-            st = jax.tree_util.tree_map(lambda p, dd: p - dd, st, d)
-        return (st, vel), loss
-
-    (state, velocity), losses = jax.lax.scan(step, (state, velocity), (batches, steps))
+    (state, opt_state), losses = jax.lax.scan(step, (state, opt_state), (batches, steps))
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves(state)]))
-    return state, velocity, losses, finite
+    return state, opt_state, losses, finite
 
 
 _run_batches = jax.jit(scan_batches, static_argnames=STATICS)
@@ -288,11 +284,11 @@ class Trainer:
         n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
         self.decay, self.l1 = cfg.lmbda / n_decay, cfg.l1 / n_decay
         self.graphdef, self.state = nnx.split(net)
-        self.velocity = jax.tree_util.tree_map(jnp.zeros_like, self.state) if cfg.momentum else None
+        self.rule = cfg.rule()
+        self.opt_state = self.rule.init(self.state)  # the values are set by each run_epoch
         self.keys = step_keys(cfg.seed)
         self.statics = dict(graphdef=self.graphdef, cost=net.spec["cost"], out_act=net.output_activation,
-                            augment=cfg.augment, momentum=bool(cfg.momentum), decay=bool(cfg.lmbda),
-                            l1=bool(cfg.l1),
+                            augment=cfg.augment, rule=self.rule,
                             dropout=any(getattr(l, "p_dropout", 0.0) > 0 for l in net.layers))
 
     def order(self, epoch: int) -> np.ndarray:
@@ -300,7 +296,8 @@ class Trainer:
         return epoch_order(self.cfg.seed, epoch, self.n_examples, self.cfg.shuffle)
 
     def run_epoch(self, epoch, start_batch, eta, *, on_progress=None, should_stop=None):
-        """Train ``epoch`` from mini-batch ``start_batch``; chunks are the stopping points.
+        """Train ``epoch`` from mini-batch ``start_batch`` at learning rate ``eta`` (a number,
+        or one per member of an ensemble); chunks are the stopping points.
 
         A chunk is dispatched before the previous one's losses are read back, so that
         Python's work between chunks overlaps the device's. ``should_stop`` is polled
@@ -314,7 +311,8 @@ class Trainer:
         """
         cfg, m = self.cfg, self.cfg.mini_batch_size
         order = self.order(epoch)
-        hyper = jnp.array([eta, self.decay, self.l1, cfg.momentum], jnp.float32)
+        self.opt_state = optim.set_hyperparams(self.opt_state, learning_rate=eta, weight_decay=self.decay,
+                                               l1=self.l1, momentum=cfg.momentum)
         base = epoch * self.n_batches
         spans = [(a, min(a + self.chunk, self.n_full)) for a in range(0, self.n_full, self.chunk)]
         if self.remainder:
@@ -338,14 +336,14 @@ class Trainer:
             idx = order[..., a * m:a * m + (b - a) * m] if a < self.n_full else order[..., self.n_full * m:]
             batches = idx.reshape(idx.shape[:-1] + (b - a, -1))  # (..., n_batches, m)
             steps = np.arange(base + a, base + b, dtype=np.int32)
-            before = self.state, self.velocity
-            self.state, self.velocity, ls, finite = self._run(
-                self.state, self.velocity, self.x, self.y, batches, steps, self.keys, hyper, **self.statics)
+            before = self.state, self.opt_state
+            self.state, self.opt_state, ls, finite = self._run(
+                self.state, self.opt_state, self.x, self.y, batches, steps, self.keys, **self.statics)
             if pending and not collect(*pending):
                 pending = None
                 break
             if pending and stopping():  # asked while the previous chunk ran: end there
-                self.state, self.velocity = before
+                self.state, self.opt_state = before
                 pending = None
                 break
             pending, done = (ls, finite, b - a), b
@@ -359,20 +357,38 @@ class Trainer:
         nnx.update(self.net, self.state)
 
     def arrays(self) -> dict:
-        """The arrays a checkpoint needs: parameters and momentum, as per-layer lists."""
+        """The arrays a checkpoint needs (see ``checkpoint_arrays``)."""
         self.sync()
-        out = {"params": get_params(self.net)}
-        if self.velocity is not None:
-            out["velocity"] = _per_layer(self.velocity)
-        return out
+        return checkpoint_arrays(self.net, self.rule, self.opt_state)
 
     def load_arrays(self, arrays: dict) -> None:
+        """Take up the arrays of ``checkpoint_arrays``; a part they lack stays as it is."""
         set_params(self.net, arrays["params"])
         self.graphdef, self.state = nnx.split(self.net)
-        if self.velocity is not None and "velocity" in arrays:
+        if self.rule.book and self.rule.momentum and "velocity" in arrays:
             shadow = nnx.clone(self.net)
             set_params(shadow, arrays["velocity"])
-            self.velocity = nnx.split(shadow)[1]
+            self.opt_state = optim.with_velocity(self.opt_state, nnx.split(shadow)[1])
+        if not self.rule.book and "opt_state" in arrays:
+            self.opt_state = optim.with_inner_leaves(self.opt_state, arrays["opt_state"])
+
+
+def checkpoint_arrays(net, rule: optim.Rule, opt_state=None) -> dict:
+    """The arrays a checkpoint of ``net`` trained by ``rule`` holds.
+
+    The parameters as per-layer lists of ``{"w", "b"}``; the book's momentum beside them
+    as ``velocity``, in the same layout (as checkpoints have always held it); another
+    optimiser's state as ``opt_state``, the list of ``optim.inner_leaves``. With
+    ``opt_state`` None, a fresh state's: the structure a restore needs as its target.
+    """
+    out = {"params": get_params(net)}
+    if opt_state is None:
+        opt_state = rule.init(nnx.split(net)[1])
+    if rule.book and rule.momentum:
+        out["velocity"] = _per_layer(optim.velocity(opt_state))
+    elif not rule.book:
+        out["opt_state"] = [np.asarray(a) for a in optim.inner_leaves(opt_state)]
+    return out
 
 
 def _per_layer(state) -> list:
@@ -422,10 +438,10 @@ def fit(net, cfg: SGDConfig, train_data, validation_data=None, test_data=None, *
         reg = lambda n: 0.5 * cfg.lmbda * l2() / tr.n_full  # noqa: E731
     while loop.epoch < cfg.epochs and loop.stop_reason is None:
         eta = float(eta_fn(loop.epoch)) if eta_fn else loop.eta
-        good = (tr.state, tr.velocity)
+        good = (tr.state, tr.opt_state)
         losses, done = tr.run_epoch(loop.epoch, loop.batch, eta, on_progress=on_progress, should_stop=should_stop)
         if not np.all(np.isfinite(losses)):
-            tr.state, tr.velocity = good
+            tr.state, tr.opt_state = good
             tr.sync()
             loop.stop_reason = "nan"
             break

@@ -91,8 +91,7 @@ def test_each_formulation_compiles_a_different_training_step(small_conv_spec):
     for form in FORMS:
         _, _, tr = _trainer(small_conv_spec, form, data)
         batches = np.arange(16, dtype=np.int32).reshape(4, 4)
-        args = (tr.state, tr.velocity, tr.x, tr.y, batches, np.arange(4, dtype=np.int32), tr.keys,
-                jnp.zeros(4, jnp.float32))
+        args = (tr.state, tr.opt_state, tr.x, tr.y, batches, np.arange(4, dtype=np.int32), tr.keys)
         text[form] = train._run_batches.lower(*args, **tr.statics).as_text()
     assert len(set(text.values())) == 3
     assert "convolution" in text["xla"]  # XLA's conv, forward and backward
@@ -251,8 +250,8 @@ def test_an_accelerator_traces_every_matmul_at_full_float32(monkeypatch, small_c
     for name, want in (("gpu", "[HIGHEST, HIGHEST]"), ("cpu", "[DEFAULT, DEFAULT]")):
         monkeypatch.setattr(jax, "default_backend", lambda: name)
         _, _, tr = _trainer(small_conv_spec, "fused", data)
-        args = (tr.state, tr.velocity, tr.x, tr.y, np.arange(16, dtype=np.int32).reshape(4, 4),
-                np.arange(4, dtype=np.int32), tr.keys, jnp.zeros(4, jnp.float32))
+        args = (tr.state, tr.opt_state, tr.x, tr.y, np.arange(16, dtype=np.int32).reshape(4, 4),
+                np.arange(4, dtype=np.int32), tr.keys)
         # A jit of its own each time, so that nothing traced before is reused (in a real
         # process the backend never changes, and train._run_batches traces once).
         step = jax.jit(functools.partial(train.scan_batches), static_argnames=train.STATICS)
