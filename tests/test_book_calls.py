@@ -237,7 +237,7 @@ def test_the_seed_used_is_recorded(tmp_path, kind):
     assert nn3.load(tmp_path / "run").seed == net.seed
     net.save_json(tmp_path / "net.json")
     assert json.loads((tmp_path / "net.json").read_text())["seed"] == net.seed
-    assert nn3.load_json(tmp_path / "net.json").seed == net.seed
+    assert nn3.load(tmp_path / "net.json").seed == net.seed
 
 
 def test_network2_json_keeps_the_books_keys_and_its_loader_still_reads_it(tmp_path):
