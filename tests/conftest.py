@@ -1,11 +1,14 @@
-"""Shared test setup: strict rank promotion (STYLE.md), where the real MNIST is, and
-small synthetic data sets.
+"""Shared test setup: strict rank promotion, where the real MNIST is, small synthetic data
+sets, and the runs that more than one test file reads (trained once a session).
 
     PYTHONPATH=. .venv/bin/python -m pytest tests -q                   # all; real-data tests if MNIST is found
     PYTHONPATH=. .venv/bin/python -m pytest tests -q -m "not mnist"    # only what needs no real digits
 
 ``jax_numpy_rank_promotion="raise"`` is switched on at import, before any test traces
 anything: an implicit broadcast of a lower-rank array anywhere in the engine fails a test.
+The house rule behind it: strictness that makes a mistake fail early rather than pass
+quietly. An array that meets one of higher rank is reshaped on purpose (``b[None, :]``), so
+a column met where a row was meant is an error, not a silently wrong (n, n) sum.
 
 Real data is found the way nn3 finds it from where pytest starts ($NN3_DATA_DIR, then
 ./data): a test that asks for ``real_mnist`` is marked ``mnist``, and every ``mnist`` test
