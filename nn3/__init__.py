@@ -36,9 +36,3 @@ def load(path, *, step=None, best=False):
     """
     from nn3 import saved
     return saved.load(path, step=step, best=best)
-
-
-def load_json(path):
-    """A network back from an nn3 / network2 JSON file, as a façade."""
-    from nn3 import saved
-    return saved.load(path)

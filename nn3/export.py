@@ -272,13 +272,9 @@ def _loads(text: str | bytes, source: str) -> tuple[dict, list[dict], int | None
     return _from_json_dict(d, source)
 
 
-def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None]:
-    """``(spec, params, mini_batch_size)`` from a network2 or nn3-network3 file."""
-    return load_json_meta(path)[:3]
-
-
-def load_json_meta(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, dict]:
-    """``load_json`` and the file's optional keys: ``{"seed": n}`` or ``{}``."""
+def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, dict]:
+    """``(spec, params, mini_batch_size, meta)`` from a network2 or nn3-network3 file;
+    ``meta`` holds the file's optional keys: ``{"seed": n}`` or ``{}``."""
     try:
         src = os.fsdecode(path)
     except TypeError:

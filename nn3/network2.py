@@ -157,9 +157,9 @@ def load(filename):
     The seed comes from the file when it records one; else, as for a new network,
     from numpy's global generator.
     """
-    spec, params, _, meta = export.load_json_meta(filename)
+    spec, params, _, meta = export.load_json(filename)
     if not is_mlp(spec):
-        raise export.ExportError(f"{filename}: not a network2 network (use nn3.load_json)")
+        raise export.ExportError(f"{filename}: not a network2 network (use nn3.load)")
     net = Network(mlp_sizes(spec), cost=COSTS[spec["cost"]], seed=meta.get("seed"))
     layers.set_params(net.engine, params)
     return net

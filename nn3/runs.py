@@ -143,7 +143,7 @@ def import_config(json_path, *, dataset=None, data_path=None, limit=None, monito
     settings for its kind of network (presets.for_network); a network3 JSON keeps its
     mini-batch size. Returns ``(config, params, why)``, ``why`` a phrase for the user.
     """
-    spec, params, mb = export.load_json(json_path)
+    spec, params, mb, _ = export.load_json(json_path)
     _takes_mnist(layers.build(spec), json_path)
     preset, plain, why = presets.for_network(spec)
     config = make_config(preset, spec=spec, dataset=dataset or "mnist", data_path=data_path, limit=limit,
@@ -501,7 +501,7 @@ def evaluate_json(path, *, data_name="test", dataset="mnist") -> dict:
 
     Returns a dict: name (the data, in words), accuracy, correct, n.
     """
-    spec, params, _ = export.load_json(path)
+    spec, params, _, _ = export.load_json(path)
     net = layers.build(spec)
     _takes_mnist(net, path)
     layers.set_params(net, params)

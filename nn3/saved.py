@@ -46,7 +46,7 @@ def load(path, *, step=None, best=False):
             run.close()
         style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)
     else:
-        spec, params, _, meta = export.load_json_meta(path)
+        spec, params, _, meta = export.load_json(path)
         net = layers.build(spec)
         layers.set_params(net, params)
         loop = train.Loop()

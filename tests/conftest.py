@@ -1,11 +1,14 @@
-"""Shared test setup: strict rank promotion (STYLE.md), where the real MNIST is, and
-small synthetic data sets.
+"""Shared test setup: strict rank promotion, where the real MNIST is, small synthetic data
+sets, and the runs that more than one test file reads (trained once a session).
 
     PYTHONPATH=. .venv/bin/python -m pytest tests -q                   # all; real-data tests if MNIST is found
     PYTHONPATH=. .venv/bin/python -m pytest tests -q -m "not mnist"    # only what needs no real digits
 
 ``jax_numpy_rank_promotion="raise"`` is switched on at import, before any test traces
 anything: an implicit broadcast of a lower-rank array anywhere in the engine fails a test.
+The house rule behind it: strictness that makes a mistake fail early rather than pass
+quietly. An array that meets one of higher rank is reshaped on purpose (``b[None, :]``), so
+a column met where a row was meant is an error, not a silently wrong (n, n) sum.
 
 Real data is found the way nn3 finds it from where pytest starts ($NN3_DATA_DIR, then
 ./data): a test that asks for ``real_mnist`` is marked ``mnist``, and every ``mnist`` test
@@ -18,6 +21,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +125,42 @@ def synthetic_as_default(synthetic_mnist, monkeypatch) -> Synthetic:
     monkeypatch.setenv("NN3_DATA_DIR", str(synthetic_mnist.path.parent))
     monkeypatch.setattr(data, "STANDARD_SIZES", synthetic_mnist.sizes)
     return synthetic_mnist
+
+
+# ------------------------------------------------------------------ runs trained once a session
+# A run that more than one test file needs is trained here, once: a test that changes a run
+# (resumes it, damages it) copies it first (``run_copy`` or shutil.copytree).
+
+
+@pytest.fixture(scope="session")
+def base_run(tmp_path_factory, synthetic_mnist) -> Path:
+    """``nn3 train ch1 --epochs 2 --limit 300`` on synthetic_mnist: steps 30 and 60 (30
+    mini-batches of 10 an epoch), 200 validation and test images. Read it; copy it to change it."""
+    from nn3 import cli
+    d = tmp_path_factory.mktemp("base") / "run"
+    argv = ["train", "ch1", "--epochs", "2", "--limit", "300", "--run", str(d),
+            "--data", str(synthetic_mnist.path), "--quiet"]
+    assert cli.main(argv) == 0
+    return d
+
+
+@pytest.fixture
+def run_copy(base_run, tmp_path) -> Path:
+    """A copy of base_run of this test's own, to change."""
+    d = tmp_path / "run"
+    shutil.copytree(base_run, d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def shallow_real_run(tmp_path_factory, real_mnist) -> Path:
+    """The preset ``shallow``, one epoch on the first 300 real training images (the data nn3
+    finds). Asking for it marks a test ``mnist``. Read it; copy it to change it."""
+    from nn3 import runs
+    d = tmp_path_factory.mktemp("shallow") / "run"
+    run, _, _ = runs.start(runs.make_config("shallow", epochs=1, limit=300), d)
+    run.close()
+    return d
 
 
 @pytest.fixture

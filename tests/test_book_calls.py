@@ -17,6 +17,7 @@ import nn3
 from nn3 import layers, network, network2, network3, runs
 from nn3.rundir import RunDir
 from nn3.network3 import FullyConnectedLayer, SoftmaxLayer
+import references
 
 
 def _data(n, seed=0):
@@ -33,29 +34,6 @@ def _column(label):
 def _pairs(x, y):
     """The book's training data: (784, 1) columns and one-hot (10, 1) outputs."""
     return [(a.reshape(784, 1), _column(b)) for a, b in zip(x, y)]
-
-
-def _sig(z):
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def numpy_backprop(weights, biases, x, y, cost):
-    """Chapter 2's four equations, for one example: returns (nabla_b, nabla_w)."""
-    ws = [np.asarray(w, np.float64) for w in weights]
-    bs = [np.asarray(b, np.float64) for b in biases]
-    activation, activations, zs = np.asarray(x, np.float64), [np.asarray(x, np.float64)], []
-    for w, b in zip(ws, bs):
-        zs.append(w @ activation + b)
-        activation = _sig(zs[-1])
-        activations.append(activation)
-    a, z = activations[-1], zs[-1]
-    delta = (a - y) * _sig(z) * (1 - _sig(z)) if cost == "QuadraticCost" else a - y
-    nabla_b, nabla_w = [None] * len(ws), [None] * len(ws)
-    nabla_b[-1], nabla_w[-1] = delta, delta @ activations[-2].T
-    for k in range(2, len(ws) + 1):
-        delta = (ws[-k + 1].T @ delta) * _sig(zs[-k]) * (1 - _sig(zs[-k]))
-        nabla_b[-k], nabla_w[-k] = delta, delta @ activations[-k - 1].T
-    return nabla_b, nabla_w
 
 
 def _close(ours, theirs):
@@ -83,13 +61,13 @@ def test_backprop_is_chapter_twos(name, make, cost):
         nabla_b, nabla_w = net.backprop(x[i].reshape(784, 1), _column(y[i]))
         assert [b.shape for b in nabla_b] == [(30, 1), (20, 1), (10, 1)]
         assert [w.shape for w in nabla_w] == [(30, 784), (20, 30), (10, 20)]
-        want_b, want_w = numpy_backprop(net.weights, net.biases, x[i].reshape(784, 1), _column(y[i]), cost)
+        want_b, want_w = references.backprop(net.weights, net.biases, x[i].reshape(784, 1), _column(y[i]), cost)
         _close(nabla_b, want_b)
         _close(nabla_w, want_w)
     # any desired output, not only a one-hot one; an int label means its one-hot column
     target = np.linspace(0.1, 0.9, 10).reshape(10, 1)
     _close(net.backprop(x[0].reshape(784, 1), target)[1],
-           numpy_backprop(net.weights, net.biases, x[0].reshape(784, 1), target, cost)[1])
+           references.backprop(net.weights, net.biases, x[0].reshape(784, 1), target, cost)[1])
     for a, b in zip(net.backprop(x[1].reshape(784, 1), int(y[1])), net.backprop(x[1].reshape(784, 1), _column(y[1]))):
         assert all(np.array_equal(p, q) for p, q in zip(a, b))
 
@@ -111,7 +89,7 @@ def test_update_mini_batch_is_the_books_step():
     batch = _pairs(x, y)
     net = network.Network([784, 20, 10], seed=1)
     ws, bs = net.weights, net.biases
-    grads = [numpy_backprop(ws, bs, a, b, "QuadraticCost") for a, b in batch]
+    grads = [references.backprop(ws, bs, a, b, "QuadraticCost") for a, b in batch]
     net.update_mini_batch(batch, 3.0)
     for i in range(2):
         want_w = ws[i] - 3.0 / 10 * sum(g[1][i] for g in grads)
@@ -125,7 +103,7 @@ def test_network2_update_mini_batch_has_l2_by_the_training_set_size():
     batch = _pairs(x, y)
     net = network2.Network([784, 20, 10], seed=1)
     ws, bs = net.weights, net.biases
-    grads = [numpy_backprop(ws, bs, a, b, "CrossEntropyCost") for a, b in batch]
+    grads = [references.backprop(ws, bs, a, b, "CrossEntropyCost") for a, b in batch]
     eta, lmbda, n = 0.5, 5.0, 1000
     net.update_mini_batch(batch, eta, lmbda, n)
     for i in range(2):
@@ -147,9 +125,7 @@ def test_weights_and_biases_are_assignable_in_the_books_shapes(module):
     for got, want in zip(net.weights + net.biases, ws + bs):
         np.testing.assert_array_equal(got, want.astype(np.float32))
     x, _ = _data(1)
-    a = x[0].reshape(784, 1).astype(np.float64)
-    for w, b in zip(ws, bs):
-        a = _sig(w @ a + b)
+    a = references.feedforward(ws, bs, x[0].reshape(784, 1))
     np.testing.assert_allclose(net.feedforward(x[0].reshape(784, 1)), a, rtol=1e-4, atol=1e-6)
     for attr, value, match in [("weights", [ws[0], ws[1].T], r"weights\[1\] has shape \(20, 10\), expected \(10, 20\)"),
                                ("biases", [bs[0].ravel(), bs[1]], r"biases\[0\] has shape \(20,\), expected \(20, 1\)"),
@@ -237,7 +213,7 @@ def test_the_seed_used_is_recorded(tmp_path, kind):
     assert nn3.load(tmp_path / "run").seed == net.seed
     net.save_json(tmp_path / "net.json")
     assert json.loads((tmp_path / "net.json").read_text())["seed"] == net.seed
-    assert nn3.load_json(tmp_path / "net.json").seed == net.seed
+    assert nn3.load(tmp_path / "net.json").seed == net.seed
 
 
 def test_network2_json_keeps_the_books_keys_and_its_loader_still_reads_it(tmp_path):

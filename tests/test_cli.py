@@ -39,21 +39,6 @@ def data_args(synthetic_mnist):
     return ["--data", str(synthetic_mnist.path)]
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory, data_args):
-    """A two-epoch ch1 run on 300 examples: steps 30 and 60."""
-    d = tmp_path_factory.mktemp("base") / "run"
-    assert cli.main(["train", "ch1", "--epochs", "2", "--run", str(d), *data_args, *LIMIT]) == 0
-    return d
-
-
-@pytest.fixture
-def run_copy(base_run, tmp_path):
-    d = tmp_path / "run"
-    shutil.copytree(base_run, d)
-    return d
-
-
 def test_pipeline(capsys, tmp_path, data_args, synthetic_as_default):
     d, d2, out_json = tmp_path / "run", tmp_path / "imported", tmp_path / "net.json"
     code, out, err = nn3(capsys, "train", "ch1", "--epochs", "2", "--run", d, *data_args, *LIMIT)

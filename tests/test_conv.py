@@ -9,32 +9,24 @@ import numpy as np
 import pytest
 
 from nn3 import conv
+import references
+
 
 FORMS = ("fused", "im2col", "xla")
 
 
+def nhwc(x):
+    return x.transpose(0, 3, 1, 2)
+
+
 def np_true_conv(x, w):
-    """(b, H, W, C) * (F, C, h, w) -> (b, H-h+1, W-w+1, F), by loops: out = sum x[y+h-1-u, x+w-1-v] w[u, v]."""
-    b, hh, ww, c = x.shape
-    f, _, fh, fw = w.shape
-    out = np.zeros((b, hh - fh + 1, ww - fw + 1, f))
-    for i in range(hh - fh + 1):
-        for j in range(ww - fw + 1):
-            for u in range(fh):
-                for v in range(fw):
-                    # the kernel is flipped: tap (u, v) meets the pixel (fh-1-u, fw-1-v) of the window
-                    out[:, i, j, :] += x[:, i + fh - 1 - u, j + fw - 1 - v, :] @ w[:, :, u, v].T
-    return out
+    """references.true_conv in conv.py's (b, H, W, C) layout."""
+    return references.true_conv(nhwc(x), w).transpose(0, 2, 3, 1)
 
 
 def np_max_pool(x, ph, pw):
-    """(b, H, W, C) -> (b, H//ph, W//pw, C), by loops; borders that do not fill a pool dropped."""
-    b, h, w, c = x.shape
-    out = np.empty((b, h // ph, w // pw, c))
-    for i in range(h // ph):
-        for j in range(w // pw):
-            out[:, i, j, :] = x[:, i * ph:(i + 1) * ph, j * pw:(j + 1) * pw, :].max(axis=(1, 2))
-    return out
+    """references.max_pool in conv.py's (b, H, W, C) layout."""
+    return references.max_pool(nhwc(x), ph, pw).transpose(0, 2, 3, 1)
 
 
 def rand(seed, *shape):

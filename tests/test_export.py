@@ -97,7 +97,7 @@ def test_save_and_load_file_atomically(tmp_path):
     params = random_params(SMALL_CONV_SPEC)
     export.save_json(path, SMALL_CONV_SPEC, params, mini_batch_size=4)
     assert os.listdir(tmp_path) == ["net.json"]  # no temp file left behind
-    spec2, params2, mbs = export.load_json(str(path))
+    spec2, params2, mbs, _ = export.load_json(str(path))
     assert spec2 == SMALL_CONV_SPEC and mbs == 4
     assert_params_identical(params, params2)
 
@@ -146,7 +146,7 @@ def test_file_written_by_book_network2_save_loads(tmp_path):
     with open(path, "w") as f:  # as network2.Network.save writes it
         json.dump({"sizes": sizes, "weights": [w.tolist() for w in weights],
                    "biases": [b.tolist() for b in biases], "cost": str("CrossEntropyCost")}, f)
-    spec, params, mbs = export.load_json(path)
+    spec, params, mbs, _ = export.load_json(path)
     assert spec == mlp_spec(sizes, "CrossEntropyCost") and mbs is None
     assert [p["b"].shape for p in params] == [(30,), (10,)]
     for x in rng.random((5, 784)):

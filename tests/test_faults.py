@@ -210,15 +210,6 @@ def _snapshot(root: Path) -> dict:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory, synthetic_mnist):
-    """A two-epoch ch1 run on 300 synthetic examples: steps 30 and 60."""
-    d = tmp_path_factory.mktemp("base") / "run"
-    argv = ["train", "ch1", "--epochs", "2", "--limit", "300", "--run", str(d), "--data", str(synthetic_mnist.path)]
-    assert cli.main([*argv, *Q]) == 0
-    return d
-
-
 def _params():
     return [pytest.param(argv, code, words, run, id=name) for name, (argv, code, words, run) in CASES.items()]
 
@@ -252,9 +243,8 @@ def test_fault(request, tmp_path, capsys, synthetic_mnist, argv, code, words, ne
     assert _snapshot(t) == before, "a failed command changed files"
 
 
-def test_damaged_newest_step_is_a_warning_not_an_error(base_run, tmp_path, capsys):
-    r = tmp_path / "run"
-    shutil.copytree(base_run, r)
+def test_damaged_newest_step_is_a_warning_not_an_error(run_copy, capsys):
+    r = run_copy
     shutil.rmtree(r / "60")
     (r / "60").mkdir()
     capsys.readouterr()

@@ -15,6 +15,7 @@ import pytest
 from flax import nnx
 
 from nn3 import layers
+import references
 from nn3.spec import input_size, mlp_spec, output_shape
 
 DBL_CONV_SPEC = {  # chapter 6's double conv net, as network3 writes it
@@ -93,35 +94,12 @@ def test_double_conv_with_wrong_fc_width_is_not_built():
 # --------------------------------------------------------------------------- conv
 
 
-def np_true_conv_valid(x, w):
-    """(b, C, H, W) * (F, C, h, w) -> (b, F, H-h+1, W-w+1): sum_uv x[i+h-1-u, j+w-1-v] w[u, v]."""
-    b, c, hh, ww = x.shape
-    f, _, fh, fw = w.shape
-    oh, ow = hh - fh + 1, ww - fw + 1
-    out = np.zeros((b, f, oh, ow))
-    for u in range(fh):
-        for v in range(fw):
-            patch = x[:, :, fh - 1 - u:fh - 1 - u + oh, fw - 1 - v:fw - 1 - v + ow]  # (b, C, oh, ow)
-            out += np.einsum("bcij,fc->bfij", patch, w[:, :, u, v])
-    return out
-
-
-def np_max_pool(x, ph, pw):
-    """(b, F, H, W) -> (b, F, H//ph, W//pw), borders that do not fill a pool dropped."""
-    b, f, h, w = x.shape
-    out = np.empty((b, f, h // ph, w // pw))
-    for i in range(h // ph):
-        for j in range(w // pw):
-            out[:, :, i, j] = x[:, :, i * ph:(i + 1) * ph, j * pw:(j + 1) * pw].max(axis=(2, 3))
-    return out
-
-
 def test_numpy_reference_is_a_true_convolution():
     # A single tap at w[0, 0] of a 2x2 kernel reads the input at (i+1, j+1).
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     w = np.zeros((1, 1, 2, 2))
     w[0, 0, 0, 0] = 1.0
-    np.testing.assert_array_equal(np_true_conv_valid(x, w)[0, 0], x[0, 0, 1:, 1:])
+    np.testing.assert_array_equal(references.true_conv(x, w)[0, 0], x[0, 0, 1:, 1:])
 
 
 @pytest.mark.parametrize("formulation", ["fused", "im2col", "xla"])  # "xla": the path off CPU, checked here
@@ -135,7 +113,7 @@ def test_convpool_forward_matches_numpy(formulation):
     b = r.normal(size=3).astype(np.float32)
     layer.w[...], layer.b[...] = jnp.asarray(w), jnp.asarray(b)
     x = r.random((4, 2 * 7 * 8), dtype=np.float32)  # rows in network3's (C, H, W) order
-    want = np.tanh(np_max_pool(np_true_conv_valid(x.reshape(4, 2, 7, 8).astype(np.float64), w), 2, 3)
+    want = np.tanh(references.max_pool(references.true_conv(x.reshape(4, 2, 7, 8).astype(np.float64), w), 2, 3)
                    + b[None, :, None, None])
     got = run(layer, x)
     assert got.shape == (4, 2, 2, 3)

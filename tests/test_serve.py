@@ -263,13 +263,11 @@ def test_serve_faults_are_one_line(args, message):
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.mnist
-def test_misclassified_digits_are_replays_numbers(tmp_path, monkeypatch):
+def test_misclassified_digits_are_replays_numbers(shallow_real_run):
     from nn3.serve.runview import RunView
-    runs.start(runs.make_config("shallow", epochs=1, limit=300), tmp_path / "r")
-    view = RunView(tmp_path / "r")
+    view = RunView(shallow_real_run)
     wrong = view.wrong("best")
-    replayed = runs.replay(tmp_path / "r", best=True)
+    replayed = runs.replay(shallow_real_run, best=True)
     assert (wrong["correct"], wrong["n"], wrong["step"]) == (replayed["correct"], replayed["n"], replayed["step"])
     assert wrong["count"] == wrong["n"] - wrong["correct"] and wrong["label"] != wrong["prediction"]
     d = view.digit("best", wrong["index"][0])

@@ -102,9 +102,8 @@ def test_a_trained_conv_run_shows_curves_errors_filters_and_a_drawn_digit(tmp_pa
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser, serving):
-    config = runs.make_config("shallow", epochs=1, limit=300)
-    runs.start(config, tmp_path / "live")
+def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser, serving, shallow_real_run):
+    shutil.copytree(shallow_real_run, tmp_path / "live")  # a copy: this test trains it on
     base = serving(tmp_path)
     browser.get(base + "/run/live")
     _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "1")

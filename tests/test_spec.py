@@ -227,7 +227,7 @@ def test_reading_and_checking_network_files_needs_no_jax(tmp_path):
         export.save_json(tmp_path / name, s, params)
     (tmp_path / "cfg.json").write_text(json.dumps(presets.get("dropout").spec))
     out = _no_jax("import json, nn3\nfrom nn3 import spec\n"
-                  "for f in ('mlp.json', 'conv.json'):\n    s, p, mb = nn3.export.load_json(f)\n"
+                  "for f in ('mlp.json', 'conv.json'):\n    s, p, mb, _ = nn3.export.load_json(f)\n"
                   "    print(f, len(p), mb, spec.is_mlp(s))\n"
                   "print(spec.validate(json.load(open('cfg.json')), 'cfg.json')['cost'])\n", tmp_path)
     assert out.split() == ["mlp.json", "2", "None", "True", "conv.json", "4", "10", "False", "LogLikelihoodCost"]

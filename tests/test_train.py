@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_train.py -q
 
-The numpy reference below is chapter 2's per-example backprop with column vectors and
+The numpy reference (tests/references.py) is chapter 2's per-example backprop with column vectors and
 network2's ``update_mini_batch``; everything else is checked against it or against itself
 (a run that stopped and carried on must equal one that never stopped, bit for bit).
 """
@@ -20,6 +20,7 @@ from flax import nnx
 from nn3 import augment, costs, layers, train
 from nn3.spec import input_size, mlp_spec
 from nn3.train import Loop, SGDConfig, Trainer
+import references
 
 DROP_SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 8, "n_out": 6, "activation_fn": "sigmoid", "p_dropout": 0.5},
@@ -29,61 +30,11 @@ LINEAR_SPEC = {"layers": [
     "cost": "QuadraticCost"}
 
 
-# --------------------------------------------------------------------------- the numpy reference
-
-
-def sig(z):
-    return 1.0 / (1.0 + np.exp(-z))
+# --------------------------------------------------------------------------- helpers
 
 
 def params64(net):
     return [{k: v.astype(np.float64) for k, v in p.items()} for p in layers.get_params(net)]
-
-
-def np_backprop(params, x, y, cost, n_out):
-    """Summed (nabla_b, nabla_w) over the examples, one at a time, as column vectors (chapter 2)."""
-    nb = [np.zeros((p["w"].shape[0], 1)) for p in params]
-    nw = [np.zeros_like(p["w"]) for p in params]
-    for xi, yi in zip(x, y):
-        a = np.asarray(xi, np.float64).reshape(-1, 1)
-        acts, zs = [a], []
-        for p in params:
-            z = p["w"] @ a + p["b"].reshape(-1, 1)
-            zs.append(z)
-            a = sig(z)
-            acts.append(a)
-        t = np.zeros((n_out, 1))
-        t[yi] = 1.0
-        sp = lambda z: sig(z) * (1 - sig(z))  # noqa: E731
-        delta = (a - t) * sp(zs[-1]) if cost == "QuadraticCost" else a - t
-        nb[-1] += delta
-        nw[-1] += delta @ acts[-2].T
-        for l in range(2, len(params) + 1):
-            delta = (params[-l + 1]["w"].T @ delta) * sp(zs[-l])
-            nb[-l] += delta
-            nw[-l] += delta @ acts[-l - 1].T
-    return [b.ravel() for b in nb], nw
-
-
-def np_sgd(params, x, y, cost, *, epochs, m, eta, decay=0.0, l1=0.0, mu=0.0, drop_remainder=False, shift=None):
-    """network2's SGD without shuffling; ``decay`` is lmbda/n (network2) or lmbda/num_batches (network3)."""
-    n_out = params[-1]["w"].shape[0]
-    vel = [{k: np.zeros_like(v) for k, v in p.items()} for p in params]
-    for _ in range(epochs):
-        for k in range(0, len(y), m):
-            xb, yb = x[k:k + m], y[k:k + m]
-            if len(yb) < m and drop_remainder:
-                break
-            nb, nw = np_backprop(params, shift(xb) if shift else xb, yb, cost, n_out)
-            for p, v, gb, gw in zip(params, vel, nb, nw):
-                if mu:  # chapter 3's momentum: v = mu*v - eta*grad C, w = w + v
-                    v["w"] = mu * v["w"] - eta * (gw / len(yb) + decay * p["w"] + l1 * np.sign(p["w"]))
-                    v["b"] = mu * v["b"] - eta * gb / len(yb)
-                    p["w"], p["b"] = p["w"] + v["w"], p["b"] + v["b"]
-                else:  # network2: w = (1 - eta*lmbda/n) w - eta/m sum(nabla_w)
-                    p["w"] = (1 - eta * decay) * p["w"] - eta * l1 * np.sign(p["w"]) - (eta / len(yb)) * gw
-                    p["b"] = p["b"] - (eta / len(yb)) * gb
-    return params
 
 
 def assert_params_close(net, want, rtol=1e-4, atol=1e-5):
@@ -119,7 +70,7 @@ def test_mlp_gradients_match_numpy_backprop(cost, tiny_data):
     grads = jax.jit(jax.grad(loss))(state)
     shadow = nnx.clone(net)
     nnx.update(shadow, grads)
-    nb, nw = np_backprop(params64(net), x, y, cost, 3)
+    nb, nw = references.backprop_sum(params64(net), x, y, cost)
     for got, b, w in zip(layers.get_params(shadow), nb, nw):
         np.testing.assert_allclose(got["w"], w / 4, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(got["b"], b / 4, rtol=1e-4, atol=1e-6)
@@ -187,7 +138,7 @@ def test_sgd_updates_match_numpy(cost, extra, tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=3, eta=0.5, shuffle=False, **extra)
     # network2 divides lmbda by the training-set size n; network3 by the number of mini-batches.
     per = {"example": 6, "batch": 2}[cfg.l2]
-    want = np_sgd(params64(net), x, y, cost, epochs=2, m=3, eta=0.5, decay=cfg.lmbda / per,
+    want = references.sgd(params64(net), x, y, cost, epochs=2, m=3, eta=0.5, decay=cfg.lmbda / per,
                   l1=cfg.l1 / per, mu=cfg.momentum)
     loop = train.fit(net, cfg, (x, y))
     assert loop.step == 4 and loop.epoch == 2 and loop.stop_reason == "epochs"
@@ -198,7 +149,7 @@ def test_sgd_updates_match_numpy(cost, extra, tiny_data):
 def test_remainder_batch_is_trained_or_dropped(drop, tiny_data):
     x, y = tiny_data[0][:23], tiny_data[1][:23]
     net = layers.build(mlp_spec([8, 4, 3], "QuadraticCost"), seed=3, init="normal")
-    want = np_sgd(params64(net), x, y, "QuadraticCost", epochs=2, m=5, eta=1.0, drop_remainder=drop)
+    want = references.sgd(params64(net), x, y, "QuadraticCost", epochs=2, m=5, eta=1.0, drop_remainder=drop)
     cfg = SGDConfig(epochs=2, mini_batch_size=5, eta=1.0, shuffle=False, drop_remainder=drop, chunks=2)
     loop = train.fit(net, cfg, (x, y))
     per_epoch = 4 if drop else 5
@@ -434,20 +385,6 @@ def test_eta_fn_sets_each_epochs_eta(tiny_data):
 # --------------------------------------------------------------------------- augmentation
 
 
-def np_shift(img, dy, dx):
-    """(28, 28) moved dy rows down and dx columns right; what comes in is zero."""
-    out = np.roll(img, (dy, dx), axis=(0, 1))
-    if dy > 0:
-        out[:dy] = 0
-    if dy < 0:
-        out[dy:] = 0
-    if dx > 0:
-        out[:, :dx] = 0
-    if dx < 0:
-        out[:, dx:] = 0
-    return out
-
-
 NP_SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]  # unchanged, up, down, left, right
 
 
@@ -456,7 +393,7 @@ def test_expanded_is_a_one_pixel_shift_with_zeros_shifted_in(mnist_like):
     which = np.arange(10) % 5
     expanded = jax.jit(augment.expanded)
     got = np.asarray(expanded(x, which))
-    want = np.stack([np_shift(img.reshape(28, 28), *NP_SHIFTS[k]).reshape(784) for img, k in zip(x, which)])
+    want = np.stack([references.shift_image(img.reshape(28, 28), *NP_SHIFTS[k]).reshape(784) for img, k in zip(x, which)])
     np.testing.assert_array_equal(got, want)
     dot = np.zeros((10, 784), np.float32)
     dot[:, 10 * 28 + 10] = 1.0  # a pixel at (10, 10) goes to (9, 10), (11, 10), (10, 9), (10, 11)
@@ -473,8 +410,8 @@ def test_expand_epoch_has_five_times_the_steps_and_trains_on_the_shifts(mnist_li
     ys = np.repeat(y, 5)
 
     def shift(xb):
-        return np.stack([np_shift(img.reshape(28, 28), *NP_SHIFTS[i % 5]).reshape(784) for i, img in enumerate(xb)])
-    want = np_sgd(params64(net), xs, ys, "CrossEntropyCost", epochs=1, m=5, eta=0.5, shift=shift)
+        return np.stack([references.shift_image(img.reshape(28, 28), *NP_SHIFTS[i % 5]).reshape(784) for i, img in enumerate(xb)])
+    want = references.sgd(params64(net), xs, ys, "CrossEntropyCost", epochs=1, m=5, eta=0.5, shift=shift)
     loop = train.fit(net, cfg, (x, y))
     assert loop.step == 5
     assert_params_close(net, want)
@@ -510,24 +447,15 @@ def test_affine_training_is_deterministic(mnist_like):
 # --------------------------------------------------------------------------- evaluation
 
 
-def np_forward(params, x, drop=()):
-    """Last layer's z for sigmoid hidden layers; ``drop`` the p_dropout of each layer (evaluation)."""
-    a = x.astype(np.float64)
-    for i, p in enumerate(params):
-        z = (1 - (drop[i] if drop else 0.0)) * (a @ p["w"].T) + p["b"]
-        a = sig(z)
-    return z
-
-
 @pytest.mark.parametrize("n", [7, train.EVAL_BATCH, 1234])
 def test_evaluate_and_predict_match_numpy(n):
     r = np.random.default_rng(12)
     x, y = r.random((n, 8), dtype=np.float32), r.integers(0, 3, n)
     net = layers.build(mlp_spec([8, 5, 3], "QuadraticCost"), seed=0, init="normal")
-    z = np_forward(params64(net), x)
+    z = references.last_z(params64(net), x)
     right, cost, count = train.evaluate(net, (x, y))
     assert count == n and right == int(np.sum(np.argmax(z, 1) == y))
-    np.testing.assert_allclose(cost, np.mean(0.5 * np.sum((sig(z) - np.eye(3)[y]) ** 2, 1)), rtol=1e-5)
+    np.testing.assert_allclose(cost, np.mean(0.5 * np.sum((references.sigmoid(z) - np.eye(3)[y]) ** 2, 1)), rtol=1e-5)
     pred = train.predict(net, x)
     assert pred.shape == (n,)
     np.testing.assert_array_equal(pred, np.argmax(z, 1))
@@ -539,7 +467,7 @@ def test_evaluate_uses_dropout_scaling(tiny_data):
     r = np.random.default_rng(13)
     layers.set_params(net, [{k: r.normal(size=v.shape).astype(np.float32) for k, v in p.items()}
                             for p in layers.get_params(net)])
-    z = np_forward(params64(net), x, drop=(0.5, 0.3))
+    z = references.last_z(params64(net), x, drop=(0.5, 0.3))
     logp = z - z.max(1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
     right, cost, n = train.evaluate(net, (x, y))
