@@ -4,7 +4,11 @@ the members of a conv net (the speed itself is measured in bench/bench_members.p
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +89,16 @@ def test_an_unknown_way_is_a_one_line_error():
     tr = _trainer(MLP, cfg, [0, 1], (x, y), "threads")
     with pytest.raises(ValueError, match="members: 'threads' is not one of vmap, loop"):
         tr.run_epoch(0, 0, np.array([0.1, 0.1]))
+
+
+def test_the_bench_runs(tmp_path, synthetic_mnist):
+    """bench/bench_members.py cannot rot unnoticed (its numbers are read, not asserted)."""
+    root = Path(__file__).resolve().parent.parent
+    argv = ["--nets", "shallow", "--members", "1", "2", "--n", "100", "--rounds", "1",
+            "--data", synthetic_mnist.path, "--json", tmp_path / "members.json"]
+    out = subprocess.run([sys.executable, str(root / "bench" / "bench_members.py"), *map(str, argv)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "members.json").read_text())["results"]["shallow"]["rows"]
+    assert [(r["way"], r["members"]) for r in rows] == [("vmap", 1), ("loop", 1), ("vmap", 2), ("loop", 2)]
+    assert all(r["s_per_epoch"] > 0 and r["ratio"] > 0 for r in rows)
