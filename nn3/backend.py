@@ -12,6 +12,9 @@ backend can say what differs (``differences``). The values:
 - ``conv``: the conv-pool formulation (see nn3.conv). On CPU nn3's fused conv+pool with
   a hand-written backward (XLA:CPU's convolution at batch 10 measured ~6x slower than
   im2col); elsewhere XLA's convolution, which cuDNN and the TPU compiler serve.
+- ``conv_members``: how an ensemble of conv nets runs its members in one program
+  (nn3.ensemble): "loop" on CPU (member after member: the batched conv ops of "vmap"
+  outgrow the caches there), "vmap" elsewhere (one batched op for all members).
 - ``compact``: keep k/256 images as uint8 codes on the device (nn3.train): a quarter of
   the bytes to hold and gather, bit for bit the same floats. On every backend.
 - ``eval_batch`` / ``conv_eval_batch``: evaluation batch sizes. On CPU a conv net
@@ -41,6 +44,7 @@ ACCELERATOR_EVAL_BATCH = 10_000  # not yet measured on a GPU: bench/device_check
 class Choices:
     backend: str
     conv: str
+    conv_members: str
     compact: bool
     eval_batch: int
     conv_eval_batch: int
@@ -61,9 +65,9 @@ def choices(name: str | None = None) -> Choices:
 @functools.lru_cache(maxsize=None)
 def _choices(name: str) -> Choices:
     if name == "cpu":
-        return Choices(backend="cpu", conv="fused", compact=True, eval_batch=1000, conv_eval_batch=100,
+        return Choices(backend="cpu", conv="fused", conv_members="loop", compact=True, eval_batch=1000, conv_eval_batch=100,
                        dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
-    return Choices(backend=name, conv="xla", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
+    return Choices(backend=name, conv="xla", conv_members="vmap", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
                    conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False,
                    matmul_precision="highest")
 

@@ -7,10 +7,23 @@
     >>> ensemble.vote(nets, test_x)  # doctest: +SKIP
 
 The book trains its five dropout nets one after another and lets them vote. Here the
-members' parameters, optimiser states and keys are stacked and the epoch's scan is
-``vmap``-ed over them: member ``i`` sees exactly what a lone run with seed ``seeds[i]``
-would see. The hyperparameters live in the optimiser's state, so each member may have
-its own (``run_epoch`` takes one eta per member).
+members' parameters, optimiser states and keys are stacked and the epoch's scan runs
+over them in one compiled call: member ``i`` sees exactly what a lone run with seed
+``seeds[i]`` would see. The hyperparameters live in the optimiser's state, so each member
+may have its own (``run_epoch`` takes one eta per member).
+
+Two ways to run the members, the backend's choice (``backend.choices().conv_members``):
+
+- ``"vmap"``: the scan ``vmap``-ed over the member axis, every op batched. What a GPU
+  wants, and on the CPU what an MLP wants (one op for all members: 0.84x the time of
+  five lone runs for ``shallow``, bench/bench_members.py).
+- ``"loop"``: the lone scan, member after member, inside the one compiled call
+  (``lax.map``); for conv nets on the CPU. There the batched conv ops of "vmap" hold
+  five members' patches at once, outgrow the caches, and ran every op 1.3-4x slower
+  than five lone ones (profiled: the layer-2 patch matmuls, its col2im, the ReLU masks):
+  5 dbl_conv_relu members took 1.15-1.5x the time of five lone runs, "loop" ~1.0x.
+
+Either way each member's arithmetic is a lone run's, bit for bit (tests/test_ensemble.py).
 """
 from __future__ import annotations
 
@@ -21,18 +34,34 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import layers, train
+from nn3 import backend, layers, train
+
+HOW = ("vmap", "loop")
 
 
-def _members(state, opt_state, x, y, batches, steps, keys, **statics):
-    """``train.scan_batches`` for every member at once: a leading axis on the parameters,
-    the optimiser's state (its hyperparameters too), the order and the keys."""
+def how(graphdef) -> str:
+    """"loop" or "vmap" (see the module's docstring) for members of the network ``graphdef``."""
+    has_conv = any(getattr(n, "type", None) is layers.ConvPoolLayer for n in graphdef.nodes)
+    return backend.choices().conv_members if has_conv else "vmap"
+
+
+def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, **statics):
+    """``train.scan_batches`` for every member in one call: a leading axis on the parameters,
+    the optimiser's state (its hyperparameters too), the order and the keys.
+
+    ``members_how``: "vmap" or "loop"; None: ``how(graphdef)``, the backend's choice.
+    """
     one = partial(train.scan_batches, **statics)
+    members_how = members_how or how(statics["graphdef"])
+    if members_how == "loop":
+        return jax.lax.map(lambda m: one(m[0], m[1], x, y, m[2], steps, m[3]), (state, opt_state, batches, keys))
+    if members_how != "vmap":
+        raise ValueError(f"members: {members_how!r} is not one of {', '.join(HOW)}")
     return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, 0))(
         state, opt_state, x, y, batches, steps, keys)
 
 
-_run_members = jax.jit(_members, static_argnames=train.STATICS)
+_run_members = jax.jit(_members, static_argnames=train.STATICS + ("members_how",))
 
 
 class EnsembleTrainer(train.Trainer):
