@@ -52,6 +52,16 @@ def _number(text):
     return v
 
 
+def _seeds(text):
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {text}")
+    return seeds
+
+
 MONITORS = ("training_accuracy", "training_cost", "validation_cost")
 
 
@@ -129,6 +139,11 @@ def _parser():
     t.add_argument("--config", metavar="FILE",
                    help="a run's config.json, or its run directory, to train again (default: none)")
     t.add_argument("--run", metavar="DIR", help="the run directory (default: checkpoints/PRESET-TIME)")
+    m = t.add_mutually_exclusive_group()
+    m.add_argument("--members", type=_positive_int, metavar="N",
+                   help="train N networks (seeds 0..N-1) as one run that votes (default: one network)")
+    m.add_argument("--seeds", type=_seeds, metavar="S,S,...",
+                   help="train one network per seed as one run that votes (default: one network)")
     _training_flags(t, "the preset's, or the config's", ", or the config's")
 
     r = sub.add_parser("resume", help="carry on a run where it stopped",
@@ -194,7 +209,8 @@ def _say(*a):
 
 def _reporter(style, before=None, monitor=()):
     """What a run prints per epoch: the lines of the book program the preset comes from
-    (nn3.facade.epoch_lines, which the façades print too), with the monitors it asked for.
+    (nn3.facade.epoch_lines, which the façades print too), with the monitors it asked for;
+    for a member run, one line of each member's accuracy and the vote's.
 
     ``before`` runs first (it clears the progress bar, so the lines stand on their own).
     """
@@ -205,9 +221,18 @@ def _reporter(style, before=None, monitor=()):
     def report(record, loop):
         if before:
             before()
+        if "members" in record:
+            _say(_member_line(record))
+            return
         for line in facade.epoch_lines(record, style, monitor):
             _say(line)
     return report
+
+
+def _member_line(record) -> str:
+    key = "validation" if "validation_accuracy" in record else "test"
+    each = " ".join(f"{r[key + '_accuracy']:.2%}" for r in record["members"])
+    return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 
 def _progress(quiet):
@@ -231,11 +256,18 @@ def _progress(quiet):
 
 def _finish(loop, run_dir, started):
     from nn3 import runs
+    for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
+        mine = next((r for r in lp.history if r["epoch"] == lp.best_epoch), None)
+        if mine:
+            _say(f"member {i}: best validation accuracy {mine.get('validation_accuracy', 0):.2%} at epoch "
+                 f"{mine['epoch']} (test {mine.get('test_accuracy', float('nan')):.2%})")
     best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
              f" (test {best.get('test_accuracy', float('nan')):.2%}); {time.time() - started:.1f} s")
     _say(f"run directory: {run_dir}")
+    if getattr(loop, "diverged", None):
+        print(f"nn3: member(s) {', '.join(map(str, loop.diverged))} diverged", file=sys.stderr)
     msg = runs.stop_message(loop, run_dir)
     if msg:
         print(f"nn3: {msg}", file=sys.stderr)
@@ -272,9 +304,10 @@ def cmd_train(a):
     from nn3 import runs
     if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
+    members = a.seeds or (list(range(a.members)) if a.members else None)
     config = runs.train_config(a.preset, recorded=runs.read_recorded(a.config) if a.config else None,
                                dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
-                               **_settings_given(a))
+                               members=members, **_settings_given(a))
     return _start(config, a.run or runs.default_run_dir(config["preset"]), a.quiet)
 
 

@@ -11,9 +11,16 @@ members' parameters, optimiser states and keys are stacked and the epoch's scan 
 ``vmap``-ed over them: member ``i`` sees exactly what a lone run with seed ``seeds[i]``
 would see. The hyperparameters live in the optimiser's state, so each member may have
 its own (``run_epoch`` takes one eta per member).
+
+``fit_members`` is ``train.fit`` for such a program: each member keeps its own
+``train.Loop`` (eta, best epoch, history: a lone run's, record for record), ``Members``
+holds them with the shared position and the vote's history, and nn3.runs saves, resumes
+and replays it as it does a lone run. A checkpoint holds every member's arrays stacked
+on a leading member axis (``EnsembleTrainer.arrays``).
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import jax
@@ -57,6 +64,169 @@ class EnsembleTrainer(train.Trainer):
         for i, net in enumerate(self.nets):
             nnx.update(net, jax.tree_util.tree_map(lambda a: a[i], self.state))
 
+    def arrays(self) -> dict:
+        """Every member's ``train.checkpoint_arrays``, stacked on a leading member axis."""
+        self.sync()
+        return stack([train.checkpoint_arrays(net, self.rule, member(self.opt_state, i))
+                      for i, net in enumerate(self.nets)])
+
+    def load_arrays(self, arrays: dict) -> None:
+        """Take up the stacked arrays of ``arrays()`` (a part they lack stays as it is)."""
+        opts = []
+        for i, net in enumerate(self.nets):
+            mine = member(arrays, i)
+            layers.set_params(net, mine["params"])
+            opts.append(train.restored_opt_state(net, self.rule, member(self.opt_state, i), mine))
+        self.state = stack([nnx.split(n)[1] for n in self.nets])
+        self.opt_state = stack(opts)
+
+
+def member(tree, i):
+    """Member ``i``'s slice of a pytree stacked on a leading member axis."""
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def stack(trees):
+    """Pytrees of one structure stacked on a new leading member axis (numpy leaves stay numpy)."""
+    def one(*xs):
+        return np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs)
+    return jax.tree_util.tree_map(one, *trees)
+
+
+def checkpoint_arrays(nets, rule) -> dict:
+    """The stacked arrays a member run's checkpoint holds, for fresh optimiser states: a
+    restore's target when there is no trainer (replay, export)."""
+    return stack([train.checkpoint_arrays(n, rule) for n in nets])
+
+
+@dataclasses.dataclass
+class Members:
+    """Where a member run stands, JSON-able: one ``train.Loop`` per member (its eta, best
+    epoch and history, as a lone run's), the shared position, and the vote's history.
+
+    ``history`` holds one record per epoch: the vote's accuracies (``validation_accuracy``,
+    ...), ``train_loss`` the members' mean, ``best`` whether the vote is at its best, and
+    ``members``, each member's own record. ``best_*`` follow the vote.
+    """
+    loops: list
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best_accuracy: float | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    stop_reason: str | None = None
+    diverged: list = dataclasses.field(default_factory=list)  # members whose loss went NaN
+    history: list = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, n: int, eta: float) -> "Members":
+        return cls([train.Loop(eta=float(eta)) for _ in range(n)])
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d) -> "Members":
+        return cls(**{**d, "loops": [train.Loop.from_json(x) for x in d["loops"]]})
+
+
+def _vote_accuracy(nets, data, key, record):
+    x, y = train.as_arrays(data)
+    right = int(np.sum(vote(nets, x) == y))
+    record[f"{key}_accuracy"], record[f"{key}_correct"], record[f"{key}_n"] = right / len(y), right, len(y)
+
+
+def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, test_data=None, *,
+                loop: Members | None = None, trainer: EnsembleTrainer, monitor=(), on_epoch=None,
+                on_progress=None, should_stop=None) -> Members:
+    """``train.fit`` for the members of ``trainer``: member i's loop, records and parameters
+    are those of a lone run with seed ``trainer.seeds[i]``; after each epoch the vote is
+    measured too. ``on_epoch(record, loop, trainer)`` gets the vote's record (see Members).
+
+    A member whose loss turns NaN stops the run at the last good epoch, with ``diverged``
+    naming it (every member, when only its parameters overflowed). Early stopping and the plateau schedule are not built for members yet.
+    """
+    if cfg.early_stopping or cfg.schedule != "constant":
+        raise ValueError("member runs: early stopping and the plateau schedule are not built yet")
+    tr = trainer
+    loop = loop or Members.fresh(len(nets), cfg.eta)
+    if loop.stop_reason in ("epochs", "interrupted"):
+        loop.stop_reason = None
+    judge = validation_data if validation_data is not None else test_data
+    while loop.epoch < cfg.epochs and loop.stop_reason is None:
+        etas = np.array([lp.eta for lp in loop.loops])  # one per member: as a lone run, cast to float32
+        good = (tr.state, tr.opt_state)
+        losses, done = tr.run_epoch(loop.epoch, loop.batch, etas, on_progress=on_progress,
+                                    should_stop=should_stop)  # (members, batches run)
+        if not np.all(np.isfinite(losses)):
+            tr.state, tr.opt_state = good
+            tr.sync()
+            loop.stop_reason = "nan"
+            real = losses[:, :-1]  # run_epoch appends a NaN column to every member once one goes bad
+            loop.diverged = [i for i in range(len(nets)) if not np.all(np.isfinite(real[i]))] or list(range(len(nets)))
+            break
+        for lp, row in zip(loop.loops, losses):
+            for v in row.tolist():  # sequential float64 sum, as train.fit's
+                lp.loss_sum += v
+        loop.step += done - loop.batch
+        loop.batch = done
+        for lp in loop.loops:
+            lp.step, lp.batch = loop.step, loop.batch
+        tr.sync()
+        if done < tr.n_batches:
+            loop.stop_reason = "interrupted"
+            for lp in loop.loops:
+                lp.stop_reason = "interrupted"
+            break
+        records = [_member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge)
+                   for net, lp in zip(nets, loop.loops)]
+        record = {"epoch": loop.epoch, "step": loop.step,
+                  "train_loss": float(np.mean([r["train_loss"] for r in records]))}
+        if validation_data is not None:
+            _vote_accuracy(nets, validation_data, "validation", record)
+        if test_data is not None:
+            _vote_accuracy(nets, test_data, "test", record)
+        record["members"] = records
+        _advance_vote(loop, record, judge is not None)
+        loop.history.append(record)
+        if on_epoch:
+            on_epoch(record, loop, tr)
+    if loop.stop_reason is None:
+        loop.stop_reason = "epochs"
+    for lp in loop.loops:
+        lp.stop_reason = lp.stop_reason if lp.stop_reason not in (None, "interrupted") else loop.stop_reason
+    return loop
+
+
+def _member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge) -> dict:
+    """One member's epoch record and loop, exactly as train.fit makes them."""
+    l2 = lambda: train.l2_norm_sq(net)  # noqa: E731
+    if cfg.l2 == "example":
+        reg = lambda n: 0.5 * cfg.lmbda / n * l2()  # noqa: E731
+    else:
+        reg = lambda n: 0.5 * cfg.lmbda * l2() / tr.n_full  # noqa: E731
+    record = {"epoch": lp.epoch, "step": lp.step, "eta": lp.eta, "train_loss": lp.loss_sum / tr.n_batches}
+    lp.loss_sum = 0.0
+    if validation_data is not None:
+        train._accuracy(net, validation_data, "validation", record, reg if "validation_cost" in monitor else None)
+    if test_data is not None:
+        train._accuracy(net, test_data, "test", record)
+    if "training_cost" in monitor or "training_accuracy" in monitor:
+        train._accuracy(net, train_data, "training", record, reg if "training_cost" in monitor else None)
+    train._advance(lp, cfg, record, judge is not None)
+    lp.history.append(record)
+    return record
+
+
+def _advance_vote(loop: Members, record: dict, judged: bool) -> None:
+    acc = record.get("validation_accuracy", record.get("test_accuracy"))
+    loop.epoch += 1
+    loop.batch = 0
+    if judged and (loop.best_accuracy is None or acc > loop.best_accuracy):
+        loop.best_accuracy, loop.best_epoch, loop.best_step = acc, record["epoch"], record["step"]
+    record["best"] = judged and loop.best_epoch == record["epoch"]
+
 
 def fit(spec, cfg: train.SGDConfig, seeds, train_data, *, init=None, on_epoch=None):
     """Train one network per seed, all in one program; returns the trained layers.Networks."""
@@ -84,4 +254,4 @@ def accuracy(nets, data) -> float:
     return float(np.mean(vote(nets, x) == y))
 
 
-__all__ = ["EnsembleTrainer", "fit", "vote", "accuracy"]
+__all__ = ["EnsembleTrainer", "Members", "accuracy", "checkpoint_arrays", "fit", "fit_members", "member", "stack", "vote"]

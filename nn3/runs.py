@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from nn3 import backend, data, export, layers, metrics, presets, stop, threads, train
+from nn3 import backend, data, ensemble, export, layers, metrics, presets, stop, threads, train
 from nn3.rundir import CONFIG, RunDir, RunDirError
 from nn3.spec import is_mlp, validate
 
@@ -49,11 +49,13 @@ def _versions() -> dict:
 
 
 def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, limit=None,
-                **sgd) -> dict:
+                members=None, **sgd) -> dict:
     """The JSON config of a run: a preset with its SGD fields overridden by ``sgd``.
 
     ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
-    Unknown fields and bad values raise one-line ValueErrors.
+    ``members``, a list of seeds, makes a member run: one network per seed, trained in one
+    program, voting (nn3.ensemble); ``sgd``'s seed is then unused. Unknown fields and bad
+    values raise one-line ValueErrors.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -68,9 +70,29 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
     train.SGDConfig(**merged)  # field types; values are checked against the data at start
-    return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
-            "dataset": dataset, "data": None if data_path is None else str(data_path),
-            "limit": limit, "monitor": [], "versions": _versions()}
+    config = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
+              "dataset": dataset, "data": None if data_path is None else str(data_path),
+              "limit": limit, "monitor": [], "versions": _versions()}
+    if members is not None:
+        config["members"] = [{"seed": s} for s in _checked_seeds(members)]
+        if merged.get("early_stopping") or merged.get("schedule", "constant") != "constant":
+            raise ValueError("member runs: early stopping and the plateau schedule are not built yet")
+    return config
+
+
+def _checked_seeds(seeds) -> list:
+    seeds = list(seeds)
+    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ValueError(f"members: give one or more seeds, integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
+    return seeds
+
+
+def member_seeds(config) -> list | None:
+    """The seeds of a member run's members, or None for a lone run."""
+    members = config.get("members")
+    return None if members is None else [m["seed"] for m in members]
 
 
 SETTINGS = ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed", "augment", "schedule",
@@ -105,7 +127,7 @@ def read_recorded(where) -> dict:
 
 
 def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, limit=None, monitor=None,
-                 **settings) -> dict:
+                 members=None, **settings) -> dict:
     """The config ``nn3 train`` runs: a preset, or a recorded config (``read_recorded``) again.
 
     Given settings (``SETTINGS``; None means unset) override the preset's or the recorded
@@ -117,12 +139,13 @@ def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, li
         data_path = data_path or recorded.get("data")
         limit = limit or recorded.get("limit")
         monitor = monitor or recorded.get("monitor") or []
+        members = members or member_seeds(recorded)
     elif preset is None:
         raise ValueError("give a preset name or a recorded config")
     else:
         spec, base, init, dataset = None, {}, None, dataset or "mnist"
     config = make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
-                         **{**base, **_given(settings)})
+                         members=members, **{**base, **_given(settings)})
     config["monitor"] = list(dict.fromkeys(monitor or []))
     return config
 
@@ -191,13 +214,18 @@ def _info(loop: train.Loop) -> dict:
     ``epoch`` is the book's zero-based count, as the training lines print it: the epoch
     just completed, or (with ``batch`` > 0) the epoch in progress. The accuracies are those
     measured on exactly these parameters: after a completed epoch; none mid-epoch.
+    A member run's accuracies are the vote's, and ``members`` holds each member's.
     """
     last = loop.history[-1] if loop.history else {}
     measured = loop.batch == 0 and last.get("step") == loop.step
-    return {"epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+    info = {"epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
             "step": loop.step, "loop": loop.to_json(),
             "validation_accuracy": last.get("validation_accuracy") if measured else None,
             "test_accuracy": last.get("test_accuracy") if measured else None}
+    if isinstance(loop, ensemble.Members):
+        info["members"] = [{k: (r.get(k) if measured else None) for k in ("validation_accuracy", "test_accuracy")}
+                           for r in last.get("members", [{}] * len(loop.loops))]
+    return info
 
 
 def position(loop: train.Loop) -> str:
@@ -278,7 +306,8 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
 
     def on_epoch(record, lp, tr):
         saver.records.append(record)
-        if saver.due() or record.get("best") or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
+        best = record.get("best") or any(r.get("best") for r in record.get("members", ()))
+        if saver.due() or best or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
             saver.submit(lp.step, tr.arrays(), _info(lp))
         if report:
             report(record, lp)
@@ -293,7 +322,8 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
 
     try:
         with stop.handlers(raising=False):
-            loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
+            fit = ensemble.fit_members if isinstance(trainer, ensemble.EnsembleTrainer) else train.fit
+            loop = fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
                              on_progress=progress, should_stop=lambda: stop.requested() is not None)
             interrupted = loop.stop_reason == "interrupted" and saver.last_step != loop.step
@@ -360,10 +390,7 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     splits = load_splits(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
-    net = layers.build(config["spec"], seed=cfg.seed, init=config["init"])
-    if params is not None:
-        layers.set_params(net, params)
-    trainer = train.Trainer(net, cfg, splits[0])
+    net, trainer, loop = _trainer(config, splits, params)
     if os.environ.get(_PAUSE) == "loaded":
         _pause_for_tests("loaded")
     if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
@@ -371,33 +398,60 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
         run = RunDir.create(run_dir, config)
-    loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
+    loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
     return run, net, loop
 
 
+def _trainer(config, splits, params=None):
+    """(the network, or a member run's list of them; its trainer; a fresh loop) for ``config``."""
+    cfg = _sgd(config)
+    seeds = member_seeds(config)
+    if seeds is None:
+        net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
+        if params is not None:
+            layers.set_params(net, params)
+        return net, train.Trainer(net, cfg, splits[0]), train.Loop(eta=float(cfg.eta))
+    if params is not None:
+        raise ValueError("member runs start from fresh weights (one draw per seed), not from given ones")
+    nets = [layers.build(config["spec"], seed=s, init=config.get("init")) for s in seeds]
+    return nets, ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds), ensemble.Members.fresh(len(seeds), cfg.eta)
+
+
 def restore(run: RunDir, *, step=None, best=False, trainer=None):
-    """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning)."""
+    """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning).
+
+    For a member run: the list of its networks, and an ``ensemble.Members`` loop.
+    """
     config = run.config
     try:
         spec = config["spec"]
         validate(spec)
-        net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
+        seeds = member_seeds(config)
+        nets = [layers.build(spec, seed=s, init=config.get("init"))
+                for s in (seeds if seeds is not None else [config["sgd"].get("seed", 0)])]
     except (KeyError, TypeError, ValueError) as e:
         raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
     if not run.steps():
         raise RunDirError(f"{run.path}: holds no checkpoint yet")
+    rule = _sgd(config).rule()
     if trainer is not None:
         target = trainer.arrays()
     else:
-        target = train.checkpoint_arrays(net, _sgd(config).rule())
+        target = train.checkpoint_arrays(nets[0], rule) if seeds is None else ensemble.checkpoint_arrays(nets, rule)
     n, arrays, info = run.restore(target, step=step, best=best)
     arrays = jax.tree.map(np.asarray, arrays)
     if trainer is not None:
         trainer.load_arrays(arrays)
-        net = trainer.net
-    else:
+        net = trainer.net if seeds is None else trainer.nets
+    elif seeds is None:
+        net = nets[0]
         layers.set_params(net, arrays["params"])
-    return n, net, train.Loop.from_json(info["loop"]), info
+    else:
+        for i, one in enumerate(nets):
+            layers.set_params(one, ensemble.member(arrays["params"], i))
+        net = nets
+    loop = (train.Loop if seeds is None else ensemble.Members).from_json(info["loop"])
+    return n, net, loop, info
 
 
 def resume(run_dir, *, epochs=None, report=None, on_progress=None):
@@ -407,16 +461,13 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     if epochs is not None:
         config["sgd"]["epochs"] = epochs
     splits = load_splits(config)
-    cfg = _sgd(config)
-    net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
-    trainer = train.Trainer(net, cfg, splits[0])
+    net, trainer, loop = _trainer(config, splits)
     if run.steps():
         _, net, loop, _ = restore(run, trainer=trainer)
     elif config.get("imported_from"):
         raise RunDirError(f"{run_dir}: holds no checkpoint yet and began from "
                               f"{config['imported_from']}; import it again")
-    else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
-        loop = train.Loop(eta=float(cfg.eta))
+    # else: stopped before its first checkpoint: (seed, config) make starting over the same run
     if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
         run.write_config(config)
     metrics.truncate(run.path, loop.epoch)
@@ -518,13 +569,13 @@ def stop_message(loop: train.Loop, run_dir) -> str | None:
     if loop.stop_reason == "nan" and loop.step == 0:
         return (f"training diverged (NaN loss) in epoch {loop.epoch}, before any epoch completed; "
                 f"no checkpoint was saved (try a smaller eta)")
-    return {
-        "nan": f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
-               f"(step {loop.step}) stays the latest",
-        "interrupted": f"interrupted {position(loop)}; checkpoint saved at step {loop.step}; "
-                       f"carry on with: nn3 resume {run_dir}",
-        "early_stopping": f"early stopping after epoch {loop.epoch - 1}: no improvement in "
-                          f"{loop.since_best} epochs",
-        "eta_floor": f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
-    }.get(loop.stop_reason)
-
+    lines = {
+        "nan": lambda: f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
+                       f"(step {loop.step}) stays the latest",
+        "interrupted": lambda: f"interrupted {position(loop)}; checkpoint saved at step {loop.step}; "
+                               f"carry on with: nn3 resume {run_dir}",
+        "early_stopping": lambda: f"early stopping after epoch {loop.epoch - 1}: no improvement in "
+                                  f"{loop.since_best} epochs",
+        "eta_floor": lambda: f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
+    }
+    return lines[loop.stop_reason]() if loop.stop_reason in lines else None

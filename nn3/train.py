@@ -365,12 +365,18 @@ class Trainer:
         """Take up the arrays of ``checkpoint_arrays``; a part they lack stays as it is."""
         set_params(self.net, arrays["params"])
         self.graphdef, self.state = nnx.split(self.net)
-        if self.rule.book and self.rule.momentum and "velocity" in arrays:
-            shadow = nnx.clone(self.net)
-            set_params(shadow, arrays["velocity"])
-            self.opt_state = optim.with_velocity(self.opt_state, nnx.split(shadow)[1])
-        if not self.rule.book and "opt_state" in arrays:
-            self.opt_state = optim.with_inner_leaves(self.opt_state, arrays["opt_state"])
+        self.opt_state = restored_opt_state(self.net, self.rule, self.opt_state, arrays)
+
+
+def restored_opt_state(net, rule: optim.Rule, opt_state, arrays: dict):
+    """``opt_state`` with the optimiser's arrays of ``checkpoint_arrays`` (a part they lack stays)."""
+    if rule.book and rule.momentum and "velocity" in arrays:
+        shadow = nnx.clone(net)
+        set_params(shadow, arrays["velocity"])
+        return optim.with_velocity(opt_state, nnx.split(shadow)[1])
+    if not rule.book and "opt_state" in arrays:
+        return optim.with_inner_leaves(opt_state, arrays["opt_state"])
+    return opt_state
 
 
 def checkpoint_arrays(net, rule: optim.Rule, opt_state=None) -> dict:

@@ -1,0 +1,111 @@
+"""Member runs: N networks as one run (nn3 train --members), each member a lone run exactly.
+
+Member i of a run with seeds S trains, is measured and is saved exactly as a lone run with
+seed S[i] (bit for bit on one CPU device), with shuffling and dropout; the vote's accuracy
+is recorded per epoch; resume and kill -9 carry a member run on as never stopping.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nn3 import ensemble, layers, runs
+
+SPEC = {"layers": [
+    {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
+    {"type": "SoftmaxLayer", "n_in": 20, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
+SEEDS = [3, 0, 7]
+SGD = dict(epochs=2, eta=0.5, lmbda=0.1, momentum=0.5, mini_batch_size=10, chunks=3)
+
+
+def config(data, members=SEEDS, **sgd):
+    return runs.make_config("shallow", spec=SPEC, data_path=data.path, members=members, **{**SGD, **sgd})
+
+
+def lines(run_dir):
+    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines() if t.strip()]
+
+
+@pytest.fixture(scope="module")
+def lone(synthetic_mnist, tmp_path_factory):
+    """Lone runs, one per seed: {seed: (params, loop)}."""
+    out = {}
+    for s in SEEDS:
+        d = tmp_path_factory.mktemp(f"lone{s}") / "run"
+        run, net, loop = runs.start(config(synthetic_mnist, members=None, seed=s), d)
+        run.close()
+        out[s] = (layers.get_params(net), loop, lines(d))
+    return out
+
+
+@pytest.fixture(scope="module")
+def member_run(synthetic_mnist, tmp_path_factory):
+    d = tmp_path_factory.mktemp("members") / "run"
+    run, nets, loop = runs.start(config(synthetic_mnist), d)
+    run.close()
+    return d, nets, loop
+
+
+def assert_params_equal(a, b):
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p["w"], q["w"])
+        np.testing.assert_array_equal(p["b"], q["b"])
+
+
+def test_each_member_equals_a_lone_run_with_its_seed(lone, member_run):
+    d, nets, loop = member_run
+    assert isinstance(loop, ensemble.Members) and loop.stop_reason == "epochs" and loop.epoch == 2
+    for i, s in enumerate(SEEDS):
+        params, alone, alone_lines = lone[s]
+        assert_params_equal(layers.get_params(nets[i]), params)
+        assert loop.loops[i].history == alone.history   # losses, accuracies, best flags: exactly
+        assert (loop.loops[i].best_epoch, loop.loops[i].best_accuracy) == (alone.best_epoch, alone.best_accuracy)
+        assert [r["members"][i] for r in lines(d)] == alone_lines
+    assert not np.array_equal(layers.get_params(nets[0])[0]["w"], layers.get_params(nets[1])[0]["w"])
+
+
+def test_metrics_record_the_vote_per_epoch(synthetic_mnist, member_run):
+    d, nets, loop = member_run
+    recorded = lines(d)
+    assert [r["epoch"] for r in recorded] == [0, 1]
+    _, validation, test = runs.load_splits(json.loads((d / "config.json").read_text()))
+    x, y = test
+    assert recorded[-1]["test_accuracy"] == float(np.mean(ensemble.vote(nets, x) == y))
+    assert recorded[-1]["validation_correct"] == int(np.sum(ensemble.vote(nets, validation[0]) == validation[1]))
+    assert json.loads((d / "config.json").read_text())["members"] == [{"seed": s} for s in SEEDS]
+
+
+def test_resume_carries_a_member_run_on_as_never_stopping(synthetic_mnist, member_run, tmp_path):
+    d0, nets0, loop0 = member_run
+    d = tmp_path / "run"
+    run, _, _ = runs.start(config(synthetic_mnist, epochs=1), d)
+    run.close()
+    run, nets, loop = runs.resume(d, epochs=2)
+    run.close()
+    for a, b in zip(nets, nets0):
+        assert_params_equal(layers.get_params(a), layers.get_params(b))
+    assert loop.to_json() == loop0.to_json()
+    assert lines(d) == lines(d0)
+
+
+def test_bad_member_settings_are_one_line_errors(synthetic_mnist):
+    for seeds, why in (([1, 1], "seeds must differ"), ([], "one or more seeds"), ([-1], "integers >= 0")):
+        with pytest.raises(ValueError, match=why):
+            config(synthetic_mnist, members=seeds)
+    with pytest.raises(ValueError, match="early stopping"):
+        config(synthetic_mnist, early_stopping=2)
+
+
+def test_cli_trains_members_and_refuses_bad_seeds(synthetic_mnist, tmp_path, capsys):
+    from nn3 import cli
+    d = tmp_path / "run"
+    assert cli.main(["train", "shallow", "--members", "2", "--epochs", "1", "--limit", "100", "--quiet",
+                     "--data", str(synthetic_mnist.path), "--run", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy of the members" in out and "member 1: best validation accuracy" in out
+    assert json.loads((d / "config.json").read_text())["members"] == [{"seed": 0}, {"seed": 1}]
+    assert cli.main(["train", "shallow", "--seeds", "4,x", "--run", str(tmp_path / "no")]) == 2
+    assert "--seeds: not a comma-separated list of integers" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
