@@ -518,21 +518,38 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> di
             "differs": backend.differences(run.config.get("backend")), "net": net, **shown}
 
 
-def load(run_dir, *, step=None, best=False):
-    """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
+def load(run_dir, *, step=None, best=False, member=None):
+    """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen).
+
+    Of a member run: the list of its networks, or with ``member`` = K the K-th.
+    """
     run = RunDir.open(run_dir, read_only=True)
     try:
-        return restore(run, step=step, best=best)[1]
+        _check_member(run.config, member, run_dir)
+        net = restore(run, step=step, best=best)[1]
     finally:
         run.close()
+    return net if member is None else net[member]
 
 
-def export_json(run_dir, out, *, step=None, best=False, force=False) -> None:
+def _check_member(config, member, run_dir) -> None:
+    """A one-line ValueError unless ``member`` (None, or an index K) suits the run."""
+    seeds = member_seeds(config)
+    if member is None:
+        return
+    if seeds is None:
+        raise ValueError(f"{run_dir}: a run of one network has no members; leave out --member")
+    if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < len(seeds):
+        raise ValueError(f"{run_dir}: member must be 0 to {len(seeds) - 1} (the run has {len(seeds)}), got {member!r}")
+
+
+def export_json(run_dir, out, *, step=None, best=False, force=False, member=None) -> None:
     """Write the network of ``run_dir`` (newest intact step, or as chosen) as JSON at ``out``.
 
     network2's format for a sigmoid MLP, nn3's network3 style (with the run's mini-batch
-    size) otherwise. Refuses, before loading anything, a directory, an existing file
-    (unless ``force``) and a missing folder.
+    size) otherwise; of a member run, member ``member`` (required), as a lone run's.
+    Refuses, before loading anything, a directory, an existing file (unless ``force``),
+    a missing folder and a missing or wrong member.
     """
     where = pathlib.Path(out)
     if where.is_dir():
@@ -541,8 +558,13 @@ def export_json(run_dir, out, *, step=None, best=False, force=False) -> None:
         raise ValueError(f"{out}: exists; pass --force to replace it")
     if not where.resolve().parent.is_dir():
         raise ValueError(f"{out}: its folder {where.resolve().parent} does not exist")
-    net = load(run_dir, step=step, best=best)
-    mb = RunDir.read_config(run_dir)["sgd"].get("mini_batch_size")
+    config = RunDir.read_config(run_dir)
+    seeds = member_seeds(config)
+    if seeds is not None and member is None:
+        raise ValueError(f"{run_dir}: a run of {len(seeds)} members; give --member K (0 to {len(seeds) - 1})")
+    _check_member(config, member, run_dir)
+    net = load(run_dir, step=step, best=best, member=member)
+    mb = config["sgd"].get("mini_batch_size")
     export.save_json(out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
 
 

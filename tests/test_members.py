@@ -7,16 +7,22 @@ is recorded per epoch; resume and kill -9 carry a member run on as never stoppin
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nn3 import ensemble, layers, runs
+from nn3 import cli, ensemble, layers, runs
 
 SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
     {"type": "SoftmaxLayer", "n_in": 20, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
-SEEDS = [3, 0, 7]
+SEEDS = [3, 0, 7, 1]
 SGD = dict(epochs=2, eta=0.5, lmbda=0.1, momentum=0.5, mini_batch_size=10, chunks=3)
 
 
@@ -109,3 +115,52 @@ def test_cli_trains_members_and_refuses_bad_seeds(synthetic_mnist, tmp_path, cap
     assert cli.main(["train", "shallow", "--seeds", "4,x", "--run", str(tmp_path / "no")]) == 2
     assert "--seeds: not a comma-separated list of integers" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+N_BATCHES = 100            # 1000 synthetic examples in mini-batches of 10; calls of 34, 34 and 32
+MID = N_BATCHES + 34       # in the second epoch, after its first call
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def params_of(run_dir):
+    return [layers.get_params(n) for n in runs.load(run_dir)]
+
+
+def train_paused(synthetic_mnist, run_dir, signum):
+    """``nn3 train --config`` of the member run in a child, paused at MID (a hook, no race), then signalled."""
+    recorded = run_dir.parent / "config.json"
+    recorded.write_text(json.dumps(config(synthetic_mnist)))
+    flag = run_dir.parent / "paused"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NN3_TEST_PAUSE": str(MID), "NN3_TEST_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen([sys.executable, "-m", "nn3", "train", "--config", str(recorded), "--run", str(run_dir),
+                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600   # only catches a child that died or never gets there
+        while not flag.exists():
+            assert proc.poll() is None, proc.stderr.read()[-800:]
+            assert time.monotonic() < deadline, "the child never reached its pause"
+            time.sleep(0.01)
+        assert flag.read_text() == str(MID)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum, code, latest", [(signal.SIGKILL, -signal.SIGKILL, N_BATCHES),
+                                                  (signal.SIGTERM, 143, MID)])
+def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run, tmp_path, signum, code, latest):
+    d = tmp_path / "run"
+    got, err = train_paused(synthetic_mnist, d, signum)
+    assert got == code, err
+    steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
+    assert steps[-1] == latest   # kill -9 loses the second epoch's work; SIGTERM saves it mid-epoch
+    assert len(lines(d)) == 1
+    assert cli.main(["resume", str(d), "--quiet"]) == 0
+    ref_dir, ref_nets, ref_loop = member_run
+    for a, b in zip(params_of(d), [layers.get_params(n) for n in ref_nets]):
+        assert_params_equal(a, b)
+    assert lines(d) == lines(ref_dir)   # train_loss of the interrupted epoch included
