@@ -72,6 +72,11 @@ def _training_flags(p, source, recorded=""):
     ``recorded`` is added to the data flags' defaults (", or the config's").
     """
     d = f"default: {source}"
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--members", type=_positive_int, metavar="N",
+                   help="train N networks (seeds 0..N-1) as one run that votes (default: one network)")
+    m.add_argument("--seeds", type=_seeds, metavar="S,S,...",
+                   help="train one network per seed as one run that votes (default: one network)")
     p.add_argument("--epochs", type=_positive_int, help=f"epochs to train ({d})")
     p.add_argument("--eta", type=_number, help=f"learning rate ({d})")
     p.add_argument("--lmbda", type=_number, help=f"L2 regularisation strength ({d})")
@@ -139,11 +144,6 @@ def _parser():
     t.add_argument("--config", metavar="FILE",
                    help="a run's config.json, or its run directory, to train again (default: none)")
     t.add_argument("--run", metavar="DIR", help="the run directory (default: checkpoints/PRESET-TIME)")
-    m = t.add_mutually_exclusive_group()
-    m.add_argument("--members", type=_positive_int, metavar="N",
-                   help="train N networks (seeds 0..N-1) as one run that votes (default: one network)")
-    m.add_argument("--seeds", type=_seeds, metavar="S,S,...",
-                   help="train one network per seed as one run that votes (default: one network)")
     _training_flags(t, "the preset's, or the config's", ", or the config's")
 
     r = sub.add_parser("resume", help="carry on a run where it stopped",
@@ -159,6 +159,9 @@ def _parser():
         if name == "export":
             q.add_argument("out", help="the JSON file to write")
             q.add_argument("--force", action="store_true", help="replace OUT if it exists (default: refuse)")
+        q.add_argument("--member", type=int, metavar="K",
+                       help="of a member run, member K alone (counted from 0)" +
+                            (" (default: none; a member run needs it)" if name == "export" else " (default: each member and the vote)"))
         g = q.add_mutually_exclusive_group()
         g.add_argument("--step", type=int, help="the checkpoint at this step (default: the newest)")
         g.add_argument("--best", action="store_true",
@@ -277,6 +280,11 @@ def _finish(loop, run_dir, started):
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
 
 
+def _members(a) -> list | None:
+    """The seeds of --seeds, or of --members N (0..N-1); None: a lone run."""
+    return a.seeds or (list(range(a.members)) if a.members else None)
+
+
 def _settings_given(a) -> dict:
     """The training settings given as flags (see _training_flags); None where unset."""
     from nn3 import runs
@@ -304,10 +312,9 @@ def cmd_train(a):
     from nn3 import runs
     if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
-    members = a.seeds or (list(range(a.members)) if a.members else None)
     config = runs.train_config(a.preset, recorded=runs.read_recorded(a.config) if a.config else None,
                                dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
-                               members=members, **_settings_given(a))
+                               members=_members(a), **_settings_given(a))
     return _start(config, a.run or runs.default_run_dir(config["preset"]), a.quiet)
 
 
@@ -330,24 +337,34 @@ def cmd_resume(a):
 
 def cmd_replay(a):
     from nn3 import runs
-    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0)
-    _say(f"step {res['step']} ({res['position']}): {a.data} accuracy {res['accuracy']:.2%} "
+    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
+    for m in res.get("members", ()):
+        _say(f"member {m['member']} (seed {m['seed']}): {a.data} accuracy {m['accuracy']:.2%} "
+             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time"))
+    who = " of the vote" if "members" in res else ("" if a.member is None else f" of member {a.member}")
+    _say(f"step {res['step']} ({res['position']}): {a.data} accuracy{who} {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
-        verdict = "equal" if res["equal"] else "DIFFERENT"
-        _say(f"recorded at save time: {res['recorded']:.2%} -- {verdict}")
+        _say(_verdict(res, "recorded at save time"))
     elif res["batch"] and a.data in ("test", "validation"):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")
     if a.predict:  # the images the accuracy above was measured on: the run's data set, path and limit
         _say("predicted: " + " ".join(str(v) for v in res["predicted"]))
         _say("labels:    " + " ".join(str(v) for v in res["labels"]))
-    return 0 if res["recorded"] is None or res["equal"] else EXIT_FAULT
+    every = [res, *res.get("members", ())]
+    return 0 if all(r["recorded"] is None or r["equal"] for r in every) else EXIT_FAULT
+
+
+def _verdict(res, lead) -> str:
+    if res["recorded"] is None:
+        return ""
+    return f"{lead}: {res['recorded']:.2%} -- {'equal' if res['equal'] else 'DIFFERENT'}"
 
 
 def cmd_export(a):
     from nn3 import runs
-    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force)
+    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
     _say(f"wrote {a.out}")
     return 0
 
@@ -359,7 +376,7 @@ def _flag(setting: str) -> str:
 def cmd_import(a):
     from nn3 import runs
     config, params, why = runs.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
-                                             monitor=a.monitor, **_settings_given(a))
+                                             monitor=a.monitor, members=_members(a), **_settings_given(a))
     given = ", ".join(_flag(k) for k, v in _settings_given(a).items() if v is not None)
     _say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
     _say(f"settings: {runs.describe_settings(config)}")

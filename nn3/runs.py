@@ -159,18 +159,19 @@ def _takes_mnist(net, source) -> None:
         raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
 
 
-def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, **settings):
+def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, members=None, **settings):
     """What ``nn3 import`` trains: the JSON network's config and weights, and why those settings.
 
     Unset settings come from the preset whose network it is, else from the book's plain
     settings for its kind of network (presets.for_network); a network3 JSON keeps its
-    mini-batch size. Returns ``(config, params, why)``, ``why`` a phrase for the user.
+    mini-batch size. ``members`` (seeds) makes a member run whose members all start from
+    the JSON's weights. Returns ``(config, params, why)``, ``why`` a phrase for the user.
     """
     spec, params, mb = export.load_json(json_path)
     _takes_mnist(layers.build(spec), json_path)
     preset, plain, why = presets.for_network(spec)
     config = make_config(preset, spec=spec, dataset=dataset or "mnist", data_path=data_path, limit=limit,
-                         **{**plain, **({"mini_batch_size": mb} if mb else {}), **_given(settings)})
+                         members=members, **{**plain, **({"mini_batch_size": mb} if mb else {}), **_given(settings)})
     config["monitor"] = list(dict.fromkeys(monitor or []))
     config["imported_from"] = str(json_path)
     return config, params, why
@@ -411,9 +412,9 @@ def _trainer(config, splits, params=None):
         if params is not None:
             layers.set_params(net, params)
         return net, train.Trainer(net, cfg, splits[0]), train.Loop(eta=float(cfg.eta))
-    if params is not None:
-        raise ValueError("member runs start from fresh weights (one draw per seed), not from given ones")
     nets = [layers.build(config["spec"], seed=s, init=config.get("init")) for s in seeds]
+    for net in nets if params is not None else ():
+        layers.set_params(net, params)
     return nets, ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds), ensemble.Members.fresh(len(seeds), cfg.eta)
 
 
@@ -479,7 +480,7 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     return run, net, loop
 
 
-def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> dict:
+def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, member=None) -> dict:
     """Rebuild the network from ``run_dir`` alone and evaluate it.
 
     Returns a dict: step, epoch (counted from 0 as training prints it: the epoch the
@@ -491,31 +492,54 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> di
     ``["conv fused -> xla"]``). With ``predict`` = N, also predicted and labels: the
     network's digits for the first N images of the data the accuracy was measured on,
     and their labels. Nothing in the directory changes: a run may still be training there.
+
+    Of a member run: with ``member`` = K, member K as a lone run's; else the vote's
+    accuracy (and predictions), and ``members``, one such dict (accuracy, correct, n,
+    recorded, equal, seed) per member.
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
+        _check_member(run.config, member, run_dir)
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
             splits = load_splits(run.config)
             dataset = splits[2] if data_name == "test" else splits[1]
         else:
             dataset = data.load_data(data_name)[2]
-        right, _, count = train.evaluate(net, dataset)
     finally:
         run.close()
     x, y = dataset
-    shown = {"predicted": [int(v) for v in train.predict(net, x[:predict])] if predict else [],
-             "labels": [int(v) for v in y[:predict]]}
     # Whether the step is an epoch's end comes from the loop, not from info's fields: runs
     # saved before this rule stored the last epoch's accuracy with mid-epoch checkpoints too.
     last = loop.history[-1] if loop.history else {}
-    measured = loop.batch == 0 and last.get("step") == loop.step
-    recorded = info.get(f"{data_name}_accuracy") if measured and data_name in ("test", "validation") else None
-    acc = right / count
-    return {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
-            "position": position(loop), "accuracy": acc, "correct": right, "n": count,
-            "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
-            "differs": backend.differences(run.config.get("backend")), "net": net, **shown}
+    measured = loop.batch == 0 and last.get("step") == loop.step and data_name in ("test", "validation")
+
+    def scored(right, count, saved):
+        recorded = saved.get(f"{data_name}_accuracy") if measured else None
+        acc = right / count
+        return {"accuracy": acc, "correct": right, "n": count, "recorded": recorded,
+                "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0)}
+
+    out = {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+           "position": position(loop), "differs": backend.differences(run.config.get("backend")),
+           "labels": [int(v) for v in y[:predict]]}
+    seeds = member_seeds(run.config)
+    if seeds is None or member is not None:
+        one = net if member is None else net[member]
+        right, _, count = train.evaluate(one, dataset)
+        saved = info if member is None else (info.get("members") or [{}] * len(seeds))[member]
+        predicted = train.predict(one, x[:predict]) if predict else []
+        out.update(scored(right, count, saved), net=one)
+    else:
+        out["members"] = []
+        for i, (one, saved) in enumerate(zip(net, info.get("members") or [{}] * len(seeds))):
+            right, _, count = train.evaluate(one, dataset)
+            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved)})
+        right = int(np.sum(ensemble.vote(net, x) == y))
+        predicted = ensemble.vote(net, x[:predict]) if predict else []
+        out.update(scored(right, len(y), info), net=net)
+    out["predicted"] = [int(v) for v in predicted]
+    return out
 
 
 def load(run_dir, *, step=None, best=False, member=None):

@@ -42,7 +42,7 @@ def lone(synthetic_mnist, tmp_path_factory):
         d = tmp_path_factory.mktemp(f"lone{s}") / "run"
         run, net, loop = runs.start(config(synthetic_mnist, members=None, seed=s), d)
         run.close()
-        out[s] = (layers.get_params(net), loop, lines(d))
+        out[s] = (layers.get_params(net), loop, lines(d), d)
     return out
 
 
@@ -64,7 +64,7 @@ def test_each_member_equals_a_lone_run_with_its_seed(lone, member_run):
     d, nets, loop = member_run
     assert isinstance(loop, ensemble.Members) and loop.stop_reason == "epochs" and loop.epoch == 2
     for i, s in enumerate(SEEDS):
-        params, alone, alone_lines = lone[s]
+        params, alone, alone_lines, _ = lone[s]
         assert_params_equal(layers.get_params(nets[i]), params)
         assert loop.loops[i].history == alone.history   # losses, accuracies, best flags: exactly
         assert (loop.loops[i].best_epoch, loop.loops[i].best_accuracy) == (alone.best_epoch, alone.best_accuracy)
@@ -164,3 +164,50 @@ def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run,
     for a, b in zip(params_of(d), [layers.get_params(n) for n in ref_nets]):
         assert_params_equal(a, b)
     assert lines(d) == lines(ref_dir)   # train_loss of the interrupted epoch included
+
+
+def test_replay_gives_each_member_and_the_vote(lone, member_run, capsys):
+    d = member_run[0]
+    res = runs.replay(d)
+    assert [m["seed"] for m in res["members"]] == SEEDS
+    for m in res["members"]:
+        alone = runs.replay(lone[m["seed"]][3])
+        assert (m["accuracy"], m["correct"], m["recorded"]) == (alone["accuracy"], alone["correct"], alone["recorded"])
+        assert m["equal"]
+    assert res["equal"] and res["accuracy"] == lines(d)[-1]["test_accuracy"]
+    one = runs.replay(d, member=2, data_name="validation", predict=7)
+    alone = runs.replay(lone[SEEDS[2]][3], data_name="validation", predict=7)
+    assert {k: one[k] for k in ("accuracy", "recorded", "predicted", "labels")} == \
+        {k: alone[k] for k in ("accuracy", "recorded", "predicted", "labels")}
+    capsys.readouterr()
+    assert cli.main(["replay", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("-- equal") == len(SEEDS) + 1 and "test accuracy of the vote" in out
+    assert cli.main(["replay", str(d), "--member", str(len(SEEDS))]) == 1
+    assert f"member must be 0 to {len(SEEDS) - 1}" in capsys.readouterr().err
+
+
+def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, capsys):
+    d = member_run[0]
+    for i, s in enumerate(SEEDS):
+        assert cli.main(["export", str(d), str(tmp_path / f"m{i}.json"), "--member", str(i)]) == 0
+        runs.export_json(lone[s][3], tmp_path / f"lone{i}.json")
+        assert (tmp_path / f"m{i}.json").read_bytes() == (tmp_path / f"lone{i}.json").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["export", str(d), str(tmp_path / "all.json")]) == 1
+    assert f"a run of {len(SEEDS)} members; give --member K" in capsys.readouterr().err
+    assert not (tmp_path / "all.json").exists()
+    assert cli.main(["export", str(lone[0][3]), str(tmp_path / "x.json"), "--member", "0"]) == 1
+    assert "has no members; leave out --member" in capsys.readouterr().err
+
+
+def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
+    src = tmp_path / "net.json"
+    runs.export_json(member_run[0], src, member=0)
+    data_path = json.loads((member_run[0] / "config.json").read_text())["data"]
+    common = ["--epochs", "1", "--limit", "100", "--quiet", "--data", data_path]
+    assert cli.main(["import", str(src), "--run", str(tmp_path / "m"), "--seeds", "5,2", *common]) == 0
+    nets = runs.load(tmp_path / "m")
+    for i, s in enumerate([5, 2]):
+        assert cli.main(["import", str(src), "--run", str(tmp_path / f"lone{s}"), "--seed", str(s), *common]) == 0
+        assert_params_equal(layers.get_params(nets[i]), layers.get_params(runs.load(tmp_path / f"lone{s}")))
