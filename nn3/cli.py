@@ -234,7 +234,7 @@ def _reporter(style, before=None, monitor=()):
 
 def _member_line(record) -> str:
     key = "validation" if "validation_accuracy" in record else "test"
-    each = " ".join(f"{r[key + '_accuracy']:.2%}" for r in record["members"])
+    each = " ".join("stopped" if r is None else f"{r[key + '_accuracy']:.2%}" for r in record["members"])
     return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 

@@ -144,59 +144,87 @@ def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, te
     are those of a lone run with seed ``trainer.seeds[i]``; after each epoch the vote is
     measured too. ``on_epoch(record, loop, trainer)`` gets the vote's record (see Members).
 
-    A member whose loss turns NaN stops the run at the last good epoch, with ``diverged``
-    naming it (every member, when only its parameters overflowed). Early stopping and the plateau schedule are not built for members yet.
+    A member that stops (early stopping, the plateau schedule's floor, or a NaN loss: then
+    at its last good epoch, as a lone run) freezes while the others go on: the program
+    still runs it (one compiled shape), and its slice of the state is put back after
+    every call. Its entry in later records is None. The run stops when every member has
+    ("nan" if every one diverged, else "members_stopped").
     """
-    if cfg.early_stopping or cfg.schedule != "constant":
-        raise ValueError("member runs: early stopping and the plateau schedule are not built yet")
     tr = trainer
-    loop = loop or Members.fresh(len(nets), cfg.eta)
+    n = len(nets)
+    loop = loop or Members.fresh(n, cfg.eta)
     if loop.stop_reason in ("epochs", "interrupted"):
         loop.stop_reason = None
+    for lp in loop.loops:
+        if lp.stop_reason in ("epochs", "interrupted"):
+            lp.stop_reason = None
     judge = validation_data if validation_data is not None else test_data
     while loop.epoch < cfg.epochs and loop.stop_reason is None:
+        live = np.array([lp.stop_reason is None for lp in loop.loops])
+        tr.live = live
         etas = np.array([lp.eta for lp in loop.loops])  # one per member: as a lone run, cast to float32
         good = (tr.state, tr.opt_state)
         losses, done = tr.run_epoch(loop.epoch, loop.batch, etas, on_progress=on_progress,
                                     should_stop=should_stop)  # (members, batches run)
-        if not np.all(np.isfinite(losses)):
-            tr.state, tr.opt_state = good
-            tr.sync()
-            loop.stop_reason = "nan"
+        bad = [i for i in np.flatnonzero(live) if not np.all(np.isfinite(losses[i]))]
+        if bad:  # back to the epoch's start; the diverged members freeze there, the others run it again
             real = losses[:, :-1]  # run_epoch appends a NaN column to every member once one goes bad
-            loop.diverged = [i for i in range(len(nets)) if not np.all(np.isfinite(real[i]))] or list(range(len(nets)))
-            break
-        for lp, row in zip(loop.loops, losses):
-            for v in row.tolist():  # sequential float64 sum, as train.fit's
-                lp.loss_sum += v
+            bad = [i for i in bad if not np.all(np.isfinite(real[i]))] or bad
+            tr.state, tr.opt_state = good
+            for i in bad:
+                loop.loops[i].stop_reason = "nan"
+                loop.diverged.append(int(i))
+            _stop_if_all_stopped(loop)
+            tr.sync()
+            continue
+        tr.state, tr.opt_state = _keep_frozen(live, (tr.state, tr.opt_state), good)
+        for i in np.flatnonzero(live):
+            for v in losses[i].tolist():  # sequential float64 sum, as train.fit's
+                loop.loops[i].loss_sum += v
         loop.step += done - loop.batch
         loop.batch = done
-        for lp in loop.loops:
-            lp.step, lp.batch = loop.step, loop.batch
+        for i in np.flatnonzero(live):
+            loop.loops[i].step, loop.loops[i].batch = loop.step, loop.batch
         tr.sync()
         if done < tr.n_batches:
             loop.stop_reason = "interrupted"
-            for lp in loop.loops:
-                lp.stop_reason = "interrupted"
             break
         records = [_member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge)
-                   for net, lp in zip(nets, loop.loops)]
+                   if alive else None for net, lp, alive in zip(nets, loop.loops, live)]
         record = {"epoch": loop.epoch, "step": loop.step,
-                  "train_loss": float(np.mean([r["train_loss"] for r in records]))}
+                  "train_loss": float(np.mean([r["train_loss"] for r in records if r is not None]))}
         if validation_data is not None:
             _vote_accuracy(nets, validation_data, "validation", record)
         if test_data is not None:
             _vote_accuracy(nets, test_data, "test", record)
         record["members"] = records
         _advance_vote(loop, record, judge is not None)
+        _stop_if_all_stopped(loop)
         loop.history.append(record)
         if on_epoch:
             on_epoch(record, loop, tr)
     if loop.stop_reason is None:
         loop.stop_reason = "epochs"
-    for lp in loop.loops:
-        lp.stop_reason = lp.stop_reason if lp.stop_reason not in (None, "interrupted") else loop.stop_reason
+    for lp in loop.loops:  # the running ones end as the run does ("epochs", "interrupted")
+        if lp.stop_reason is None:
+            lp.stop_reason = loop.stop_reason
     return loop
+
+
+def _keep_frozen(live, now, before):
+    """``now`` with the stopped members' slices (``live`` False) taken from ``before``: bit for bit."""
+    if live.all():
+        return now
+
+    def pick(a, b):
+        mask = jnp.asarray(live).reshape((-1,) + (1,) * (a.ndim - 1))
+        return jnp.where(mask, a, b)
+    return jax.tree_util.tree_map(pick, now, before)
+
+
+def _stop_if_all_stopped(loop: Members) -> None:
+    if all(lp.stop_reason is not None for lp in loop.loops):
+        loop.stop_reason = "nan" if len(loop.diverged) == len(loop.loops) else "members_stopped"
 
 
 def _member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge) -> dict:

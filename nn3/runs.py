@@ -75,8 +75,6 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
               "limit": limit, "monitor": [], "versions": _versions()}
     if members is not None:
         config["members"] = [{"seed": s} for s in _checked_seeds(members)]
-        if merged.get("early_stopping") or merged.get("schedule", "constant") != "constant":
-            raise ValueError("member runs: early stopping and the plateau schedule are not built yet")
     return config
 
 
@@ -224,7 +222,7 @@ def _info(loop: train.Loop) -> dict:
             "validation_accuracy": last.get("validation_accuracy") if measured else None,
             "test_accuracy": last.get("test_accuracy") if measured else None}
     if isinstance(loop, ensemble.Members):
-        info["members"] = [{k: (r.get(k) if measured else None) for k in ("validation_accuracy", "test_accuracy")}
+        info["members"] = [{k: ((r or {}).get(k) if measured else None) for k in ("validation_accuracy", "test_accuracy")}
                            for r in last.get("members", [{}] * len(loop.loops))]
     return info
 
@@ -307,7 +305,7 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
 
     def on_epoch(record, lp, tr):
         saver.records.append(record)
-        best = record.get("best") or any(r.get("best") for r in record.get("members", ()))
+        best = record.get("best") or any(r and r.get("best") for r in record.get("members", ()))
         if saver.due() or best or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
             saver.submit(lp.step, tr.arrays(), _info(lp))
         if report:
@@ -623,5 +621,7 @@ def stop_message(loop: train.Loop, run_dir) -> str | None:
         "early_stopping": lambda: f"early stopping after epoch {loop.epoch - 1}: no improvement in "
                                   f"{loop.since_best} epochs",
         "eta_floor": lambda: f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
+        "members_stopped": lambda: f"every member stopped by epoch {loop.epoch - 1}: "
+                                   + ", ".join(f"member {i} {lp.stop_reason}" for i, lp in enumerate(loop.loops)),
     }
     return lines[loop.stop_reason]() if loop.stop_reason in lines else None

@@ -269,6 +269,7 @@ class Trainer:
     """A network, its settings and its training data on the device, ready to run epochs."""
 
     _run = staticmethod(_run_batches)
+    live = None  # an ensemble's members whose losses count (nn3.ensemble); None: all
 
     def __init__(self, net, cfg: SGDConfig, train_data):
         x, y = as_arrays(train_data, net.n_in, net.n_out)
@@ -325,7 +326,10 @@ class Trainer:
             losses.append(np.asarray(ls))
             if on_progress:
                 on_progress(n)
-            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):  # the update itself overflowed
+            watched, fin = losses[-1], np.asarray(finite)
+            if self.live is not None:  # a stopped member's losses no longer count
+                watched, fin = watched[self.live], fin[self.live]
+            if not np.all(np.isfinite(watched)) or not np.all(fin):  # the update itself overflowed
                 losses[-1] = np.concatenate([losses[-1], np.full(losses[-1].shape[:-1] + (1,), np.nan)], -1)
                 return False
             return True

@@ -100,8 +100,6 @@ def test_bad_member_settings_are_one_line_errors(synthetic_mnist):
     for seeds, why in (([1, 1], "seeds must differ"), ([], "one or more seeds"), ([-1], "integers >= 0")):
         with pytest.raises(ValueError, match=why):
             config(synthetic_mnist, members=seeds)
-    with pytest.raises(ValueError, match="early stopping"):
-        config(synthetic_mnist, early_stopping=2)
 
 
 def test_cli_trains_members_and_refuses_bad_seeds(synthetic_mnist, tmp_path, capsys):
@@ -211,3 +209,21 @@ def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
     for i, s in enumerate([5, 2]):
         assert cli.main(["import", str(src), "--run", str(tmp_path / f"lone{s}"), "--seed", str(s), *common]) == 0
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(runs.load(tmp_path / f"lone{s}")))
+
+
+def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnist, tmp_path):
+    """Early stopping after one epoch without a new best: the members stop at different epochs."""
+    stop = dict(epochs=6, eta=2.0, early_stopping=1)
+    run, nets, loop = runs.start(config(synthetic_mnist, **stop), tmp_path / "m")
+    run.close()
+    ends = [lp.epoch for lp in loop.loops]
+    assert loop.stop_reason == "members_stopped" and len(set(ends)) > 1   # some went on after another stopped
+    recorded = lines(tmp_path / "m")
+    for i, s in enumerate(SEEDS):
+        run, net, alone = runs.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
+        run.close()
+        assert alone.stop_reason == "early_stopping"
+        assert loop.loops[i].to_json() == alone.to_json()
+        assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
+        assert [r["members"][i] for r in recorded if r["members"][i] is not None] == lines(tmp_path / f"lone{s}")
+    assert_params_equal(layers.get_params(runs.load(tmp_path / "m", member=0)), layers.get_params(nets[0]))
