@@ -62,6 +62,13 @@ def _seeds(text):
     return seeds
 
 
+def _sweep(text):
+    name, eq, values = text.partition("=")
+    if not eq or not values:
+        raise argparse.ArgumentTypeError(f"give NAME=V,V,..., got {text!r}")
+    return name.strip(), [_number(v) for v in values.split(",")]
+
+
 MONITORS = ("training_accuracy", "training_cost", "validation_cost")
 
 
@@ -77,6 +84,9 @@ def _training_flags(p, source, recorded=""):
                    help="train N networks (seeds 0..N-1) as one run that votes (default: one network)")
     m.add_argument("--seeds", type=_seeds, metavar="S,S,...",
                    help="train one network per seed as one run that votes (default: one network)")
+    p.add_argument("--sweep", type=_sweep, action="append", metavar="NAME=V,V",
+                   help="one member per value (times each seed) of eta, lmbda, momentum or l1, all in one "
+                        "program; repeat for every combination (default: none)")
     p.add_argument("--epochs", type=_positive_int, help=f"epochs to train ({d})")
     p.add_argument("--eta", type=_number, help=f"learning rate ({d})")
     p.add_argument("--lmbda", type=_number, help=f"L2 regularisation strength ({d})")
@@ -281,8 +291,14 @@ def _finish(loop, run_dir, started):
 
 
 def _members(a) -> list | None:
-    """The seeds of --seeds, or of --members N (0..N-1); None: a lone run."""
-    return a.seeds or (list(range(a.members)) if a.members else None)
+    """The seeds of --seeds, or of --members N (0..N-1), times the --sweep values; None: a lone run."""
+    from nn3 import runs
+    seeds = a.seeds or (list(range(a.members)) if a.members else None)
+    if not a.sweep:
+        return seeds
+    if seeds is None:
+        seeds = [a.seed if a.seed is not None else 0]
+    return runs.sweep_members(seeds, dict(a.sweep))
 
 
 def _settings_given(a) -> dict:

@@ -31,6 +31,9 @@ from flax import nnx
 from nn3 import layers, train
 
 
+SWEEPABLE = ("eta", "lmbda", "momentum", "l1")  # settings that may differ per member: values in the optimiser's state
+
+
 def _members(state, opt_state, x, y, batches, steps, keys, **statics):
     """``train.scan_batches`` for every member at once: a leading axis on the parameters,
     the optimiser's state (its hyperparameters too), the order and the keys."""
@@ -47,8 +50,22 @@ class EnsembleTrainer(train.Trainer):
 
     _run = staticmethod(_run_members)
 
-    def __init__(self, nets, cfg, train_data, seeds):
-        super().__init__(nets[0], cfg, train_data)  # the data goes to the device once, for all
+    def __init__(self, nets, cfg, train_data, seeds, cfgs=None):
+        """``cfgs``: one SGDConfig per member (a sweep: eta, lmbda, momentum and l1 may differ),
+        else ``cfg`` for every one. The update rule has every term some member needs; a
+        member without it gets it with the value 0. That is bit for bit a lone run without
+        the term for lmbda and l1 (g + 0*w is g), not for momentum: momentum 0 in the
+        book's momentum step lands an ulp off plain SGD's p - eta*g (measured; XLA fuses
+        the two differently)."""
+        cfgs = list(cfgs or [cfg] * len(nets))
+        super().__init__(nets[0], _union(cfg, cfgs), train_data)  # the data goes to the device once, for all
+        for c in cfgs:
+            c.check(self.n_examples)
+        self.cfgs = cfgs
+        n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
+        self.decay = np.array([c.lmbda / n_decay for c in cfgs])  # float64, as a lone run's, until cast
+        self.l1 = np.array([c.l1 / n_decay for c in cfgs])
+        self.momentum = np.array([c.momentum for c in cfgs])
         self.nets, self.seeds = list(nets), list(seeds)
         stack = lambda *xs: jnp.stack(xs)  # noqa: E731
         states = [nnx.split(n)[1] for n in self.nets]
@@ -79,6 +96,16 @@ class EnsembleTrainer(train.Trainer):
             opts.append(train.restored_opt_state(net, self.rule, member(self.opt_state, i), mine))
         self.state = stack([nnx.split(n)[1] for n in self.nets])
         self.opt_state = stack(opts)
+
+
+def _union(cfg, cfgs):
+    """``cfg`` with the largest of each sweepable value: its rule has every term a member needs."""
+    return dataclasses.replace(cfg, **{k: max(getattr(c, k) for c in cfgs) for k in SWEEPABLE})
+
+
+def rule_of(cfgs):
+    """The update rule of a member run whose members train with ``cfgs``."""
+    return _union(cfgs[0], cfgs).rule()
 
 
 def member(tree, i):
@@ -119,10 +146,6 @@ class Members:
     diverged: list = dataclasses.field(default_factory=list)  # members whose loss went NaN
     history: list = dataclasses.field(default_factory=list)
 
-    @classmethod
-    def fresh(cls, n: int, eta: float) -> "Members":
-        return cls([train.Loop(eta=float(eta)) for _ in range(n)])
-
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -141,7 +164,8 @@ def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, te
                 loop: Members | None = None, trainer: EnsembleTrainer, monitor=(), on_epoch=None,
                 on_progress=None, should_stop=None) -> Members:
     """``train.fit`` for the members of ``trainer``: member i's loop, records and parameters
-    are those of a lone run with seed ``trainer.seeds[i]``; after each epoch the vote is
+    are those of a lone run with seed ``trainer.seeds[i]`` and settings ``trainer.cfgs[i]``
+    (``cfg`` gives the rest); after each epoch the vote is
     measured too. ``on_epoch(record, loop, trainer)`` gets the vote's record (see Members).
 
     A member that stops (early stopping, the plateau schedule's floor, or a NaN loss: then
@@ -152,7 +176,7 @@ def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, te
     """
     tr = trainer
     n = len(nets)
-    loop = loop or Members.fresh(n, cfg.eta)
+    loop = loop or Members([train.Loop(eta=float(c.eta)) for c in tr.cfgs])
     if loop.stop_reason in ("epochs", "interrupted"):
         loop.stop_reason = None
     for lp in loop.loops:
@@ -189,8 +213,8 @@ def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, te
         if done < tr.n_batches:
             loop.stop_reason = "interrupted"
             break
-        records = [_member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge)
-                   if alive else None for net, lp, alive in zip(nets, loop.loops, live)]
+        records = [_member_record(net, lp, c, tr, train_data, validation_data, test_data, monitor, judge)
+                   if alive else None for net, lp, c, alive in zip(nets, loop.loops, tr.cfgs, live)]
         record = {"epoch": loop.epoch, "step": loop.step,
                   "train_loss": float(np.mean([r["train_loss"] for r in records if r is not None]))}
         if validation_data is not None:

@@ -54,8 +54,9 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
 
     ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
     ``members``, a list of seeds, makes a member run: one network per seed, trained in one
-    program, voting (nn3.ensemble); ``sgd``'s seed is then unused. Unknown fields and bad
-    values raise one-line ValueErrors.
+    program, voting (nn3.ensemble); ``sgd``'s seed is then unused. A member may be a dict
+    instead, its seed and the settings of ``ensemble.SWEEPABLE`` it has of its own (a
+    sweep, see ``sweep_members``). Unknown fields and bad values raise one-line ValueErrors.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -74,17 +75,38 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
               "dataset": dataset, "data": None if data_path is None else str(data_path),
               "limit": limit, "monitor": [], "versions": _versions()}
     if members is not None:
-        config["members"] = [{"seed": s} for s in _checked_seeds(members)]
+        config["members"] = _checked_members(members, merged)
     return config
 
 
-def _checked_seeds(seeds) -> list:
-    seeds = list(seeds)
-    if not seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+def _checked_members(members, merged) -> list:
+    out = [m if isinstance(m, dict) else {"seed": m} for m in members]
+    seeds = [m.get("seed") for m in out]
+    if not out or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
         raise ValueError(f"members: give one or more seeds, integers >= 0, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
+    for m in out:
+        unknown = set(m) - {"seed", *ensemble.SWEEPABLE}
+        if unknown:
+            raise ValueError(f"members: {', '.join(sorted(unknown))} cannot differ per member "
+                             f"(these can: {', '.join(ensemble.SWEEPABLE)})")
+        train.SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
+    if len({json.dumps(m, sort_keys=True) for m in out}) != len(out):
         raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
-    return seeds
+    return out
+
+
+def sweep_members(seeds, sweeps: dict) -> list:
+    """The members of a sweep: every combination of the ``sweeps`` values ({name: [values]})
+    with every seed, the values varying slowest: ``[{"seed": s, name: v, ...}, ...]``."""
+    combos = [{}]
+    for name, values in sweeps.items():
+        combos = [{**c, name: v} for c in combos for v in values]
+    return [{**c, "seed": s} for c in combos for s in seeds]
+
+
+def member_sgd(config) -> list:
+    """The SGDConfig of each member of a member run: the run's, with the member's own values."""
+    return [_sgd({**config, "sgd": {**config["sgd"], **m}}) for m in config["members"]]
 
 
 def member_seeds(config) -> list | None:
@@ -413,7 +435,9 @@ def _trainer(config, splits, params=None):
     nets = [layers.build(config["spec"], seed=s, init=config.get("init")) for s in seeds]
     for net in nets if params is not None else ():
         layers.set_params(net, params)
-    return nets, ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds), ensemble.Members.fresh(len(seeds), cfg.eta)
+    cfgs = member_sgd(config)
+    trainer = ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds, cfgs)
+    return nets, trainer, ensemble.Members([train.Loop(eta=float(c.eta)) for c in cfgs])
 
 
 def restore(run: RunDir, *, step=None, best=False, trainer=None):
@@ -432,7 +456,7 @@ def restore(run: RunDir, *, step=None, best=False, trainer=None):
         raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
     if not run.steps():
         raise RunDirError(f"{run.path}: holds no checkpoint yet")
-    rule = _sgd(config).rule()
+    rule = _sgd(config).rule() if seeds is None else ensemble.rule_of(member_sgd(config))
     if trainer is not None:
         target = trainer.arrays()
     else:

@@ -284,6 +284,7 @@ class Trainer:
         self.chunk = _chunk_length(net.spec, cfg, self.n_full)
         n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
         self.decay, self.l1 = cfg.lmbda / n_decay, cfg.l1 / n_decay
+        self.momentum = cfg.momentum  # an ensemble's: one per member
         self.graphdef, self.state = nnx.split(net)
         self.rule = cfg.rule()
         self.opt_state = self.rule.init(self.state)  # the values are set by each run_epoch
@@ -313,7 +314,7 @@ class Trainer:
         cfg, m = self.cfg, self.cfg.mini_batch_size
         order = self.order(epoch)
         self.opt_state = optim.set_hyperparams(self.opt_state, learning_rate=eta, weight_decay=self.decay,
-                                               l1=self.l1, momentum=cfg.momentum)
+                                               l1=self.l1, momentum=self.momentum)
         base = epoch * self.n_batches
         spans = [(a, min(a + self.chunk, self.n_full)) for a in range(0, self.n_full, self.chunk)]
         if self.remainder:

@@ -227,3 +227,40 @@ def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnis
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
         assert [r["members"][i] for r in recorded if r["members"][i] is not None] == lines(tmp_path / f"lone{s}")
     assert_params_equal(layers.get_params(runs.load(tmp_path / "m", member=0)), layers.get_params(nets[0]))
+
+
+SWEEP = {"lmbda": [0.0, 0.5], "momentum": [0.2, 0.5]}
+
+
+def test_a_sweep_is_one_program_whose_members_equal_lone_runs(synthetic_mnist, tmp_path):
+    """lmbda and momentum per member, as values in the optimiser's state: a member with
+    lmbda 0 gets the decay term with the value 0, and still equals a lone run without it,
+    bit for bit. (Momentum 0 beside momentum > 0 is an ulp off a lone run without momentum:
+    see ensemble.EnsembleTrainer.)"""
+    members = runs.sweep_members([1, 2], SWEEP)
+    assert len(members) == 8 and members[0] == {"lmbda": 0.0, "momentum": 0.2, "seed": 1}
+    run, nets, loop = runs.start(config(synthetic_mnist, members=members, epochs=1, eta=0.3), tmp_path / "m")
+    run.close()
+    for i, m in enumerate(members):
+        run, net, alone = runs.start(config(synthetic_mnist, members=None, epochs=1, eta=0.3, **m), tmp_path / f"{i}")
+        run.close()
+        assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
+        assert loop.loops[i].history == alone.history
+    resumed = runs.resume(tmp_path / "m", epochs=2)[1]   # the sweep's checkpoint restores, velocities too
+    assert len(resumed) == 8
+
+
+def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_path):
+    """eta per member: the one with 1e30 goes NaN in its second epoch and stops there, as a lone run."""
+    members = [{"seed": 0, "eta": 0.5}, {"seed": 0, "eta": 1e30}, {"seed": 1, "eta": 0.5}]
+    sgd = dict(epochs=3, chunks=None)
+    run, nets, loop = runs.start(config(synthetic_mnist, members=members, **sgd), tmp_path / "m")
+    run.close()
+    assert loop.diverged == [1] and loop.stop_reason == "epochs"
+    for i, m in enumerate(members):
+        run, net, alone = runs.start(config(synthetic_mnist, members=None, **sgd, **m), tmp_path / f"{i}")
+        run.close()
+        assert alone.stop_reason == ("nan" if i == 1 else "epochs")
+        assert loop.loops[i].to_json() == alone.to_json()
+        assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
+    assert all(np.all(np.isfinite(p["w"])) for p in layers.get_params(nets[1]))
