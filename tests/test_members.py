@@ -264,3 +264,19 @@ def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_
         assert loop.loops[i].to_json() == alone.to_json()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
     assert all(np.all(np.isfinite(p["w"])) for p in layers.get_params(nets[1]))
+
+
+def test_members_train_on_the_full_training_sets_shape_in_unequal_calls():
+    """The issue's crash: shallow's 5,000 mini-batches of the full set run as calls of 2,519
+    and 2,481 (CHUNK_MACS), whose losses once failed to join for two members."""
+    from nn3 import presets, train
+    spec = presets.get("shallow").spec
+    rng = np.random.default_rng(0)
+    training = (rng.random((50_000, 784), dtype=np.float32), rng.integers(0, 10, 50_000))
+    cfg = train.SGDConfig(epochs=1, eta=0.1, shuffle=True)
+    nets = [layers.build(spec, seed=s) for s in (0, 1)]
+    tr = ensemble.EnsembleTrainer(nets, cfg, training, [0, 1])
+    assert (tr.n_batches, tr.chunk) == (5000, 2519)
+    loop = ensemble.fit_members(nets, cfg, training, trainer=tr)
+    assert loop.stop_reason == "epochs" and [lp.step for lp in loop.loops] == [5000, 5000]
+    assert all(np.isfinite(r["train_loss"]) for r in loop.history[0]["members"])
