@@ -521,7 +521,7 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
-        _check_member(run.config, member, run_dir)
+        check_member(run.config, member, run_dir)
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
             splits = load_splits(run.config)
@@ -571,14 +571,14 @@ def load(run_dir, *, step=None, best=False, member=None):
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
-        _check_member(run.config, member, run_dir)
+        check_member(run.config, member, run_dir)
         net = restore(run, step=step, best=best)[1]
     finally:
         run.close()
     return net if member is None else net[member]
 
 
-def _check_member(config, member, run_dir) -> None:
+def check_member(config, member, run_dir) -> None:
     """A one-line ValueError unless ``member`` (None, or an index K) suits the run."""
     seeds = member_seeds(config)
     if member is None:
@@ -608,7 +608,7 @@ def export_json(run_dir, out, *, step=None, best=False, force=False, member=None
     seeds = member_seeds(config)
     if seeds is not None and member is None:
         raise ValueError(f"{run_dir}: a run of {len(seeds)} members; give --member K (0 to {len(seeds) - 1})")
-    _check_member(config, member, run_dir)
+    check_member(config, member, run_dir)
     net = load(run_dir, step=step, best=best, member=member)
     mb = config["sgd"].get("mini_batch_size")
     export.save_json(out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)

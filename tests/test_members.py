@@ -280,3 +280,16 @@ def test_members_train_on_the_full_training_sets_shape_in_unequal_calls():
     loop = ensemble.fit_members(nets, cfg, training, trainer=tr)
     assert loop.stop_reason == "epochs" and [lp.step for lp in loop.loops] == [5000, 5000]
     assert all(np.isfinite(r["train_loss"]) for r in loop.history[0]["members"])
+
+
+def test_the_facade_loads_one_member_and_plot_says_what_it_lacks(member_run, tmp_path, capsys):
+    from nn3 import saved
+    d = member_run[0]
+    one = saved.load(d, member=1)
+    assert_params_equal(layers.get_params(one.engine), layers.get_params(member_run[1][1]))
+    assert one.loop.history == member_run[2].loops[1].history
+    with pytest.raises(ValueError, match=f"a run of {len(SEEDS)} members; load one with member=K"):
+        saved.load(d)
+    capsys.readouterr()
+    assert cli.main(["plot", str(d), "--out", str(tmp_path)]) == 1
+    assert "plots of a member run are not built yet" in capsys.readouterr().err
