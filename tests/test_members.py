@@ -211,9 +211,12 @@ def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(runs.load(tmp_path / f"lone{s}")))
 
 
-def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnist, tmp_path):
-    """Early stopping after one epoch without a new best: the members stop at different epochs."""
-    stop = dict(epochs=6, eta=2.0, early_stopping=1)
+@pytest.mark.parametrize("stop, reason", [
+    (dict(epochs=6, eta=2.0, early_stopping=1), "early_stopping"),
+    (dict(epochs=7, eta=2.0, schedule="plateau", patience=1, eta_min_factor=0.25), "eta_floor")])
+def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnist, tmp_path, stop, reason):
+    """Early stopping after one epoch without a new best, or the plateau schedule (eta per
+    member, halved) down to its floor: the members stop at different epochs."""
     run, nets, loop = runs.start(config(synthetic_mnist, **stop), tmp_path / "m")
     run.close()
     ends = [lp.epoch for lp in loop.loops]
@@ -222,7 +225,7 @@ def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnis
     for i, s in enumerate(SEEDS):
         run, net, alone = runs.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
         run.close()
-        assert alone.stop_reason == "early_stopping"
+        assert alone.stop_reason == reason
         assert loop.loops[i].to_json() == alone.to_json()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
         assert [r["members"][i] for r in recorded if r["members"][i] is not None] == lines(tmp_path / f"lone{s}")
