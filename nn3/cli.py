@@ -52,6 +52,23 @@ def _number(text):
     return v
 
 
+def _seeds(text):
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {text}")
+    return seeds
+
+
+def _sweep(text):
+    name, eq, values = text.partition("=")
+    if not eq or not values:
+        raise argparse.ArgumentTypeError(f"give NAME=V,V,..., got {text!r}")
+    return name.strip(), [_number(v) for v in values.split(",")]
+
+
 MONITORS = ("training_accuracy", "training_cost", "validation_cost")
 
 
@@ -62,6 +79,14 @@ def _training_flags(p, source, recorded=""):
     ``recorded`` is added to the data flags' defaults (", or the config's").
     """
     d = f"default: {source}"
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--members", type=_positive_int, metavar="N",
+                   help="train N networks (seeds 0..N-1) as one run that votes (default: one network)")
+    m.add_argument("--seeds", type=_seeds, metavar="S,S,...",
+                   help="train one network per seed as one run that votes (default: one network)")
+    p.add_argument("--sweep", type=_sweep, action="append", metavar="NAME=V,V",
+                   help="one member per value (times each seed) of eta, lmbda, momentum or l1, all in one "
+                        "program; repeat for every combination (default: none)")
     p.add_argument("--epochs", type=_positive_int, help=f"epochs to train ({d})")
     p.add_argument("--eta", type=_number, help=f"learning rate ({d})")
     p.add_argument("--lmbda", type=_number, help=f"L2 regularisation strength ({d})")
@@ -144,6 +169,9 @@ def _parser():
         if name == "export":
             q.add_argument("out", help="the JSON file to write")
             q.add_argument("--force", action="store_true", help="replace OUT if it exists (default: refuse)")
+        q.add_argument("--member", type=int, metavar="K",
+                       help="of a member run, member K alone (counted from 0)" +
+                            (" (default: none; a member run needs it)" if name == "export" else " (default: each member and the vote)"))
         g = q.add_mutually_exclusive_group()
         g.add_argument("--step", type=int, help="the checkpoint at this step (default: the newest)")
         g.add_argument("--best", action="store_true",
@@ -194,7 +222,8 @@ def _say(*a):
 
 def _reporter(style, before=None, monitor=()):
     """What a run prints per epoch: the lines of the book program the preset comes from
-    (nn3.facade.epoch_lines, which the façades print too), with the monitors it asked for.
+    (nn3.facade.epoch_lines, which the façades print too), with the monitors it asked for;
+    for a member run, one line of each member's accuracy and the vote's.
 
     ``before`` runs first (it clears the progress bar, so the lines stand on their own).
     """
@@ -205,9 +234,18 @@ def _reporter(style, before=None, monitor=()):
     def report(record, loop):
         if before:
             before()
+        if "members" in record:
+            _say(_member_line(record))
+            return
         for line in facade.epoch_lines(record, style, monitor):
             _say(line)
     return report
+
+
+def _member_line(record) -> str:
+    key = "validation" if "validation_accuracy" in record else "test"
+    each = " ".join("stopped" if r is None else f"{r[key + '_accuracy']:.2%}" for r in record["members"])
+    return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 
 def _progress(quiet):
@@ -231,11 +269,18 @@ def _progress(quiet):
 
 def _finish(loop, run_dir, started):
     from nn3 import runs
+    for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
+        mine = next((r for r in lp.history if r["epoch"] == lp.best_epoch), None)
+        if mine:
+            _say(f"member {i}: best validation accuracy {mine.get('validation_accuracy', 0):.2%} at epoch "
+                 f"{mine['epoch']} (test {mine.get('test_accuracy', float('nan')):.2%})")
     best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
              f" (test {best.get('test_accuracy', float('nan')):.2%}); {time.time() - started:.1f} s")
     _say(f"run directory: {run_dir}")
+    if getattr(loop, "diverged", None):
+        print(f"nn3: member(s) {', '.join(map(str, loop.diverged))} diverged", file=sys.stderr)
     msg = runs.stop_message(loop, run_dir)
     if msg:
         print(f"nn3: {msg}", file=sys.stderr)
@@ -243,6 +288,17 @@ def _finish(loop, run_dir, started):
         from nn3 import stop
         return stop.exit_code(stop.requested() or signal.SIGINT)
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
+
+
+def _members(a) -> list | None:
+    """The seeds of --seeds, or of --members N (0..N-1), times the --sweep values; None: a lone run."""
+    from nn3 import runs
+    seeds = a.seeds or (list(range(a.members)) if a.members else None)
+    if not a.sweep:
+        return seeds
+    if seeds is None:
+        seeds = [a.seed if a.seed is not None else 0]
+    return runs.sweep_members(seeds, dict(a.sweep))
 
 
 def _settings_given(a) -> dict:
@@ -274,7 +330,7 @@ def cmd_train(a):
         raise UsageError("nn3 train: give a preset name or --config FILE")
     config = runs.train_config(a.preset, recorded=runs.read_recorded(a.config) if a.config else None,
                                dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
-                               **_settings_given(a))
+                               members=_members(a), **_settings_given(a))
     return _start(config, a.run or runs.default_run_dir(config["preset"]), a.quiet)
 
 
@@ -297,24 +353,34 @@ def cmd_resume(a):
 
 def cmd_replay(a):
     from nn3 import runs
-    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0)
-    _say(f"step {res['step']} ({res['position']}): {a.data} accuracy {res['accuracy']:.2%} "
+    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
+    for m in res.get("members", ()):
+        _say(f"member {m['member']} (seed {m['seed']}): {a.data} accuracy {m['accuracy']:.2%} "
+             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time"))
+    who = " of the vote" if "members" in res else ("" if a.member is None else f" of member {a.member}")
+    _say(f"step {res['step']} ({res['position']}): {a.data} accuracy{who} {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
-        verdict = "equal" if res["equal"] else "DIFFERENT"
-        _say(f"recorded at save time: {res['recorded']:.2%} -- {verdict}")
+        _say(_verdict(res, "recorded at save time"))
     elif res["batch"] and a.data in ("test", "validation"):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")
     if a.predict:  # the images the accuracy above was measured on: the run's data set, path and limit
         _say("predicted: " + " ".join(str(v) for v in res["predicted"]))
         _say("labels:    " + " ".join(str(v) for v in res["labels"]))
-    return 0 if res["recorded"] is None or res["equal"] else EXIT_FAULT
+    every = [res, *res.get("members", ())]
+    return 0 if all(r["recorded"] is None or r["equal"] for r in every) else EXIT_FAULT
+
+
+def _verdict(res, lead) -> str:
+    if res["recorded"] is None:
+        return ""
+    return f"{lead}: {res['recorded']:.2%} -- {'equal' if res['equal'] else 'DIFFERENT'}"
 
 
 def cmd_export(a):
     from nn3 import runs
-    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force)
+    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
     _say(f"wrote {a.out}")
     return 0
 
@@ -326,7 +392,7 @@ def _flag(setting: str) -> str:
 def cmd_import(a):
     from nn3 import runs
     config, params, why = runs.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
-                                             monitor=a.monitor, **_settings_given(a))
+                                             monitor=a.monitor, members=_members(a), **_settings_given(a))
     given = ", ".join(_flag(k) for k, v in _settings_given(a).items() if v is not None)
     _say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
     _say(f"settings: {runs.describe_settings(config)}")

@@ -24,9 +24,16 @@ Two ways to run the members, the backend's choice (``backend.choices().conv_memb
   5 dbl_conv_relu members took 1.15-1.5x the time of five lone runs, "loop" ~1.0x.
 
 Either way each member's arithmetic is a lone run's, bit for bit (tests/test_ensemble.py).
+
+``fit_members`` is ``train.fit`` for such a program: each member keeps its own
+``train.Loop`` (eta, best epoch, history: a lone run's, record for record), ``Members``
+holds them with the shared position and the vote's history, and nn3.runs saves, resumes
+and replays it as it does a lone run. A checkpoint holds every member's arrays stacked
+on a leading member axis (``EnsembleTrainer.arrays``).
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import jax
@@ -37,6 +44,9 @@ from flax import nnx
 from nn3 import backend, layers, train
 
 HOW = ("vmap", "loop")
+
+
+SWEEPABLE = ("eta", "lmbda", "momentum", "l1")  # settings that may differ per member: values in the optimiser's state
 
 
 def how(graphdef) -> str:
@@ -69,8 +79,22 @@ class EnsembleTrainer(train.Trainer):
 
     _run = staticmethod(_run_members)
 
-    def __init__(self, nets, cfg, train_data, seeds):
-        super().__init__(nets[0], cfg, train_data)  # the data goes to the device once, for all
+    def __init__(self, nets, cfg, train_data, seeds, cfgs=None):
+        """``cfgs``: one SGDConfig per member (a sweep: eta, lmbda, momentum and l1 may differ),
+        else ``cfg`` for every one. The update rule has every term some member needs; a
+        member without it gets it with the value 0. That is bit for bit a lone run without
+        the term for lmbda and l1 (g + 0*w is g), not for momentum: momentum 0 in the
+        book's momentum step lands an ulp off plain SGD's p - eta*g (measured; XLA fuses
+        the two differently)."""
+        cfgs = list(cfgs or [cfg] * len(nets))
+        super().__init__(nets[0], _union(cfg, cfgs), train_data)  # the data goes to the device once, for all
+        for c in cfgs:
+            c.check(self.n_examples)
+        self.cfgs = cfgs
+        n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
+        self.decay = np.array([c.lmbda / n_decay for c in cfgs])  # float64, as a lone run's, until cast
+        self.l1 = np.array([c.l1 / n_decay for c in cfgs])
+        self.momentum = np.array([c.momentum for c in cfgs])
         self.nets, self.seeds = list(nets), list(seeds)
         stack = lambda *xs: jnp.stack(xs)  # noqa: E731
         states = [nnx.split(n)[1] for n in self.nets]
@@ -85,6 +109,204 @@ class EnsembleTrainer(train.Trainer):
     def sync(self):
         for i, net in enumerate(self.nets):
             nnx.update(net, jax.tree_util.tree_map(lambda a: a[i], self.state))
+
+    def arrays(self) -> dict:
+        """Every member's ``train.checkpoint_arrays``, stacked on a leading member axis."""
+        self.sync()
+        return stack([train.checkpoint_arrays(net, self.rule, member(self.opt_state, i))
+                      for i, net in enumerate(self.nets)])
+
+    def load_arrays(self, arrays: dict) -> None:
+        """Take up the stacked arrays of ``arrays()`` (a part they lack stays as it is)."""
+        opts = []
+        for i, net in enumerate(self.nets):
+            mine = member(arrays, i)
+            layers.set_params(net, mine["params"])
+            opts.append(train.restored_opt_state(net, self.rule, member(self.opt_state, i), mine))
+        self.state = stack([nnx.split(n)[1] for n in self.nets])
+        self.opt_state = stack(opts)
+
+
+def _union(cfg, cfgs):
+    """``cfg`` with the largest of each sweepable value: its rule has every term a member needs."""
+    return dataclasses.replace(cfg, **{k: max(getattr(c, k) for c in cfgs) for k in SWEEPABLE})
+
+
+def rule_of(cfgs):
+    """The update rule of a member run whose members train with ``cfgs``."""
+    return _union(cfgs[0], cfgs).rule()
+
+
+def member(tree, i):
+    """Member ``i``'s slice of a pytree stacked on a leading member axis."""
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+def stack(trees):
+    """Pytrees of one structure stacked on a new leading member axis (numpy leaves stay numpy)."""
+    def one(*xs):
+        return np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs)
+    return jax.tree_util.tree_map(one, *trees)
+
+
+def checkpoint_arrays(nets, rule) -> dict:
+    """The stacked arrays a member run's checkpoint holds, for fresh optimiser states: a
+    restore's target when there is no trainer (replay, export)."""
+    return stack([train.checkpoint_arrays(n, rule) for n in nets])
+
+
+@dataclasses.dataclass
+class Members:
+    """Where a member run stands, JSON-able: one ``train.Loop`` per member (its eta, best
+    epoch and history, as a lone run's), the shared position, and the vote's history.
+
+    ``history`` holds one record per epoch: the vote's accuracies (``validation_accuracy``,
+    ...), ``train_loss`` the members' mean, ``best`` whether the vote is at its best, and
+    ``members``, each member's own record. ``best_*`` follow the vote.
+    """
+    loops: list
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best_accuracy: float | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    stop_reason: str | None = None
+    diverged: list = dataclasses.field(default_factory=list)  # members whose loss went NaN
+    history: list = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d) -> "Members":
+        return cls(**{**d, "loops": [train.Loop.from_json(x) for x in d["loops"]]})
+
+
+def _vote_accuracy(nets, data, key, record):
+    x, y = train.as_arrays(data)
+    right = int(np.sum(vote(nets, x) == y))
+    record[f"{key}_accuracy"], record[f"{key}_correct"], record[f"{key}_n"] = right / len(y), right, len(y)
+
+
+def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, test_data=None, *,
+                loop: Members | None = None, trainer: EnsembleTrainer, monitor=(), on_epoch=None,
+                on_progress=None, should_stop=None) -> Members:
+    """``train.fit`` for the members of ``trainer``: member i's loop, records and parameters
+    are those of a lone run with seed ``trainer.seeds[i]`` and settings ``trainer.cfgs[i]``
+    (``cfg`` gives the rest); after each epoch the vote is
+    measured too. ``on_epoch(record, loop, trainer)`` gets the vote's record (see Members).
+
+    A member that stops (early stopping, the plateau schedule's floor, or a NaN loss: then
+    at its last good epoch, as a lone run) freezes while the others go on: the program
+    still runs it (one compiled shape), and its slice of the state is put back after
+    every call. Its entry in later records is None. The run stops when every member has
+    ("nan" if every one diverged, else "members_stopped").
+    """
+    tr = trainer
+    n = len(nets)
+    loop = loop or Members([train.Loop(eta=float(c.eta)) for c in tr.cfgs])
+    if loop.stop_reason in ("epochs", "interrupted"):
+        loop.stop_reason = None
+    for lp in loop.loops:
+        if lp.stop_reason in ("epochs", "interrupted"):
+            lp.stop_reason = None
+    judge = validation_data if validation_data is not None else test_data
+    while loop.epoch < cfg.epochs and loop.stop_reason is None:
+        live = np.array([lp.stop_reason is None for lp in loop.loops])
+        tr.live = live
+        etas = np.array([lp.eta for lp in loop.loops])  # one per member: as a lone run, cast to float32
+        good = (tr.state, tr.opt_state)
+        losses, done = tr.run_epoch(loop.epoch, loop.batch, etas, on_progress=on_progress,
+                                    should_stop=should_stop)  # (members, batches run)
+        bad = [i for i in np.flatnonzero(live) if not np.all(np.isfinite(losses[i]))]
+        if bad:  # back to the epoch's start; the diverged members freeze there, the others run it again
+            real = losses[:, :-1]  # run_epoch appends a NaN column to every member once one goes bad
+            bad = [i for i in bad if not np.all(np.isfinite(real[i]))] or bad
+            tr.state, tr.opt_state = good
+            for i in bad:
+                loop.loops[i].stop_reason = "nan"
+                loop.diverged.append(int(i))
+            _stop_if_all_stopped(loop)
+            tr.sync()
+            continue
+        tr.state, tr.opt_state = _keep_frozen(live, (tr.state, tr.opt_state), good)
+        for i in np.flatnonzero(live):
+            for v in losses[i].tolist():  # sequential float64 sum, as train.fit's
+                loop.loops[i].loss_sum += v
+        loop.step += done - loop.batch
+        loop.batch = done
+        for i in np.flatnonzero(live):
+            loop.loops[i].step, loop.loops[i].batch = loop.step, loop.batch
+        tr.sync()
+        if done < tr.n_batches:
+            loop.stop_reason = "interrupted"
+            break
+        records = [_member_record(net, lp, c, tr, train_data, validation_data, test_data, monitor, judge)
+                   if alive else None for net, lp, c, alive in zip(nets, loop.loops, tr.cfgs, live)]
+        record = {"epoch": loop.epoch, "step": loop.step,
+                  "train_loss": float(np.mean([r["train_loss"] for r in records if r is not None]))}
+        if validation_data is not None:
+            _vote_accuracy(nets, validation_data, "validation", record)
+        if test_data is not None:
+            _vote_accuracy(nets, test_data, "test", record)
+        record["members"] = records
+        _advance_vote(loop, record, judge is not None)
+        _stop_if_all_stopped(loop)
+        loop.history.append(record)
+        if on_epoch:
+            on_epoch(record, loop, tr)
+    if loop.stop_reason is None:
+        loop.stop_reason = "epochs"
+    for lp in loop.loops:  # the running ones end as the run does ("epochs", "interrupted")
+        if lp.stop_reason is None:
+            lp.stop_reason = loop.stop_reason
+    return loop
+
+
+def _keep_frozen(live, now, before):
+    """``now`` with the stopped members' slices (``live`` False) taken from ``before``: bit for bit."""
+    if live.all():
+        return now
+
+    def pick(a, b):
+        mask = jnp.asarray(live).reshape((-1,) + (1,) * (a.ndim - 1))
+        return jnp.where(mask, a, b)
+    return jax.tree_util.tree_map(pick, now, before)
+
+
+def _stop_if_all_stopped(loop: Members) -> None:
+    if all(lp.stop_reason is not None for lp in loop.loops):
+        loop.stop_reason = "nan" if len(loop.diverged) == len(loop.loops) else "members_stopped"
+
+
+def _member_record(net, lp, cfg, tr, train_data, validation_data, test_data, monitor, judge) -> dict:
+    """One member's epoch record and loop, exactly as train.fit makes them."""
+    l2 = lambda: train.l2_norm_sq(net)  # noqa: E731
+    if cfg.l2 == "example":
+        reg = lambda n: 0.5 * cfg.lmbda / n * l2()  # noqa: E731
+    else:
+        reg = lambda n: 0.5 * cfg.lmbda * l2() / tr.n_full  # noqa: E731
+    record = {"epoch": lp.epoch, "step": lp.step, "eta": lp.eta, "train_loss": lp.loss_sum / tr.n_batches}
+    lp.loss_sum = 0.0
+    if validation_data is not None:
+        train._accuracy(net, validation_data, "validation", record, reg if "validation_cost" in monitor else None)
+    if test_data is not None:
+        train._accuracy(net, test_data, "test", record)
+    if "training_cost" in monitor or "training_accuracy" in monitor:
+        train._accuracy(net, train_data, "training", record, reg if "training_cost" in monitor else None)
+    train._advance(lp, cfg, record, judge is not None)
+    lp.history.append(record)
+    return record
+
+
+def _advance_vote(loop: Members, record: dict, judged: bool) -> None:
+    acc = record.get("validation_accuracy", record.get("test_accuracy"))
+    loop.epoch += 1
+    loop.batch = 0
+    if judged and (loop.best_accuracy is None or acc > loop.best_accuracy):
+        loop.best_accuracy, loop.best_epoch, loop.best_step = acc, record["epoch"], record["step"]
+    record["best"] = judged and loop.best_epoch == record["epoch"]
 
 
 def fit(spec, cfg: train.SGDConfig, seeds, train_data, *, init=None, on_epoch=None):
@@ -113,4 +335,4 @@ def accuracy(nets, data) -> float:
     return float(np.mean(vote(nets, x) == y))
 
 
-__all__ = ["EnsembleTrainer", "fit", "vote", "accuracy"]
+__all__ = ["EnsembleTrainer", "Members", "accuracy", "checkpoint_arrays", "fit", "fit_members", "member", "stack", "vote"]

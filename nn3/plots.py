@@ -133,6 +133,8 @@ def of_run(run_dir, out) -> dict:
     run = RunDir.open(run_dir, read_only=True)
     try:
         config = run.config
+        if runs.member_seeds(config) is not None:
+            raise ValueError(f"{run_dir}: plots of a member run are not built yet (its metrics.jsonl holds them)")
         step, net, loop, _ = runs.restore(run)
     finally:
         run.close()

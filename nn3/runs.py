@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from nn3 import backend, data, export, layers, metrics, presets, stop, threads, train
+from nn3 import backend, data, ensemble, export, layers, metrics, presets, stop, threads, train
 from nn3.rundir import CONFIG, RunDir, RunDirError
 from nn3.spec import is_mlp, validate
 
@@ -49,11 +49,14 @@ def _versions() -> dict:
 
 
 def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, limit=None,
-                **sgd) -> dict:
+                members=None, **sgd) -> dict:
     """The JSON config of a run: a preset with its SGD fields overridden by ``sgd``.
 
     ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
-    Unknown fields and bad values raise one-line ValueErrors.
+    ``members``, a list of seeds, makes a member run: one network per seed, trained in one
+    program, voting (nn3.ensemble); ``sgd``'s seed is then unused. A member may be a dict
+    instead, its seed and the settings of ``ensemble.SWEEPABLE`` it has of its own (a
+    sweep, see ``sweep_members``). Unknown fields and bad values raise one-line ValueErrors.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
@@ -68,9 +71,48 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
     train.SGDConfig(**merged)  # field types; values are checked against the data at start
-    return {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
-            "dataset": dataset, "data": None if data_path is None else str(data_path),
-            "limit": limit, "monitor": [], "versions": _versions()}
+    config = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
+              "dataset": dataset, "data": None if data_path is None else str(data_path),
+              "limit": limit, "monitor": [], "versions": _versions()}
+    if members is not None:
+        config["members"] = _checked_members(members, merged)
+    return config
+
+
+def _checked_members(members, merged) -> list:
+    out = [m if isinstance(m, dict) else {"seed": m} for m in members]
+    seeds = [m.get("seed") for m in out]
+    if not out or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise ValueError(f"members: give one or more seeds, integers >= 0, got {seeds!r}")
+    for m in out:
+        unknown = set(m) - {"seed", *ensemble.SWEEPABLE}
+        if unknown:
+            raise ValueError(f"members: {', '.join(sorted(unknown))} cannot differ per member "
+                             f"(these can: {', '.join(ensemble.SWEEPABLE)})")
+        train.SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
+    if len({json.dumps(m, sort_keys=True) for m in out}) != len(out):
+        raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
+    return out
+
+
+def sweep_members(seeds, sweeps: dict) -> list:
+    """The members of a sweep: every combination of the ``sweeps`` values ({name: [values]})
+    with every seed, the values varying slowest: ``[{"seed": s, name: v, ...}, ...]``."""
+    combos = [{}]
+    for name, values in sweeps.items():
+        combos = [{**c, name: v} for c in combos for v in values]
+    return [{**c, "seed": s} for c in combos for s in seeds]
+
+
+def member_sgd(config) -> list:
+    """The SGDConfig of each member of a member run: the run's, with the member's own values."""
+    return [_sgd({**config, "sgd": {**config["sgd"], **m}}) for m in config["members"]]
+
+
+def member_seeds(config) -> list | None:
+    """The seeds of a member run's members, or None for a lone run."""
+    members = config.get("members")
+    return None if members is None else [m["seed"] for m in members]
 
 
 SETTINGS = ("epochs", "eta", "lmbda", "momentum", "mini_batch_size", "seed", "augment", "schedule",
@@ -105,7 +147,7 @@ def read_recorded(where) -> dict:
 
 
 def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, limit=None, monitor=None,
-                 **settings) -> dict:
+                 members=None, **settings) -> dict:
     """The config ``nn3 train`` runs: a preset, or a recorded config (``read_recorded``) again.
 
     Given settings (``SETTINGS``; None means unset) override the preset's or the recorded
@@ -117,12 +159,13 @@ def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, li
         data_path = data_path or recorded.get("data")
         limit = limit or recorded.get("limit")
         monitor = monitor or recorded.get("monitor") or []
+        members = members or member_seeds(recorded)
     elif preset is None:
         raise ValueError("give a preset name or a recorded config")
     else:
         spec, base, init, dataset = None, {}, None, dataset or "mnist"
     config = make_config(preset, spec=spec, init=init, dataset=dataset, data_path=data_path, limit=limit,
-                         **{**base, **_given(settings)})
+                         members=members, **{**base, **_given(settings)})
     config["monitor"] = list(dict.fromkeys(monitor or []))
     return config
 
@@ -136,18 +179,19 @@ def _takes_mnist(net, source) -> None:
         raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
 
 
-def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, **settings):
+def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, members=None, **settings):
     """What ``nn3 import`` trains: the JSON network's config and weights, and why those settings.
 
     Unset settings come from the preset whose network it is, else from the book's plain
     settings for its kind of network (presets.for_network); a network3 JSON keeps its
-    mini-batch size. Returns ``(config, params, why)``, ``why`` a phrase for the user.
+    mini-batch size. ``members`` (seeds) makes a member run whose members all start from
+    the JSON's weights. Returns ``(config, params, why)``, ``why`` a phrase for the user.
     """
     spec, params, mb, _ = export.load_json(json_path)
     _takes_mnist(layers.build(spec), json_path)
     preset, plain, why = presets.for_network(spec)
     config = make_config(preset, spec=spec, dataset=dataset or "mnist", data_path=data_path, limit=limit,
-                         **{**plain, **({"mini_batch_size": mb} if mb else {}), **_given(settings)})
+                         members=members, **{**plain, **({"mini_batch_size": mb} if mb else {}), **_given(settings)})
     config["monitor"] = list(dict.fromkeys(monitor or []))
     config["imported_from"] = str(json_path)
     return config, params, why
@@ -191,13 +235,18 @@ def _info(loop: train.Loop) -> dict:
     ``epoch`` is the book's zero-based count, as the training lines print it: the epoch
     just completed, or (with ``batch`` > 0) the epoch in progress. The accuracies are those
     measured on exactly these parameters: after a completed epoch; none mid-epoch.
+    A member run's accuracies are the vote's, and ``members`` holds each member's.
     """
     last = loop.history[-1] if loop.history else {}
     measured = loop.batch == 0 and last.get("step") == loop.step
-    return {"epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+    info = {"epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
             "step": loop.step, "loop": loop.to_json(),
             "validation_accuracy": last.get("validation_accuracy") if measured else None,
             "test_accuracy": last.get("test_accuracy") if measured else None}
+    if isinstance(loop, ensemble.Members):
+        info["members"] = [{k: ((r or {}).get(k) if measured else None) for k in ("validation_accuracy", "test_accuracy")}
+                           for r in last.get("members", [{}] * len(loop.loops))]
+    return info
 
 
 def position(loop: train.Loop) -> str:
@@ -278,7 +327,8 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
 
     def on_epoch(record, lp, tr):
         saver.records.append(record)
-        if saver.due() or record.get("best") or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
+        best = record.get("best") or any(r and r.get("best") for r in record.get("members", ()))
+        if saver.due() or best or lp.epoch >= cfg.epochs or lp.stop_reason is not None:
             saver.submit(lp.step, tr.arrays(), _info(lp))
         if report:
             report(record, lp)
@@ -293,7 +343,8 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
 
     try:
         with stop.handlers(raising=False):
-            loop = train.fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
+            fit = ensemble.fit_members if isinstance(trainer, ensemble.EnsembleTrainer) else train.fit
+            loop = fit(net, cfg, splits[0], validation, test, loop=loop, trainer=trainer,
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
                              on_progress=progress, should_stop=lambda: stop.requested() is not None)
             interrupted = loop.stop_reason == "interrupted" and saver.last_step != loop.step
@@ -360,10 +411,7 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     splits = load_splits(config)
     cfg = _sgd(config)
     cfg.check(len(splits[0][1]) * (5 if cfg.augment == "expand" else 1))
-    net = layers.build(config["spec"], seed=cfg.seed, init=config["init"])
-    if params is not None:
-        layers.set_params(net, params)
-    trainer = train.Trainer(net, cfg, splits[0])
+    net, trainer, loop = _trainer(config, splits, params)
     if os.environ.get(_PAUSE) == "loaded":
         _pause_for_tests("loaded")
     if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
@@ -371,33 +419,62 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
     config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
         run = RunDir.create(run_dir, config)
-    loop = _train(run, net, trainer, train.Loop(eta=float(cfg.eta)), splits, report=report, on_progress=on_progress)
+    loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
     return run, net, loop
 
 
+def _trainer(config, splits, params=None):
+    """(the network, or a member run's list of them; its trainer; a fresh loop) for ``config``."""
+    cfg = _sgd(config)
+    seeds = member_seeds(config)
+    if seeds is None:
+        net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
+        if params is not None:
+            layers.set_params(net, params)
+        return net, train.Trainer(net, cfg, splits[0]), train.Loop(eta=float(cfg.eta))
+    nets = [layers.build(config["spec"], seed=s, init=config.get("init")) for s in seeds]
+    for net in nets if params is not None else ():
+        layers.set_params(net, params)
+    cfgs = member_sgd(config)
+    trainer = ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds, cfgs)
+    return nets, trainer, ensemble.Members([train.Loop(eta=float(c.eta)) for c in cfgs])
+
+
 def restore(run: RunDir, *, step=None, best=False, trainer=None):
-    """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning)."""
+    """The network (and loop) saved in ``run``; falls back past damaged steps (with a warning).
+
+    For a member run: the list of its networks, and an ``ensemble.Members`` loop.
+    """
     config = run.config
     try:
         spec = config["spec"]
         validate(spec)
-        net = layers.build(spec, seed=config["sgd"].get("seed", 0), init=config.get("init"))
+        seeds = member_seeds(config)
+        nets = [layers.build(spec, seed=s, init=config.get("init"))
+                for s in (seeds if seeds is not None else [config["sgd"].get("seed", 0)])]
     except (KeyError, TypeError, ValueError) as e:
         raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
     if not run.steps():
         raise RunDirError(f"{run.path}: holds no checkpoint yet")
+    rule = _sgd(config).rule() if seeds is None else ensemble.rule_of(member_sgd(config))
     if trainer is not None:
         target = trainer.arrays()
     else:
-        target = train.checkpoint_arrays(net, _sgd(config).rule())
+        target = train.checkpoint_arrays(nets[0], rule) if seeds is None else ensemble.checkpoint_arrays(nets, rule)
     n, arrays, info = run.restore(target, step=step, best=best)
     arrays = jax.tree.map(np.asarray, arrays)
     if trainer is not None:
         trainer.load_arrays(arrays)
-        net = trainer.net
-    else:
+        net = trainer.net if seeds is None else trainer.nets
+    elif seeds is None:
+        net = nets[0]
         layers.set_params(net, arrays["params"])
-    return n, net, train.Loop.from_json(info["loop"]), info
+    else:
+        for i, one in enumerate(nets):
+            layers.set_params(one, ensemble.member(arrays["params"], i))
+        net = nets
+    loop = (train.Loop if seeds is None else ensemble.Members).from_json(info["loop"])
+    return n, net, loop, info
 
 
 def resume(run_dir, *, epochs=None, report=None, on_progress=None):
@@ -407,16 +484,13 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     if epochs is not None:
         config["sgd"]["epochs"] = epochs
     splits = load_splits(config)
-    cfg = _sgd(config)
-    net = layers.build(config["spec"], seed=cfg.seed, init=config.get("init"))
-    trainer = train.Trainer(net, cfg, splits[0])
+    net, trainer, loop = _trainer(config, splits)
     if run.steps():
         _, net, loop, _ = restore(run, trainer=trainer)
     elif config.get("imported_from"):
         raise RunDirError(f"{run_dir}: holds no checkpoint yet and began from "
                               f"{config['imported_from']}; import it again")
-    else:  # stopped before its first checkpoint: (seed, config) make starting over the same run
-        loop = train.Loop(eta=float(cfg.eta))
+    # else: stopped before its first checkpoint: (seed, config) make starting over the same run
     if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
         run.write_config(config)
     metrics.truncate(run.path, loop.epoch)
@@ -428,7 +502,7 @@ def resume(run_dir, *, epochs=None, report=None, on_progress=None):
     return run, net, loop
 
 
-def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> dict:
+def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, member=None) -> dict:
     """Rebuild the network from ``run_dir`` alone and evaluate it.
 
     Returns a dict: step, epoch (counted from 0 as training prints it: the epoch the
@@ -440,48 +514,88 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0) -> di
     ``["conv fused -> xla"]``). With ``predict`` = N, also predicted and labels: the
     network's digits for the first N images of the data the accuracy was measured on,
     and their labels. Nothing in the directory changes: a run may still be training there.
+
+    Of a member run: with ``member`` = K, member K as a lone run's; else the vote's
+    accuracy (and predictions), and ``members``, one such dict (accuracy, correct, n,
+    recorded, equal, seed) per member.
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
+        check_member(run.config, member, run_dir)
         n, net, loop, info = restore(run, step=step, best=best)
         if data_name in ("test", "validation"):
             splits = load_splits(run.config)
             dataset = splits[2] if data_name == "test" else splits[1]
         else:
             dataset = data.load_data(data_name)[2]
-        right, _, count = train.evaluate(net, dataset)
     finally:
         run.close()
     x, y = dataset
-    shown = {"predicted": [int(v) for v in train.predict(net, x[:predict])] if predict else [],
-             "labels": [int(v) for v in y[:predict]]}
     # Whether the step is an epoch's end comes from the loop, not from info's fields: runs
     # saved before this rule stored the last epoch's accuracy with mid-epoch checkpoints too.
     last = loop.history[-1] if loop.history else {}
-    measured = loop.batch == 0 and last.get("step") == loop.step
-    recorded = info.get(f"{data_name}_accuracy") if measured and data_name in ("test", "validation") else None
-    acc = right / count
-    return {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
-            "position": position(loop), "accuracy": acc, "correct": right, "n": count,
-            "recorded": recorded, "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0),
-            "differs": backend.differences(run.config.get("backend")), "net": net, **shown}
+    measured = loop.batch == 0 and last.get("step") == loop.step and data_name in ("test", "validation")
+
+    def scored(right, count, saved):
+        recorded = saved.get(f"{data_name}_accuracy") if measured else None
+        acc = right / count
+        return {"accuracy": acc, "correct": right, "n": count, "recorded": recorded,
+                "equal": recorded is not None and math.isclose(acc, recorded, rel_tol=0, abs_tol=0)}
+
+    out = {"step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch,
+           "position": position(loop), "differs": backend.differences(run.config.get("backend")),
+           "labels": [int(v) for v in y[:predict]]}
+    seeds = member_seeds(run.config)
+    if seeds is None or member is not None:
+        one = net if member is None else net[member]
+        right, _, count = train.evaluate(one, dataset)
+        saved = info if member is None else (info.get("members") or [{}] * len(seeds))[member]
+        predicted = train.predict(one, x[:predict]) if predict else []
+        out.update(scored(right, count, saved), net=one)
+    else:
+        out["members"] = []
+        for i, (one, saved) in enumerate(zip(net, info.get("members") or [{}] * len(seeds))):
+            right, _, count = train.evaluate(one, dataset)
+            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved)})
+        right = int(np.sum(ensemble.vote(net, x) == y))
+        predicted = ensemble.vote(net, x[:predict]) if predict else []
+        out.update(scored(right, len(y), info), net=net)
+    out["predicted"] = [int(v) for v in predicted]
+    return out
 
 
-def load(run_dir, *, step=None, best=False):
-    """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen)."""
+def load(run_dir, *, step=None, best=False, member=None):
+    """The trained ``layers.Network`` of ``run_dir`` (newest intact step, or as chosen).
+
+    Of a member run: the list of its networks, or with ``member`` = K the K-th.
+    """
     run = RunDir.open(run_dir, read_only=True)
     try:
-        return restore(run, step=step, best=best)[1]
+        check_member(run.config, member, run_dir)
+        net = restore(run, step=step, best=best)[1]
     finally:
         run.close()
+    return net if member is None else net[member]
 
 
-def export_json(run_dir, out, *, step=None, best=False, force=False) -> None:
+def check_member(config, member, run_dir) -> None:
+    """A one-line ValueError unless ``member`` (None, or an index K) suits the run."""
+    seeds = member_seeds(config)
+    if member is None:
+        return
+    if seeds is None:
+        raise ValueError(f"{run_dir}: a run of one network has no members; leave out --member")
+    if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < len(seeds):
+        raise ValueError(f"{run_dir}: member must be 0 to {len(seeds) - 1} (the run has {len(seeds)}), got {member!r}")
+
+
+def export_json(run_dir, out, *, step=None, best=False, force=False, member=None) -> None:
     """Write the network of ``run_dir`` (newest intact step, or as chosen) as JSON at ``out``.
 
     network2's format for a sigmoid MLP, nn3's network3 style (with the run's mini-batch
-    size) otherwise. Refuses, before loading anything, a directory, an existing file
-    (unless ``force``) and a missing folder.
+    size) otherwise; of a member run, member ``member`` (required), as a lone run's.
+    Refuses, before loading anything, a directory, an existing file (unless ``force``),
+    a missing folder and a missing or wrong member.
     """
     where = pathlib.Path(out)
     if where.is_dir():
@@ -490,8 +604,13 @@ def export_json(run_dir, out, *, step=None, best=False, force=False) -> None:
         raise ValueError(f"{out}: exists; pass --force to replace it")
     if not where.resolve().parent.is_dir():
         raise ValueError(f"{out}: its folder {where.resolve().parent} does not exist")
-    net = load(run_dir, step=step, best=best)
-    mb = RunDir.read_config(run_dir)["sgd"].get("mini_batch_size")
+    config = RunDir.read_config(run_dir)
+    seeds = member_seeds(config)
+    if seeds is not None and member is None:
+        raise ValueError(f"{run_dir}: a run of {len(seeds)} members; give --member K (0 to {len(seeds) - 1})")
+    check_member(config, member, run_dir)
+    net = load(run_dir, step=step, best=best, member=member)
+    mb = config["sgd"].get("mini_batch_size")
     export.save_json(out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
 
 
@@ -518,13 +637,15 @@ def stop_message(loop: train.Loop, run_dir) -> str | None:
     if loop.stop_reason == "nan" and loop.step == 0:
         return (f"training diverged (NaN loss) in epoch {loop.epoch}, before any epoch completed; "
                 f"no checkpoint was saved (try a smaller eta)")
-    return {
-        "nan": f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
-               f"(step {loop.step}) stays the latest",
-        "interrupted": f"interrupted {position(loop)}; checkpoint saved at step {loop.step}; "
-                       f"carry on with: nn3 resume {run_dir}",
-        "early_stopping": f"early stopping after epoch {loop.epoch - 1}: no improvement in "
-                          f"{loop.since_best} epochs",
-        "eta_floor": f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
-    }.get(loop.stop_reason)
-
+    lines = {
+        "nan": lambda: f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
+                       f"(step {loop.step}) stays the latest",
+        "interrupted": lambda: f"interrupted {position(loop)}; checkpoint saved at step {loop.step}; "
+                               f"carry on with: nn3 resume {run_dir}",
+        "early_stopping": lambda: f"early stopping after epoch {loop.epoch - 1}: no improvement in "
+                                  f"{loop.since_best} epochs",
+        "eta_floor": lambda: f"stopped after epoch {loop.epoch - 1}: eta fell to {loop.eta:g}",
+        "members_stopped": lambda: f"every member stopped by epoch {loop.epoch - 1}: "
+                                   + ", ".join(f"member {i} {lp.stop_reason}" for i, lp in enumerate(loop.loops)),
+    }
+    return lines[loop.stop_reason]() if loop.stop_reason in lines else None

@@ -30,21 +30,27 @@ def _facade(style, spec, seed=None):
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
 
-def load(path, *, step=None, best=False):
+def load(path, *, step=None, best=False, member=None):
     """A façade network from a run directory, or from a JSON file (network2's or nn3's).
 
     The seed is the one recorded; a JSON file without one gets a seed drawn as a new
-    network's is (from numpy's global generator).
+    network's is (from numpy's global generator). Of a member run, member ``member``.
     """
     config = None
     if os.path.isdir(path):
         run = RunDir.open(path, read_only=True)
         try:
-            _, net, loop, _ = runs.restore(run, step=step, best=best)
             config = run.config
+            seeds = runs.member_seeds(config)
+            if seeds is not None and member is None:
+                raise ValueError(f"{path}: a run of {len(seeds)} members; load one with member=K (0 to {len(seeds) - 1})")
+            runs.check_member(config, member, path)
+            _, net, loop, _ = runs.restore(run, step=step, best=best)
         finally:
             run.close()
         style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)
+        if member is not None:
+            net, loop, seed = net[member], loop.loops[member], seeds[member]
     else:
         spec, params, _, meta = export.load_json(path)
         net = layers.build(spec)

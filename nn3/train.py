@@ -269,6 +269,7 @@ class Trainer:
     """A network, its settings and its training data on the device, ready to run epochs."""
 
     _run = staticmethod(_run_batches)
+    live = None  # an ensemble's members whose losses count (nn3.ensemble); None: all
 
     def __init__(self, net, cfg: SGDConfig, train_data):
         x, y = as_arrays(train_data, net.n_in, net.n_out)
@@ -283,6 +284,7 @@ class Trainer:
         self.chunk = _chunk_length(net.spec, cfg, self.n_full)
         n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
         self.decay, self.l1 = cfg.lmbda / n_decay, cfg.l1 / n_decay
+        self.momentum = cfg.momentum  # an ensemble's: one per member
         self.graphdef, self.state = nnx.split(net)
         self.rule = cfg.rule()
         self.opt_state = self.rule.init(self.state)  # the values are set by each run_epoch
@@ -312,7 +314,7 @@ class Trainer:
         cfg, m = self.cfg, self.cfg.mini_batch_size
         order = self.order(epoch)
         self.opt_state = optim.set_hyperparams(self.opt_state, learning_rate=eta, weight_decay=self.decay,
-                                               l1=self.l1, momentum=cfg.momentum)
+                                               l1=self.l1, momentum=self.momentum)
         base = epoch * self.n_batches
         spans = [(a, min(a + self.chunk, self.n_full)) for a in range(0, self.n_full, self.chunk)]
         if self.remainder:
@@ -325,7 +327,10 @@ class Trainer:
             losses.append(np.asarray(ls))
             if on_progress:
                 on_progress(n)
-            if not np.all(np.isfinite(losses[-1])) or not np.all(finite):  # the update itself overflowed
+            watched, fin = losses[-1], np.asarray(finite)
+            if self.live is not None:  # a stopped member's losses no longer count
+                watched, fin = watched[self.live], fin[self.live]
+            if not np.all(np.isfinite(watched)) or not np.all(fin):  # the update itself overflowed
                 losses[-1] = np.concatenate([losses[-1], np.full(losses[-1].shape[:-1] + (1,), np.nan)], -1)
                 return False
             return True
@@ -365,12 +370,18 @@ class Trainer:
         """Take up the arrays of ``checkpoint_arrays``; a part they lack stays as it is."""
         set_params(self.net, arrays["params"])
         self.graphdef, self.state = nnx.split(self.net)
-        if self.rule.book and self.rule.momentum and "velocity" in arrays:
-            shadow = nnx.clone(self.net)
-            set_params(shadow, arrays["velocity"])
-            self.opt_state = optim.with_velocity(self.opt_state, nnx.split(shadow)[1])
-        if not self.rule.book and "opt_state" in arrays:
-            self.opt_state = optim.with_inner_leaves(self.opt_state, arrays["opt_state"])
+        self.opt_state = restored_opt_state(self.net, self.rule, self.opt_state, arrays)
+
+
+def restored_opt_state(net, rule: optim.Rule, opt_state, arrays: dict):
+    """``opt_state`` with the optimiser's arrays of ``checkpoint_arrays`` (a part they lack stays)."""
+    if rule.book and rule.momentum and "velocity" in arrays:
+        shadow = nnx.clone(net)
+        set_params(shadow, arrays["velocity"])
+        return optim.with_velocity(opt_state, nnx.split(shadow)[1])
+    if not rule.book and "opt_state" in arrays:
+        return optim.with_inner_leaves(opt_state, arrays["opt_state"])
+    return opt_state
 
 
 def checkpoint_arrays(net, rule: optim.Rule, opt_state=None) -> dict:
