@@ -85,6 +85,27 @@ def served(tmp_path_factory):
     server.server_close()
 
 
+def test_a_member_run_gets_a_404_that_says_so(tmp_path):
+    """Member runs (nn3 train --members) have no page yet: one line, not a crash."""
+    RunDir.create(tmp_path / "many", {**runs.make_config("shallow", epochs=1), "members": [{"seed": 0}, {"seed": 1}]}).close()
+    server = app.make_server([tmp_path], port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        _check_member_run(base)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _check_member_run(base):
+    status, body = _get(f"{base}/api/runs/many/summary")
+    assert status == 404 and "a run of 2 members" in json.loads(body)["error"]
+    status, body = _get(f"{base}/api/runs")
+    listed = {r["name"]: r for r in json.loads(body)["runs"]}
+    assert status == 200 and "a run of 2 members" in listed["many"]["error"]
+
+
 def _get(url, data=None, headers=None, method=None):
     """(status, body bytes) of a request; 4xx/5xx are answers here, not errors."""
     req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)

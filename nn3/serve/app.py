@@ -144,7 +144,7 @@ class App:
             try:
                 view = self.view(name)
                 records = view.progress()["records"]
-            except (RunDirError, MetricsError, OSError) as e:
+            except (RunDirError, MetricsError, OSError, runview.NotFound) as e:  # listed, with why it has no page
                 listed.append({"name": name, "error": str(e).splitlines()[0]})
                 continue
             best = max((r for r in records if r.get("validation_accuracy") is not None),

@@ -121,6 +121,9 @@ class RunView:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         self.config = RunDir.read_config(self.path)
+        if self.config.get("members"):  # not drawn yet: one page per member and the vote
+            raise NotFound(f"{self.path.name}: a run of {len(self.config['members'])} members; the page shows "
+                           f"lone runs only for now (nn3 replay {self.path.name} --member K)")
         self._test = None
 
     def summary(self) -> dict:
