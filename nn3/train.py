@@ -225,14 +225,17 @@ def _on_device(a: np.ndarray, compact: bool = False) -> jax.Array:
     stores k/256 images as uint8 codes (see ``_compact``).
     """
     a = data.shared_original(a)  # load_data's private copies, unchanged, share their original's
-    key = (id(a), compact, str(jax.config.jax_default_device))  # a copy per default device
+    owner = a  # keyed by the array owning the memory: a reshaped view of it finds the same copy
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    key = (id(owner), a.shape, a.dtype.str, compact, str(jax.config.jax_default_device))  # per default device
     hit = _ON_DEVICE.get(key)
-    if hit is not None and hit[0]() is a:
+    if hit is not None and hit[0]() is owner:
         return hit[1]
     out = jax.device_put(_compact(a) if compact else a)  # onto the default device
-    if not a.flags.writeable:
-        _ON_DEVICE[key] = (weakref.ref(a), out)
-        weakref.finalize(a, _ON_DEVICE.pop, key, None)
+    if not a.flags.writeable and not owner.flags.writeable:
+        _ON_DEVICE[key] = (weakref.ref(owner), out)
+        weakref.finalize(owner, _ON_DEVICE.pop, key, None)
     return out
 
 

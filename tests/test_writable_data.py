@@ -107,3 +107,7 @@ def test_unchanged_copies_share_one_device_copy(book_file):
     assert train._on_device(b, compact=True) is first
     mine = np.array(a)
     assert data.shared_original(mine) is mine  # an array load_data did not hand out is itself
+    # A script's reshape of unchanged loaded data (bench_mlp's x.reshape(len(x), -1)) shares it too;
+    # a part of it does not.
+    assert train._on_device(b.reshape(len(b), -1), compact=True) is first
+    assert data.shared_original(b[:10]) is not None and train._on_device(b[:10], compact=True) is not first
