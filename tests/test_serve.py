@@ -85,25 +85,82 @@ def served(tmp_path_factory):
     server.server_close()
 
 
-def test_a_member_run_gets_a_404_that_says_so(tmp_path):
-    """Member runs (nn3 train --members) have no page yet: one line, not a crash."""
-    RunDir.create(tmp_path / "many", {**runs.make_config("shallow", epochs=1), "members": [{"seed": 0}, {"seed": 1}]}).close()
-    server = app.make_server([tmp_path], port=0)
+MEMBER_SPEC = {"layers": [
+    {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 12, "activation_fn": "sigmoid", "p_dropout": 0.0},
+    {"type": "SoftmaxLayer", "n_in": 12, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
+MEMBER_SEEDS = [3, 0, 7]
+
+
+@pytest.fixture(scope="module")
+def member_served(synthetic_mnist, tmp_path_factory):
+    """(base URL, run dir) of a 3-member run (nn3 train --seeds 3,0,7), trained 2 epochs on synthetic data."""
+    root = tmp_path_factory.mktemp("members")
+    config = runs.make_config("shallow", spec=MEMBER_SPEC, data_path=synthetic_mnist.path, members=MEMBER_SEEDS,
+                              epochs=2, eta=0.5, mini_batch_size=10)
+    run, _, _ = runs.start(config, root / "many")
+    run.close()
+    _made_run(root / "lone")
+    server = app.make_server([root], port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.port}"
-    try:
-        _check_member_run(base)
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield f"http://127.0.0.1:{server.port}", root / "many"
+    server.shutdown()
+    server.server_close()
 
 
-def _check_member_run(base):
-    status, body = _get(f"{base}/api/runs/many/summary")
-    assert status == 404 and "a run of 2 members" in json.loads(body)["error"]
-    status, body = _get(f"{base}/api/runs")
-    listed = {r["name"]: r for r in json.loads(body)["runs"]}
-    assert status == 200 and "a run of 2 members" in listed["many"]["error"]
+def _api(url, **kw):
+    status, body = _get(url, **kw)
+    return status, json.loads(body)
+
+
+def test_a_member_run_is_listed_and_its_curves_hold_each_member_and_the_vote(member_served):
+    base, d = member_served
+    status, listed = _api(f"{base}/api/runs")
+    many = {r["name"]: r for r in listed["runs"]}["many"]
+    assert status == 200 and "error" not in many and many["done"] == 2
+    status, summary = _api(f"{base}/api/runs/many/summary")
+    assert status == 200 and [m["seed"] for m in summary["members"]] == MEMBER_SEEDS
+    assert [r["params"] for r in summary["layers"]] == [784 * 12 + 12, 12 * 10 + 10]
+    status, progress = _api(f"{base}/api/runs/many/progress")
+    lines = [json.loads(t) for t in (d / "metrics.jsonl").read_text().splitlines()]
+    assert status == 200 and progress["records"] == lines and len(lines) == 2
+    assert all(len(r["members"]) == 3 and r["validation_accuracy"] is not None for r in progress["records"])
+    assert "member" not in _api(f"{base}/api/runs/lone/summary")[1] and "members" not in _api(f"{base}/api/runs/lone/summary")[1]
+
+
+@pytest.mark.parametrize("member", [None, 2])
+def test_a_member_runs_checkpoint_views_show_one_member_as_replay_does(member_served, member):
+    """Errors, filters, a digit and a drawing are member K's network (member 0 unless asked), named as such."""
+    base, d = member_served
+    k = 0 if member is None else member
+    ask = "" if member is None else f"&member={member}"
+    status, wrong = _api(f"{base}/api/runs/many/wrong?step=best{ask}")
+    replayed = runs.replay(d, best=True, member=k)
+    assert status == 200 and (wrong["member"], wrong["seed"]) == (k, MEMBER_SEEDS[k])
+    assert (wrong["correct"], wrong["n"], wrong["recorded"]) == (replayed["correct"], replayed["n"], replayed["recorded"])
+    assert wrong["step"] == replayed["step"] and wrong["count"] == wrong["n"] - wrong["correct"]
+    net = runs.load(d, best=True, member=k)
+    status, filters = _api(f"{base}/api/runs/many/filters?step=best{ask}")
+    assert status == 200 and filters["member"] == k and filters["kind"] == "units"
+    assert filters["images"]["hi"] == pytest.approx(float(np.abs(np.asarray(net.layers[0].w[...])[:40]).max()))
+    status, digit = _api(f"{base}/api/runs/many/digit?step=best&index=5{ask}")
+    x, _ = train.as_arrays(runs.load_splits(RunDir.read_config(d))[2])
+    assert status == 200 and digit["member"] == k and digit["prediction"] == int(train.predict(net, x[5:6])[0])
+    ink = np.zeros((140, 140))
+    ink[20:120, 60:80] = 255
+    status, drawn = _api(f"{base}/api/runs/many/draw?step=latest{ask}", data=_draw_body(ink), headers=JSON, method="POST")
+    assert status == 200 and drawn["member"] == k and drawn["seed"] == MEMBER_SEEDS[k] and len(drawn["outputs"]) == 10
+
+
+def test_a_member_that_is_not_there_is_a_404_and_a_bad_one_a_400(member_served):
+    base, _ = member_served
+    status, body = _api(f"{base}/api/runs/many/wrong?member=3")
+    assert status == 404 and body["error"] == "many: no member 3 (a run of 3 members: 0 to 2)"
+    status, body = _api(f"{base}/api/runs/many/filters?member=-1")
+    assert status == 400 and body["error"].startswith("member: expected a member number")
+    status, body = _api(f"{base}/api/runs/lone/wrong?member=0")
+    assert status == 404 and body["error"] == "lone: a run of one network has no members"
+    status, body = _api(f"{base}/api/runs/lone/wrong")
+    assert status == 200 and "member" not in body and "seed" not in body
 
 
 def _get(url, data=None, headers=None, method=None):

@@ -83,6 +83,16 @@ def _step(request) -> object:
     raise BadRequest(f"step: expected best, latest or a saved step number, got {text[:40]!r}")
 
 
+def _member(request):
+    """The ``member`` asked for (an index), or None: a member run then shows member 0."""
+    text = request.args.get("member")
+    if text is None:
+        return None
+    if text.isdigit() and len(text) < 6:
+        return int(text)
+    raise BadRequest(f"member: expected a member number (0, 1, ...), got {text[:40]!r}")
+
+
 def _ink(request) -> np.ndarray:
     """The drawing of a draw request, (height, width) in [0, 1]."""
     if request.mimetype != "application/json":
@@ -163,20 +173,20 @@ class App:
         return _json(self.view(run).progress())
 
     def on_wrong(self, request, run):
-        return _json(self.view(run).wrong(_step(request)))
+        return _json(self.view(run).wrong(_step(request), _member(request)))
 
     def on_digit(self, request, run):
         text = request.args.get("index", "")
         if not (text.isdigit() and len(text) < 12):
             raise BadRequest(f"index: expected a test digit number, got {text[:40]!r}")
-        return _json(self.view(run).digit(_step(request), int(text)))
+        return _json(self.view(run).digit(_step(request), int(text), _member(request)))
 
     def on_filters(self, request, run):
-        return _json(self.view(run).filters(_step(request)))
+        return _json(self.view(run).filters(_step(request), _member(request)))
 
     def on_draw(self, request, run):
         view = self.view(run)
-        return _json(view.draw(_step(request), _ink(request)))
+        return _json(view.draw(_step(request), _ink(request), _member(request)))
 
     # ---------------------------------------------------------------- dispatch
 

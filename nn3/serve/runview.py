@@ -5,6 +5,11 @@
     >>> view.summary()["layers"][0]["params"]              # doctest: +SKIP
     >>> view.wrong("best")["accuracy"]                     # doctest: +SKIP
     >>> view.draw("latest", ink)["prediction"]             # doctest: +SKIP
+    >>> RunView("checkpoints/many").wrong("best", member=2)  # doctest: +SKIP
+
+A member run (nn3 train --members) shows its curves per member and the vote; what is
+shown at a checkpoint (errors, filters, a drawing) is one member's network, ``member`` K
+(0 unless asked), and its answers name the member and its seed.
 
 The network of a chosen step is rebuilt through nn3's replay path (``runs.restore``);
 accuracy and the predicted classes come from ``train.evaluate`` and ``train.predict``,
@@ -84,12 +89,15 @@ def network_summary(spec) -> list[dict]:
 class Model:
     """A run's network at one step, restored through runs.restore, its forward passes compiled."""
 
-    def __init__(self, path: pathlib.Path, step: int):
+    def __init__(self, path: pathlib.Path, step: int, member: int | None = None):
         run = RunDir.open(path, read_only=True)
         try:
             self.step, self.net, self.loop, self.info = runs.restore(run, step=step)
         finally:
             run.close()
+        if member is not None:  # a member run: keep member K's network, loop and recorded accuracies
+            self.net, self.loop = self.net[member], self.loop.loops[member]
+            self.info = (self.info.get("members") or [{}] * (member + 1))[member] or {}
         self.graphdef, self.state = nnx.split(self.net)
         self.is_conv = hasattr(self.net.layers[0], "poolsize")
         self.softmax = self.net.output_activation == "softmax"
@@ -121,10 +129,23 @@ class RunView:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         self.config = RunDir.read_config(self.path)
-        if self.config.get("members"):  # not drawn yet: one page per member and the vote
-            raise NotFound(f"{self.path.name}: a run of {len(self.config['members'])} members; the page shows "
-                           f"lone runs only for now (nn3 replay {self.path.name} --member K)")
+        self.seeds = runs.member_seeds(self.config)  # None for a lone run
         self._test = None
+
+    def _member(self, member):
+        """The member index to show (None for a lone run); a member run's default is member 0."""
+        if self.seeds is None:
+            if member is not None:
+                raise NotFound(f"{self.path.name}: a run of one network has no members")
+            return None
+        member = 0 if member is None else member
+        if not 0 <= member < len(self.seeds):
+            raise NotFound(f"{self.path.name}: no member {member} (a run of {len(self.seeds)} members: 0 to {len(self.seeds) - 1})")
+        return member
+
+    def _named(self, member) -> dict:
+        """The fields that say which member an answer is about (none for a lone run)."""
+        return {} if member is None else {"member": member, "seed": self.seeds[member]}
 
     def summary(self) -> dict:
         c = self.config
@@ -132,7 +153,8 @@ class RunView:
         return {"path": str(self.path), "preset": c.get("preset"), "dataset": c.get("dataset", "mnist"),
                 "limit": c.get("limit"), "init": c.get("init"), "cost": c["spec"]["cost"], "sgd": c.get("sgd", {}),
                 "imported_from": c.get("imported_from"), "layers": rows,
-                "params": sum(r["params"] for r in rows), "macs": forward_macs(c["spec"])}
+                "params": sum(r["params"] for r in rows), "macs": forward_macs(c["spec"]),
+                **({} if self.seeds is None else {"members": self.config["members"]})}
 
     def progress(self) -> dict:
         """metrics.jsonl's records and the saved steps, as they are now (the run may be training)."""
@@ -143,8 +165,9 @@ class RunView:
         finally:
             run.close()
 
-    def model(self, which) -> Model:
-        """The network at ``which``: "best", "latest" or a saved step (an int)."""
+    def model(self, which, member=None) -> Model:
+        """The network at ``which``: "best", "latest" or a saved step (an int); of a member run, member K's."""
+        member = self._member(member)
         run = RunDir.open(self.path, read_only=True)
         try:
             steps = run.steps()
@@ -157,11 +180,11 @@ class RunView:
             step = steps[-1]  # no validation accuracy recorded: the newest stands in
         if step not in steps:
             raise NotFound(f"{self.path.name}: no checkpoint at step {which} (saved: {', '.join(map(str, steps))})")
-        key = (str(self.path.resolve()), step)
+        key = (str(self.path.resolve()), step, member)
         with self._models_lock:  # one load per key; loads are rare, draws never wait here long
             model = self._models.pop(key, None)
             if model is None:
-                model = Model(self.path, step)
+                model = Model(self.path, step, member)
             self._models[key] = model
             while len(self._models) > KEPT_MODELS:
                 self._models.popitem(last=False)
@@ -173,9 +196,10 @@ class RunView:
             self._test = (x, y)
         return self._test
 
-    def wrong(self, which) -> dict:
+    def wrong(self, which, member=None) -> dict:
         """The test digits the network at ``which`` gets wrong, with labels and predictions."""
-        model = self.model(which)
+        member = self._member(member)
+        model = self.model(which, member)
         with model.lock:
             if model.wrong is None:
                 x, y = self.test_data()
@@ -187,38 +211,42 @@ class RunView:
                                "count": int(len(idx)),
                                "index": idx[:SHOWN_WRONG].tolist(), "label": y[idx[:SHOWN_WRONG]].tolist(),
                                "prediction": pred[idx[:SHOWN_WRONG]].tolist(),
-                               "images": pack(x[idx[:SHOWN_WRONG]].reshape(-1, 28, 28), 0, 1)}
+                               "images": pack(x[idx[:SHOWN_WRONG]].reshape(-1, 28, 28), 0, 1),
+                               **self._named(member)}
         return model.wrong
 
-    def digit(self, which, index: int) -> dict:
+    def digit(self, which, index: int, member=None) -> dict:
         """Test digit ``index`` as the network at ``which`` sees it."""
+        member = self._member(member)
         x, y = self.test_data()
         if not 0 <= index < len(y):
             raise NotFound(f"no test digit {index} (the run's test set has {len(y)})")
-        model = self.model(which)
-        return {"step": model.step, "index": index, "label": int(y[index]),
+        model = self.model(which, member)
+        return {"step": model.step, **self._named(member), "index": index, "label": int(y[index]),
                 "image": pack(x[index].reshape(28, 28), 0, 1), **model.look(x[index])}
 
-    def filters(self, which) -> dict:
+    def filters(self, which, member=None) -> dict:
         """The first layer's weights as images: conv filters, or a fully connected unit's 28x28 weights."""
-        model = self.model(which)
+        member = self._member(member)
+        model = self.model(which, member)
         w = np.asarray(model.net.layers[0].w[...])
         if model.is_conv:
             images, kind = w[:, 0], "filters"  # (n_filters, h, w), first input map
         elif w.shape[1] == 784:
             images, kind = w[:SHOWN_UNITS].reshape(-1, 28, 28), "units"
         else:
-            return {"step": model.step, "kind": "none", "count": 0}
+            return {"step": model.step, **self._named(member), "kind": "none", "count": 0}
         m = float(np.abs(images).max()) or 1.0
-        return {"step": model.step, "kind": kind, "count": int(len(w)), "images": pack(images, -m, m)}
+        return {"step": model.step, **self._named(member), "kind": kind, "count": int(len(w)), "images": pack(images, -m, m)}
 
-    def draw(self, which, ink: np.ndarray) -> dict:
+    def draw(self, which, ink: np.ndarray, member=None) -> dict:
         """A drawing (H, W) in [0, 1] made MNIST-style, and what the network at ``which`` says of it."""
-        model = self.model(which)
+        member = self._member(member)
+        model = self.model(which, member)
         if model.net.n_in != digits.SIDE * digits.SIDE:
             raise ValueError(f"the network takes {model.net.n_in} inputs, not a {digits.SIDE}x{digits.SIDE} digit")
         x = digits.mnist_style(ink)
-        return {"step": model.step, "input": pack(x.reshape(28, 28), 0, 1), **model.look(x)}
+        return {"step": model.step, **self._named(member), "input": pack(x.reshape(28, 28), 0, 1), **model.look(x)}
 
 
 def clean(value):

@@ -41,7 +41,9 @@ function imageCanvas(packed, bytes, k, cls, light) {
 
 function percent(v) { return v == null ? "–" : (100 * v).toFixed(2) + "%"; }
 
-// Lines over epochs: series = [{name, color, points: [[x, y], ...]}]. Points carry data-x.
+// Lines over epochs: series = [{name, color, points: [[x, y], ...], width?, legend?}]. Points carry data-x.
+// A series with `legend: false` is drawn (thin, say: one of many members) but has no legend row;
+// `label` names a series in the legend where its `name` would not (default: the name).
 // `low` / `high` bound the padded y range (no negative cost, no accuracy past 100%).
 function lineChart(container, series, { title, yLabel, format, low = -Infinity, high = Infinity }) {
   const W = 460, H = 260, L = 52, R = 110, T = 24, B = 34;
@@ -82,19 +84,23 @@ function lineChart(container, series, { title, yLabel, format, low = -Infinity, 
   add("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" });
   add("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "epoch");
   add("text", { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, "text-anchor": "middle" }, yLabel);
-  series.forEach((s, i) => {
+  let row = 0;
+  for (const s of series) {
     const pts = s.points.filter(p => p[1] != null && isFinite(p[1]));
-    if (!pts.length) return;
+    if (!pts.length) continue;
+    const width = s.width ?? 2;
     add("polyline", { points: pts.map(p => `${sx(p[0])},${sy(p[1])}`).join(" "), fill: "none",
-                      stroke: s.color, "stroke-width": 2, class: "series", "data-name": s.name });
+                      stroke: s.color, "stroke-width": width, class: "series", "data-name": s.name });
     for (const p of pts) {
-      const c = add("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 3, fill: s.color, class: "pt", "data-x": p[0], "data-series": s.name });
+      const c = add("circle", { cx: sx(p[0]), cy: sy(p[1]), r: width > 1.5 ? 3 : 2, fill: s.color, class: "pt", "data-x": p[0], "data-series": s.name });
       const t = document.createElementNS(NS, "title");
       t.textContent = `${s.name}, epoch ${p[0]}: ${format(p[1])}`;
       c.append(t);
     }
-    add("line", { x1: W - R + 10, x2: W - R + 26, y1: T + 8 + 16 * i, y2: T + 8 + 16 * i, stroke: s.color, "stroke-width": 2 });
-    add("text", { x: W - R + 30, y: T + 12 + 16 * i }, s.name);
-  });
+    if (s.legend === false) continue;
+    add("line", { x1: W - R + 10, x2: W - R + 26, y1: T + 8 + 16 * row, y2: T + 8 + 16 * row, stroke: s.color, "stroke-width": width });
+    add("text", { x: W - R + 30, y: T + 12 + 16 * row }, s.label ?? s.name);
+    row++;
+  }
   container.replaceChildren(svg);
 }

@@ -4,10 +4,16 @@
 const runName = location.pathname.slice("/run/".length).split("/").map(decodeURIComponent).join("/");
 const base = "/api/runs/" + runName.split("/").map(encodeURIComponent).join("/");
 const stepSelect = document.getElementById("step");
+const memberSelect = document.getElementById("member");
+let members = null;  // a member run's [{seed, ...}, ...]; null for a lone run
 let shownRecords = -1, shownSteps = "", lastInk = null, softmax = true;
 let shownStep = 0;  // counts checkpoint changes: an answer for an older choice is dropped, not drawn
 
-function step() { return encodeURIComponent(stepSelect.value || "latest"); }
+// The query naming the checkpoint (and, on a member run's page, the member) to show.
+function step() {
+  return encodeURIComponent(stepSelect.value || "latest") + (members ? `&member=${encodeURIComponent(memberSelect.value || "0")}` : "");
+}
+function whose(d) { return d.member == null ? "" : ` (member ${d.member}, seed ${d.seed})`; }
 
 function showError(where, e) {
   document.getElementById(where).replaceChildren(el("p", { class: "error", text: e.message }));
@@ -32,17 +38,35 @@ async function loadSummary() {
   document.getElementById("network").replaceChildren(head, ...body, total);
   document.getElementById("macs").textContent = `${(s.macs / 1e6).toFixed(2)} million multiply-adds per digit (forward pass)`;
   softmax = s.layers[s.layers.length - 1].activation === "softmax";
+  if (s.members) {
+    members = s.members;
+    memberSelect.replaceChildren(...members.map((m, k) => el("option", { value: String(k), text: `${k} (seed ${m.seed})` })));
+    document.getElementById("member-choice").hidden = false;
+    document.getElementById("status").dataset.members = members.length;
+  }
 }
 
 // ------------------------------------------------------------------ curves and checkpoints (polled)
 
+const CURVES = [["validation", "#1565c0", "#90caf9"], ["test", "#e65100", "#ffcc80"], ["training", "#2e7d32", "#a5d6a7"]];
+
+// A member run: each member's curve thin and light (series "member K validation"; one legend row,
+// "each member", for them all) under the vote's bold one; its cost is the members' mean, bold, over
+// each member's, thin. A lone run: one curve per kind, as before.
 function drawCurves(records) {
-  const pts = key => records.map(r => [r.epoch, r[key] == null ? null : 100 * r[key]]);
-  const acc = [["validation", "#1565c0"], ["test", "#e65100"], ["training", "#2e7d32"]]
-    .map(([name, color]) => ({ name, color, points: pts(name + "_accuracy") }))
-    .filter(s => s.points.some(p => p[1] != null));
-  lineChart(document.getElementById("accuracy-chart"), acc, { title: "accuracy", yLabel: "%", format: v => v.toFixed(1), low: 0, high: 100 });
-  lineChart(document.getElementById("cost-chart"), [{ name: "training", color: "#6a1b9a", points: records.map(r => [r.epoch, r.train_loss]) }],
+  const pts = (rs, key, scale = 100) => rs.map(r => [r.epoch, r[key] == null ? null : scale * r[key]]);
+  const memberRecords = k => records.map(r => ({ ...((r.members || [])[k] || {}), epoch: r.epoch }));
+  const thin = (kind, color, key, scale) => (members || []).map((_, k) => ({
+    name: `member ${k} ${kind}`, label: `each member`, legend: k === 0, color, width: 1, points: pts(memberRecords(k), key, scale) }));
+  const acc = CURVES.flatMap(([kind, color, light]) => [...thin(kind, light, kind + "_accuracy"),
+    { name: members ? `vote ${kind}` : kind, color, width: members ? 3 : 2, points: pts(records, kind + "_accuracy") }]);
+  const cost = [...thin("training", "#ce93d8", "train_loss", 1),
+    { name: members ? "members' mean" : "training", color: "#6a1b9a", width: members ? 3 : 2, points: pts(records, "train_loss", 1) }];
+  const drawn = series => series.filter(s => s.points.some(p => p[1] != null));
+  lineChart(document.getElementById("accuracy-chart"), drawn(acc),
+            { title: members ? `accuracy: the vote of ${members.length} members (bold), each member (thin)` : "accuracy",
+              yLabel: "%", format: v => v.toFixed(1), low: 0, high: 100 });
+  lineChart(document.getElementById("cost-chart"), members ? drawn(cost) : cost,
             { title: "training cost (mean per mini-batch)", yLabel: "cost", format: v => v.toFixed(3), low: 0 });
 }
 
@@ -87,7 +111,7 @@ async function loadWrong(token) {
   const w = await api(`${base}/wrong?step=${step()}`);
   if (token !== shownStep) return;
   document.getElementById("step-accuracy").textContent =
-    `test accuracy at step ${w.step} (${w.position}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
+    `test accuracy of ${w.member == null ? "the net" : `member ${w.member} (seed ${w.seed})`} at step ${w.step} (${w.position}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
     (w.recorded == null ? "" : w.recorded === w.accuracy ? ", as recorded at save time" : `; recorded at save time: ${percent(w.recorded)}`);
   document.getElementById("wrong-count").textContent = `${w.count} of ${w.n} misclassified` +
     (w.count > w.index.length ? `; the first ${w.index.length} shown` : "") + " (true → predicted; click one for its outputs)";
@@ -127,7 +151,7 @@ async function showDigit(index) {
   const panel = document.getElementById("detail");
   const kind = softmax ? "probabilities" : "output activations (sigmoid)";
   panel.replaceChildren(
-    el("p", { text: `test digit ${d.index} at step ${d.step}: true ${d.label}, predicted ${d.prediction}` }),
+    el("p", { text: `test digit ${d.index} at step ${d.step}${whose(d)}: true ${d.label}, predicted ${d.prediction}` }),
     imageCanvas(d.image, unpack(d.image), 0, "digit big"),
     el("p", { class: "note", text: kind }), el("div", { class: "probs" }, ...probabilities(d.outputs, d.prediction)),
     ...(d.maps ? [el("p", { class: "note", text: "first layer's feature maps (each on its own scale, dark = high)" }), el("div", { class: "grid" }, ...featureMaps(d.maps))] : []));
@@ -141,7 +165,7 @@ async function loadFilters(token) {
   if (f.kind === "none") { note.textContent = "the first layer's inputs are not a 28×28 image"; return; }
   document.getElementById("filters-title").textContent = f.kind === "filters" ? "First layer: filters" : "First layer: weights of each unit";
   note.textContent = (f.kind === "filters" ? `${f.count} filters` : `the first ${f.images.shape[0]} of ${f.count} units' weights as 28×28 images`) +
-    ` at step ${f.step} (light = positive, dark = negative)`;
+    ` at step ${f.step}${whose(f)} (light = positive, dark = negative)`;
   const bytes = unpack(f.images);
   document.getElementById("filters").replaceChildren(...Array.from({ length: f.images.shape[0] },
     (_, k) => imageCanvas(f.images, bytes, k, f.kind === "filters" ? "filter" : "digit", true)));
@@ -198,7 +222,7 @@ async function send(body) {
     document.getElementById("draw-maps").replaceChildren(...featureMaps(d.maps));
     result.dataset.step = d.step;
     result.dataset.ms = (performance.now() - began).toFixed(1);
-    document.getElementById("draw-note").textContent = `step ${d.step}, answered in ${result.dataset.ms} ms`;
+    document.getElementById("draw-note").textContent = `step ${d.step}${whose(d)}, answered in ${result.dataset.ms} ms`;
     result.dataset.state = "done";
   } catch (e) {
     document.getElementById("draw-pred").textContent = e.message;
@@ -216,6 +240,7 @@ document.getElementById("clear").addEventListener("click", () => {
   document.getElementById("draw-note").textContent = "";
 });
 stepSelect.addEventListener("change", () => showStep());
+memberSelect.addEventListener("change", () => showStep());
 
 // ------------------------------------------------------------------ start
 
