@@ -102,6 +102,36 @@ def test_a_trained_conv_run_shows_curves_errors_filters_and_a_drawn_digit(tmp_pa
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def test_a_member_run_draws_each_member_and_the_vote_as_it_trains(tmp_path, browser, serving, synthetic_mnist):
+    """Thin curves per member under the vote's bold one, a new epoch for each without a reload; member K on request."""
+    spec = {"layers": [
+        {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 12, "activation_fn": "sigmoid", "p_dropout": 0.0},
+        {"type": "SoftmaxLayer", "n_in": 12, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
+    config = runs.make_config("shallow", spec=spec, data_path=synthetic_mnist.path, members=[3, 0, 7],
+                              epochs=1, eta=0.5, mini_batch_size=10)
+    runs.start(config, tmp_path / "many")[0].close()
+    base = serving(tmp_path)
+    browser.get(base + "/run/many")
+    browser.get_log("browser")  # drop what an earlier test's page logged (its server has stopped)
+    _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "1")
+    names = {f"member {k} validation" for k in range(3)} | {"vote validation", "vote test"}
+    drawn = {p.get_attribute("data-name"): p.get_attribute("stroke-width") for p in _css(browser, "#accuracy-chart polyline.series")}
+    assert names <= set(drawn) and drawn["member 1 validation"] == "1" and drawn["vote validation"] == "3"
+    assert len(_css(browser, "#cost-chart polyline.series")) == 4  # each member's cost and their mean
+    _until(browser, lambda d: "of member 0 (seed 3)" in d.find_element(By.ID, "step-accuracy").text)
+    Select(browser.find_element(By.ID, "member")).select_by_value("2")
+    _until(browser, lambda d: "of member 2 (seed 7)" in d.find_element(By.ID, "step-accuracy").text)
+    wrong = runs.replay(tmp_path / "many", best=True, member=2)
+    assert f"{wrong['correct']} / {wrong['n']}" in browser.find_element(By.ID, "step-accuracy").text
+    browser.execute_script("window.stillThisPage = true")
+    runs.resume(tmp_path / "many", epochs=2)
+    _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "2")
+    for name in names:
+        assert len(_css(browser, f'#accuracy-chart circle.pt[data-series="{name}"]')) == 2, name
+    assert browser.execute_script("return window.stillThisPage") is True
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
 def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser, serving, shallow_real_run):
     shutil.copytree(shallow_real_run, tmp_path / "live")  # a copy: this test trains it on
     base = serving(tmp_path)

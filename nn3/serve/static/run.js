@@ -111,7 +111,7 @@ async function loadWrong(token) {
   const w = await api(`${base}/wrong?step=${step()}`);
   if (token !== shownStep) return;
   document.getElementById("step-accuracy").textContent =
-    `test accuracy of ${w.member == null ? "the net" : `member ${w.member} (seed ${w.seed})`} at step ${w.step} (${w.position}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
+    `test accuracy${w.member == null ? "" : ` of member ${w.member} (seed ${w.seed})`} at step ${w.step} (${w.position}): ${w.correct} / ${w.n} = ${percent(w.accuracy)}` +
     (w.recorded == null ? "" : w.recorded === w.accuracy ? ", as recorded at save time" : `; recorded at save time: ${percent(w.recorded)}`);
   document.getElementById("wrong-count").textContent = `${w.count} of ${w.n} misclassified` +
     (w.count > w.index.length ? `; the first ${w.index.length} shown` : "") + " (true → predicted; click one for its outputs)";
