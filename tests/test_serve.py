@@ -60,9 +60,10 @@ def test_area_weights_average_what_each_output_pixel_covers():
 
 # ------------------------------------------------------------------ the server, in-process
 
-def _made_run(path):
-    """A run with one checkpoint of a freshly drawn network (no data needed)."""
-    config = runs.make_config("shallow", epochs=1, limit=300)
+def _made_run(path, data_path=None):
+    """A run with one checkpoint of a freshly drawn network (no data needed to make it;
+    its test-digit views read ``data_path``, or the real MNIST when None)."""
+    config = runs.make_config("shallow", epochs=1, limit=300, data_path=data_path)
     run = RunDir.create(path, config)
     net = layers.build(config["spec"], seed=3, init=config["init"])
     run.save(30, {"params": layers.get_params(net)},
@@ -99,7 +100,7 @@ def member_served(synthetic_mnist, tmp_path_factory):
                               epochs=2, eta=0.5, mini_batch_size=10)
     run, _, _ = runs.start(config, root / "many")
     run.close()
-    _made_run(root / "lone")
+    _made_run(root / "lone", data_path=synthetic_mnist.path)
     server = app.make_server([root], port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.port}", root / "many"
