@@ -125,7 +125,7 @@ def to_json_dict(spec: dict, params: list, mini_batch_size: int | None = None, s
     meta = {} if seed is None else {"seed": integer(seed, "<to_json_dict>", "seed", 0, MAX_SEED)}
     layers = spec["layers"]
     if is_mlp(spec):
-        return {"sizes": [layers[0]["n_in"]] + [x["n_out"] for x in layers],
+        return {"sizes": mlp_sizes(spec),
                 "weights": [p["w"].tolist() for p in params],  # float32 -> exact Python floats
                 "biases": [p["b"].reshape(-1, 1).tolist() for p in params],
                 "cost": spec["cost"], **meta}

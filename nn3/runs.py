@@ -557,8 +557,9 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
         for i, (one, saved) in enumerate(zip(net, info.get("members") or [{}] * len(seeds))):
             right, _, count = train.evaluate(one, dataset)
             out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved)})
-        right = int(np.sum(ensemble.vote(net, x) == y))
-        predicted = ensemble.vote(net, x[:predict]) if predict else []
+        votes = ensemble.vote(net, x)
+        right = int(np.sum(votes == y))
+        predicted = votes[:predict] if predict else []
         out.update(scored(right, len(y), info), net=net)
     out["predicted"] = [int(v) for v in predicted]
     return out

@@ -7,16 +7,12 @@ is recorded per epoch; resume and kill -9 carry a member run on as never stoppin
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import children
 from nn3 import cli, ensemble, layers, runs
 
 SPEC = {"layers": [
@@ -117,7 +113,6 @@ def test_cli_trains_members_and_refuses_bad_seeds(synthetic_mnist, tmp_path, cap
 
 N_BATCHES = 100            # 1000 synthetic examples in mini-batches of 10; calls of 34, 34 and 32
 MID = N_BATCHES + 34       # in the second epoch, after its first call
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def params_of(run_dir):
@@ -128,24 +123,10 @@ def train_paused(synthetic_mnist, run_dir, signum):
     """``nn3 train --config`` of the member run in a child, paused at MID (a hook, no race), then signalled."""
     recorded = run_dir.parent / "config.json"
     recorded.write_text(json.dumps(config(synthetic_mnist)))
-    flag = run_dir.parent / "paused"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NN3_TEST_PAUSE": str(MID), "NN3_TEST_PAUSE_FILE": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "nn3", "train", "--config", str(recorded), "--run", str(run_dir),
-                             "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 600   # only catches a child that died or never gets there
-        while not flag.exists():
-            assert proc.poll() is None, proc.stderr.read()[-800:]
-            assert time.monotonic() < deadline, "the child never reached its pause"
-            time.sleep(0.01)
-        assert flag.read_text() == str(MID)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, err
+    code, _, err, at = children.signalled(["train", "--config", recorded, "--run", run_dir, "--quiet"], MID, signum,
+                                          run_dir.parent / "paused")
+    assert at == str(MID)
+    return code, err
 
 
 @pytest.mark.parametrize("signum, code, latest", [(signal.SIGKILL, -signal.SIGKILL, N_BATCHES),

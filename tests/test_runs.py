@@ -12,19 +12,15 @@ only then is it signalled.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import children
 from nn3 import cli, layers, runs, rundir, spec, train
 
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3
 N_BATCHES = 100  # the synthetic training split's 1000 examples in mini-batches of 10
 MID = N_BATCHES + 40  # a step inside the second epoch, at the end of a call of 10 mini-batches
@@ -62,45 +58,17 @@ def step_dirs(run_dir):
     return sorted(int(d.name) for d in p.iterdir() if d.is_dir() and d.name.isdigit()) if p.is_dir() else []
 
 
-def start_training(run_dir, pause_at, work):
-    """An ``nn3 train`` child that pauses at ``pause_at`` (a step, or "loaded") until signalled."""
-    flag = Path(run_dir).parent / f"{Path(run_dir).name}.paused"
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
-           "NN3_TEST_PAUSE": str(pause_at), "NN3_TEST_PAUSE_FILE": str(flag)}
-    proc = subprocess.Popen([sys.executable, "-m", "nn3", "train", "ch1", "--epochs", str(EPOCHS),
-                             "--run", str(run_dir), *work],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, flag
+def train_argv(run_dir, work):
+    return ["train", "ch1", "--epochs", EPOCHS, "--run", run_dir, *work]
 
 
-def wait_for_pause(proc, flag):
-    """Blocks until the child has written its pause file: it is then waiting at a known point.
-
-    Not a race: the child waits there for as long as it takes (the limit only catches a
-    child that died or never gets there)."""
-    deadline = time.monotonic() + 600
-    while not flag.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"training ended before its pause: {proc.returncode} {proc.stderr.read()[-500:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the child never reached its pause")
-        time.sleep(0.01)
-    return flag.read_text()
+def pause_flag(run_dir):
+    return Path(run_dir).parent / f"{Path(run_dir).name}.paused"
 
 
 def signalled(run_dir, pause_at, signum, work):
     """Train in a child, pause it at ``pause_at``, send ``signum``: (exit code, stdout, stderr, pause word)."""
-    proc, flag = start_training(run_dir, pause_at, work)
-    try:
-        at = wait_for_pause(proc, flag)
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, out, err, at
+    return children.signalled(train_argv(run_dir, work), pause_at, signum, pause_flag(run_dir))
 
 
 def reference_run(tmp_path_factory, name, work):
@@ -132,9 +100,10 @@ def assert_resumes_to(run_dir, ref):
 
 def test_kill9_then_resume_is_bit_identical(tmp_path, reference, work):
     d = tmp_path / "killed"
-    proc, flag = start_training(d, MID, work)  # paused in the second epoch, the first one saved
+    flag = pause_flag(d)
+    proc = children.start(train_argv(d, work), MID, flag)  # paused in the second epoch, the first one saved
     try:
-        assert wait_for_pause(proc, flag) == str(MID)
+        assert children.wait_for_pause(proc, flag) == str(MID)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:

@@ -38,6 +38,7 @@ from werkzeug.serving import make_server as _werkzeug_server
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from nn3 import metrics
 from nn3.metrics import MetricsError
 from nn3.rundir import RunDirError
 from nn3.serve import runview
@@ -153,7 +154,7 @@ class App:
         for name, path in self.catalog.runs().items():
             try:
                 view = self.view(name)
-                records = view.progress()["records"]
+                records = metrics.read(view.path)  # the log alone: no checkpoint manager per listed run
             except (RunDirError, MetricsError, OSError, runview.NotFound) as e:  # listed, with why it has no page
                 listed.append({"name": name, "error": str(e).splitlines()[0]})
                 continue

@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from nn3 import layers, metrics, runs, train
-from nn3.spec import forward_macs, output_shape
+from nn3.spec import forward_macs, output_shape, param_shapes
 from nn3.rundir import RunDir
 from nn3.serve import digits
 
@@ -72,18 +72,22 @@ def network_summary(spec) -> list[dict]:
     rows = []
     for l in spec["layers"]:
         if l["type"] == "ConvPoolLayer":
-            nf, cin, fh, fw = l["filter_shape"]
+            nf, _, fh, fw = l["filter_shape"]
             _, c, h, w = l["image_shape"]
             oc, oh, ow = output_shape(l)
             rows.append({"type": l["type"], "activation": l.get("activation_fn", "sigmoid"),
                          "detail": f"{nf} filters {fh}x{fw}, pool {'x'.join(map(str, l.get('poolsize', (2, 2))))}",
-                         "input": [c, h, w], "output": [oc, oh, ow], "params": nf * cin * fh * fw + nf})
+                         "input": [c, h, w], "output": [oc, oh, ow], "params": _count(l)})
         else:
             act = "softmax" if l["type"] == "SoftmaxLayer" else l.get("activation_fn", "sigmoid")
             p = l.get("p_dropout", 0.0)
             rows.append({"type": l["type"], "activation": act, "detail": f"dropout {p}" if p else "",
-                         "input": [l["n_in"]], "output": [l["n_out"]], "params": l["n_in"] * l["n_out"] + l["n_out"]})
+                         "input": [l["n_in"]], "output": [l["n_out"]], "params": _count(l)})
     return rows
+
+
+def _count(layer) -> int:
+    return sum(math.prod(shape) for shape in param_shapes(layer))
 
 
 class Model:
