@@ -113,7 +113,8 @@ class Model:
         """Outputs, prediction and (conv nets) first-layer feature maps for one input (n_in,)."""
         x = np.asarray(x, np.float32).reshape(1, -1)
         out = np.asarray(_outputs(self.state, x, graphdef=self.graphdef))[0]
-        got = {"outputs": [float(v) for v in out], "prediction": int(train.predict(self.net, x)[0]),
+        # The net's prediction is the argmax of these same outputs: no second forward pass.
+        got = {"outputs": [float(v) for v in out], "prediction": int(np.argmax(out)),
                "softmax": self.softmax}
         if self.is_conv:
             maps = np.asarray(_first_maps(self.state, x, graphdef=self.graphdef))[0]
