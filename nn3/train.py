@@ -99,6 +99,9 @@ class SGDConfig:
                 bad(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.chunks is not None and (not isinstance(self.chunks, int) or self.chunks < 1):
             bad(f"chunks must be a positive integer, got {self.chunks!r}")
+        # JAX's key takes the seed modulo 2**32: a larger seed would silently repeat a smaller one's draws.
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            bad(f"seed must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
         if self.early_stopping is not None and self.early_stopping < 1:
             bad(f"early_stopping must be a positive number of epochs, got {self.early_stopping}")
         try:

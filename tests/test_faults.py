@@ -124,6 +124,7 @@ CASES = {
     "eta-text": (lambda t, r, d: ["train", "ch1", "--eta", "fast"], 2, ["--eta", "not a number"], 0),
     "lmbda-inf": (lambda t, r, d: ["train", "ch1", "--lmbda", "inf"], 2, ["--lmbda", "finite"], 0),
     "seed-text": (lambda t, r, d: ["train", "ch1", "--seed", "x"], 2, ["--seed", "invalid"], 0),
+    "seed-too-large": (lambda t, r, d: ["train", "ch1", "--seed", str(2**32)], 1, ["seed", "4294967295"], 0),
     "augment-unknown": (lambda t, r, d: ["train", "ch1", "--augment", "warp"], 2, ["--augment", "invalid choice"], 0),
     "limit-0": (lambda t, r, d: ["train", "ch1", "--limit", "0"], 2, ["--limit", "positive"], 0),
     "preset-unknown": (lambda t, r, d: ["train", "nosuch"], 1, ["unknown preset 'nosuch'", "ch1"], 0),

@@ -519,6 +519,7 @@ def test_trainer_rejects_data_of_the_wrong_width(tiny_data):
     {"epochs": 0}, {"epochs": 1.5}, {"mini_batch_size": 0}, {"mini_batch_size": 61},
     {"eta": float("nan")}, {"eta": -0.1}, {"eta": 0.0}, {"eta": float("inf")}, {"lmbda": -1.0},
     {"momentum": 1.0}, {"l2": "layer"}, {"augment": "rotate"}, {"schedule": "cosine"}, {"early_stopping": 0},
+    {"seed": -1}, {"seed": 2**32}, {"seed": 1.0},
 ])
 def test_bad_settings_are_one_line_value_errors(bad, tiny_data):
     cfg = SGDConfig(**{"epochs": 1, **bad})
