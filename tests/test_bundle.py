@@ -156,3 +156,59 @@ def test_an_ensemble_saves_the_bundle_it_was_loaded_from(exported, tmp_path):
             np.testing.assert_array_equal(x["w"], y["w"])
             np.testing.assert_array_equal(x["b"], y["b"])
     assert layers.get_params(ens[1].engine)[0]["w"].dtype == np.float32
+
+
+# ------------------------------------------------------------------ network3.train_ensemble
+
+def book_layers():
+    from nn3.network3 import FullyConnectedLayer, SoftmaxLayer
+    return [FullyConnectedLayer(n_in=784, n_out=20, p_dropout=0.2), SoftmaxLayer(n_in=20, n_out=10)]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_train_ensemble_trains_each_network_as_it_would_alone(capsys, shuffle):
+    from conftest import synthetic_splits
+    from nn3 import network3
+    training, validation, test = synthetic_splits()
+    seeds = [5, 1, 9]
+    ens = network3.train_ensemble(book_layers, 3, training, 2, 10, 0.5, validation, test, lmbda=0.1,
+                                  seeds=seeds, shuffle=shuffle)
+    out = capsys.readouterr().out.splitlines()
+    assert isinstance(ens, facade.Ensemble) and ens.seeds == seeds
+    for i, s in enumerate(seeds):
+        alone = network3.Network(book_layers(), 10, seed=s)
+        alone.SGD(training, 2, 10, 0.5, validation, test, lmbda=0.1, shuffle=shuffle, verbose=False)
+        for p, q in zip(ens.members[i].params, alone.params):   # bit for bit
+            np.testing.assert_array_equal(p["w"], q["w"])
+            np.testing.assert_array_equal(p["b"], q["b"])
+        assert ens.members[i].loop.history == alone.loop.history
+        assert ens.members[i].best() == alone.best()
+        first = facade.epoch_lines(alone.loop.history[0], "network3")[0]
+        assert f"Network {i}: {first}" in out
+    last = ens.loop.history[-1]
+    assert ens.accuracy(validation) == last["validation_accuracy"] and ens.accuracy(test) == last["test_accuracy"]
+    assert f"Vote: Epoch 1: validation accuracy {last['validation_accuracy']:.2%}" in out
+    assert out[-3] == "Finished training 3 networks."
+    assert out[-2].startswith("Best validation accuracy of the vote ")
+
+
+def test_train_ensemble_summarises_and_refuses_what_cannot_vote(capsys, tmp_path):
+    from conftest import synthetic_splits
+    from nn3 import network3
+    training, validation, test = synthetic_splits((200, 100, 100))
+    ens = network3.train_ensemble(book_layers, 2, training, 1, 10, 0.5, validation, test, seeds=[0, 1], each=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["Training mini-batch number 0", facade.members_line(ens.loop.history[0])] and not any(o.startswith("Network") for o in out)
+    ens.save_json(tmp_path / "two.json")   # the book's nets as a bundle, read back voting alike
+    again = nn3.load(tmp_path / "two.json")
+    assert np.array_equal(again.predict(test[0]), ens.predict(test[0]))
+    assert bundle.load(tmp_path / "two.json").settings[1]["seed"] == 1
+    with pytest.raises(ValueError, match="2 seeds for 3 networks"):
+        network3.train_ensemble(book_layers, 3, training, 1, 10, 0.5, validation, test, seeds=[0, 1])
+    sizes = iter([20, 30])
+
+    def growing():
+        n = next(sizes)
+        return [network3.FullyConnectedLayer(784, n), network3.SoftmaxLayer(n, 10)]
+    with pytest.raises(ValueError, match="built network 1 unlike network 0"):
+        network3.train_ensemble(growing, 2, training, 1, 10, 0.5, validation, test)
