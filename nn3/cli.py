@@ -267,10 +267,8 @@ def _progress(quiet):
 def _finish(loop, run_dir, started):
     from nn3 import runs
     for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
-        mine = next((r for r in lp.history if r["epoch"] == lp.best_epoch), None)
-        if mine:
-            _say(f"member {i}: best validation accuracy {mine.get('validation_accuracy', 0):.2%} at epoch "
-                 f"{mine['epoch']} (test {mine.get('test_accuracy', float('nan')):.2%})")
+        if runs.best_of(lp):
+            _say(f"member {i}: {_best_phrase(runs.best_of(lp))}")
     best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
@@ -285,6 +283,13 @@ def _finish(loop, run_dir, started):
         from nn3 import stop
         return stop.exit_code(stop.requested() or signal.SIGINT)
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
+
+
+def _best_phrase(best) -> str:
+    """A best epoch (runs.best_of) in words, as the end of a run and replay say it."""
+    def pct(key):
+        return "none" if best[key] is None else f"{best[key]:.2%}"
+    return f"best validation accuracy {pct('validation_accuracy')} at epoch {best['epoch']} (test {pct('test_accuracy')})"
 
 
 def _members(a) -> list | None:
@@ -353,12 +358,15 @@ def cmd_replay(a):
     res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
     for m in res.get("members", ()):
         _say(f"member {m['member']} (seed {m['seed']}): {a.data} accuracy {m['accuracy']:.2%} "
-             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time"))
+             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time")
+             + (f"; {_best_phrase(m['best'])}" if m["best"] else ""))
     who = " of the vote" if "members" in res else ("" if a.member is None else f" of member {a.member}")
     _say(f"step {res['step']} ({res['position']}): {a.data} accuracy{who} {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
         _say(_verdict(res, "recorded at save time"))
+    if res["best"] and ("members" in res or a.member is not None):  # a member run's bests, as of this step
+        _say(f"{'the vote' if a.member is None else f'member {a.member}'}: {_best_phrase(res['best'])}")
     elif res["batch"] and a.data in ("test", "validation"):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")

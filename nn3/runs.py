@@ -517,7 +517,8 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
 
     Of a member run: with ``member`` = K, member K as a lone run's; else the vote's
     accuracy (and predictions), and ``members``, one such dict (accuracy, correct, n,
-    recorded, equal, seed) per member.
+    recorded, equal, seed, best) per member. ``best``: ``best_of`` the run's (the
+    vote's, a member's) loop as of the checkpoint.
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
@@ -551,18 +552,30 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
         right, _, count = train.evaluate(one, dataset)
         saved = info if member is None else (info.get("members") or [{}] * len(seeds))[member]
         predicted = train.predict(one, x[:predict]) if predict else []
-        out.update(scored(right, count, saved), net=one)
+        out.update(scored(right, count, saved), net=one, best=best_of(loop if member is None else loop.loops[member]))
     else:
         out["members"] = []
         for i, (one, saved) in enumerate(zip(net, info.get("members") or [{}] * len(seeds))):
             right, _, count = train.evaluate(one, dataset)
-            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved)})
+            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved),
+                                   "best": best_of(loop.loops[i])})
         votes = ensemble.vote(net, x)
         right = int(np.sum(votes == y))
         predicted = votes[:predict] if predict else []
-        out.update(scored(right, len(y), info), net=net)
+        out.update(scored(right, len(y), info), net=net, best=best_of(loop))
     out["predicted"] = [int(v) for v in predicted]
     return out
+
+
+def best_of(loop: train.Loop) -> dict | None:
+    """The best epoch of a loop (a lone run's, a member's, a member run's vote) so far:
+    ``{"epoch", "validation_accuracy", "test_accuracy"}`` as recorded then (None where not
+    measured), or None before any judged epoch."""
+    record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+    if loop.best_epoch is None or record is None:
+        return None
+    return {"epoch": record["epoch"], "validation_accuracy": record.get("validation_accuracy"),
+            "test_accuracy": record.get("test_accuracy")}
 
 
 def load(run_dir, *, step=None, best=False, member=None):

@@ -212,3 +212,31 @@ def test_train_ensemble_summarises_and_refuses_what_cannot_vote(capsys, tmp_path
         return [network3.FullyConnectedLayer(784, n), network3.SoftmaxLayer(n, 10)]
     with pytest.raises(ValueError, match="built network 1 unlike network 0"):
         network3.train_ensemble(growing, 2, training, 1, 10, 0.5, validation, test)
+
+
+# ------------------------------------------------------------------ each member's best epoch
+
+def test_replay_gives_each_members_best_epoch_as_of_the_checkpoint(member_run, capsys):
+    d, _, loop = member_run
+    recorded = lines(d)
+    for at in (0, 1):   # the first epoch's checkpoint knows only that epoch
+        res = runs.replay(d, step=recorded[at]["step"])
+        for i, m in enumerate(res["members"]):
+            mine = [r["members"][i] for r in recorded[:at + 1]]
+            best = max(mine, key=lambda r: r["validation_accuracy"])   # the first of equals, as training's
+            assert m["best"] == {k: best[k] for k in ("epoch", "validation_accuracy", "test_accuracy")}
+        assert res["best"]["epoch"] == (0 if at == 0 else loop.best_epoch)
+    capsys.readouterr()
+    assert cli.main(["replay", str(d)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for i, lp in enumerate(loop.loops):
+        b = next(r for r in lp.history if r["epoch"] == lp.best_epoch)
+        assert out[i].endswith(f"; best validation accuracy {b['validation_accuracy']:.2%} at epoch {b['epoch']} "
+                               f"(test {b['test_accuracy']:.2%})")
+    b = next(r for r in loop.history if r["epoch"] == loop.best_epoch)
+    assert out[-1] == f"the vote: best validation accuracy {b['validation_accuracy']:.2%} at epoch {b['epoch']} " \
+                      f"(test {b['test_accuracy']:.2%})"
+    assert cli.main(["replay", str(d), "--member", "2"]) == 0
+    b = next(r for r in loop.loops[2].history if r["epoch"] == loop.loops[2].best_epoch)
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"member 2: best validation accuracy "
+                                                               f"{b['validation_accuracy']:.2%} at epoch {b['epoch']}")
