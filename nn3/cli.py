@@ -386,8 +386,8 @@ def _verdict(res, lead) -> str:
 def cmd_export(a):
     from nn3 import runs
     res = runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
-    what = "" if res["members"] is None else f": an ensemble bundle of {res['members']} members,"
-    _say(f"wrote {a.out}{what} step {res['step']} ({res['position']})")
+    what = "" if res["members"] is None else f": an ensemble bundle of {res['members']} members"
+    _say(f"wrote {a.out}{what} (step {res['step']}, {res['position']})")
     return 0
 
 
