@@ -240,3 +240,31 @@ def test_replay_gives_each_members_best_epoch_as_of_the_checkpoint(member_run, c
     b = next(r for r in loop.loops[2].history if r["epoch"] == loop.loops[2].best_epoch)
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"member 2: best validation accuracy "
                                                                f"{b['validation_accuracy']:.2%} at epoch {b['epoch']}")
+
+
+def _random_params(s, seed):
+    rng = np.random.default_rng(seed)
+    return [{"w": rng.standard_normal(w).astype(np.float32), "b": rng.standard_normal(b).astype(np.float32)}
+            for w, b in map(spec.param_shapes, s["layers"])]
+
+
+def test_conv_and_network2_members_round_trip_bit_for_bit(small_conv_spec, tmp_path, capsys):
+    """A conv net's members keep their mini-batch size and filters; sigmoid MLPs' come back
+    as network2 networks; ``nn3 evaluate`` refuses a net that does not take MNIST's 784 pixels."""
+    mlp = spec.mlp_spec([784, 6, 10], "CrossEntropyCost")
+    for s, mb, kind in ((small_conv_spec, 4, nn3.network3.Network), (mlp, None, nn3.network2.Network)):
+        params = [_random_params(s, k) for k in range(3)]
+        path = tmp_path / f"{kind.__module__}.json"
+        bundle.save(path, s, params, seeds=[4, 5, 6], mini_batch_size=mb)
+        b = bundle.load(path)
+        assert (b.spec, b.mini_batch_size, b.seeds, b.settings, b.source) == (s, mb, [4, 5, 6], [{}] * 3, {})
+        ens = nn3.load(path)
+        assert all(isinstance(m, kind) for m in ens) and ens.seeds == [4, 5, 6]
+        for m, p in zip(ens, params):
+            for got, want in zip(layers.get_params(m.engine), p):
+                np.testing.assert_array_equal(got["w"], want["w"])
+                np.testing.assert_array_equal(got["b"], want["b"])
+    assert nn3.load(tmp_path / "nn3.network3.json")[0].mini_batch_size == 4
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "nn3.network3.json")]) == 1
+    assert "takes 64 inputs; MNIST images have 784" in capsys.readouterr().err
