@@ -289,7 +289,8 @@ def _best_phrase(best) -> str:
     """A best epoch (runs.best_of) in words, as the end of a run and replay say it."""
     def pct(key):
         return "none" if best[key] is None else f"{best[key]:.2%}"
-    return f"best validation accuracy {pct('validation_accuracy')} at epoch {best['epoch']} (test {pct('test_accuracy')})"
+    return (f"best validation accuracy {pct('validation_accuracy')} at epoch {best['epoch']} "
+            f"(test {pct('test_accuracy')})")
 
 
 def _members(a) -> list | None:

@@ -633,8 +633,8 @@ def export_json(run_dir, out, *, step=None, best=False, force=False, member=None
     mb = None if is_mlp(first.spec) else config["sgd"].get("mini_batch_size")
     if seeds is not None and member is None:
         settings = [dataclasses.asdict(c) for c in member_sgd(config)]
-        source = {"run": str(run_dir), "preset": config.get("preset"), "step": n, "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch,
-                  "batch": loop.batch}
+        source = {"run": str(run_dir), "preset": config.get("preset"), "step": n,
+                  "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch}
         bundle.save(out, first.spec, [layers.get_params(one) for one in net], seeds, settings=settings,
                     mini_batch_size=mb, source=source)
     else:

@@ -140,7 +140,8 @@ def test_a_bundle_is_not_taken_for_one_network(exported, tmp_path):
     with pytest.raises(export.ExportError, match="an ensemble bundle of several networks, not one network"):
         export.load_json(exported)
     export.save_json(tmp_path / "one.json", SPEC, [
-        {"w": np.zeros(w, np.float32), "b": np.zeros(b, np.float32)} for w, b in map(spec.param_shapes, SPEC["layers"])])
+        {"w": np.zeros(w, np.float32), "b": np.zeros(b, np.float32)}
+        for w, b in map(spec.param_shapes, SPEC["layers"])])
     with pytest.raises(export.ExportError, match="one network, not an ensemble bundle"):
         bundle.load(tmp_path / "one.json")
     assert isinstance(nn3.load(tmp_path / "one.json"), nn3.network3.Network)   # one network loads as before
@@ -198,7 +199,8 @@ def test_train_ensemble_summarises_and_refuses_what_cannot_vote(capsys, tmp_path
     training, validation, test = synthetic_splits((200, 100, 100))
     ens = network3.train_ensemble(book_layers, 2, training, 1, 10, 0.5, validation, test, seeds=[0, 1], each=False)
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == ["Training mini-batch number 0", facade.members_line(ens.loop.history[0])] and not any(o.startswith("Network") for o in out)
+    assert out[:2] == ["Training mini-batch number 0", facade.members_line(ens.loop.history[0])]
+    assert not any(o.startswith("Network") for o in out)
     ens.save_json(tmp_path / "two.json")   # the book's nets as a bundle, read back voting alike
     again = nn3.load(tmp_path / "two.json")
     assert np.array_equal(again.predict(test[0]), ens.predict(test[0]))
