@@ -114,8 +114,9 @@ def is_bundle(doc: Any) -> bool:
 def from_json_dict(d: Any, source: str = "<memory>") -> Bundle:
     """The ``Bundle`` of a parsed document, every fault one ExportError naming ``source``."""
     if not is_bundle(d):
-        what = "one network, not an ensemble bundle" if isinstance(d, dict) and ("sizes" in d or "format" in d) \
-            else f"not an ensemble bundle (expected format '{export.BUNDLE_FORMAT}')"
+        one = isinstance(d, dict) and (d.get("format") == export.FORMAT or ("sizes" in d and "format" not in d))
+        what = "one network, not an ensemble bundle" if one else \
+            f"not an ensemble bundle (expected format '{export.BUNDLE_FORMAT}')"
         raise error(source, "", what)
     if "version" not in d:
         raise error(source, "", "missing key 'version'")
