@@ -32,7 +32,9 @@ def __getattr__(name):
 def load(path, *, step=None, best=False):
     """A saved network back as a façade (network / network2 / network3 object).
 
-    ``path`` is a run directory (``net.save(dir)``, ``nn3 train``) or a JSON file.
+    ``path`` is a run directory (``net.save(dir)``, ``nn3 train``) or a JSON file; an
+    ensemble bundle (``nn3 export`` of a member run) comes back as a ``facade.Ensemble``
+    of such networks, which votes.
     """
     from nn3 import saved
     return saved.load(path, step=step, best=best)

@@ -163,15 +163,16 @@ def _parser():
     r.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
 
     for name, helptext in (("replay", "rebuild a run's network and evaluate it"),
-                           ("export", "write a run's network as JSON")):
+                           ("export", "write a run's network (a member run's: its ensemble) as JSON")):
         q = sub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
         q.add_argument("run", help="the run directory")
         if name == "export":
             q.add_argument("out", help="the JSON file to write")
             q.add_argument("--force", action="store_true", help="replace OUT if it exists (default: refuse)")
         q.add_argument("--member", type=int, metavar="K",
-                       help="of a member run, member K alone (counted from 0)" +
-                            (" (default: none; a member run needs it)" if name == "export" else " (default: each member and the vote)"))
+                       help="of a member run, member K alone (counted from 0) (default: "
+                            + ("every member, as one ensemble bundle that nn3 evaluate and nn3.load read)"
+                               if name == "export" else "each member and the vote)"))
         g = q.add_mutually_exclusive_group()
         g.add_argument("--step", type=int, help="the checkpoint at this step (default: the newest)")
         g.add_argument("--best", action="store_true",
@@ -191,9 +192,11 @@ def _parser():
     i.add_argument("--run", required=True, metavar="DIR", help="the run directory to create (required)")
     _training_flags(i, "the matching preset's, else plain settings")
 
-    e = sub.add_parser("evaluate", help="accuracy of a JSON network on the test or validation data",
-                       description="The accuracy of a JSON network on a data set.")
-    e.add_argument("json", help="a network2 or nn3 JSON file")
+    e = sub.add_parser("evaluate", help="accuracy of a JSON network or ensemble bundle on the test or "
+                                        "validation data",
+                       description="The accuracy of a JSON network on a data set; of an ensemble bundle "
+                                   "(nn3 export of a member run), each member's and the vote's.")
+    e.add_argument("json", help="a network2 or nn3 JSON file, or an ensemble bundle")
     _data_choice(e)
     e.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"],
                    help="the data set of test | validation (default: mnist)")
@@ -235,17 +238,11 @@ def _reporter(style, before=None, monitor=()):
         if before:
             before()
         if "members" in record:
-            _say(_member_line(record))
+            _say(facade.members_line(record))
             return
         for line in facade.epoch_lines(record, style, monitor):
             _say(line)
     return report
-
-
-def _member_line(record) -> str:
-    key = "validation" if "validation_accuracy" in record else "test"
-    each = " ".join("stopped" if r is None else f"{r[key + '_accuracy']:.2%}" for r in record["members"])
-    return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 
 def _progress(quiet):
@@ -270,10 +267,8 @@ def _progress(quiet):
 def _finish(loop, run_dir, started):
     from nn3 import runs
     for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
-        mine = next((r for r in lp.history if r["epoch"] == lp.best_epoch), None)
-        if mine:
-            _say(f"member {i}: best validation accuracy {mine.get('validation_accuracy', 0):.2%} at epoch "
-                 f"{mine['epoch']} (test {mine.get('test_accuracy', float('nan')):.2%})")
+        if runs.best_of(lp):
+            _say(f"member {i}: {_best_phrase(runs.best_of(lp))}")
     best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
@@ -288,6 +283,14 @@ def _finish(loop, run_dir, started):
         from nn3 import stop
         return stop.exit_code(stop.requested() or signal.SIGINT)
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
+
+
+def _best_phrase(best) -> str:
+    """A best epoch (runs.best_of) in words, as the end of a run and replay say it."""
+    def pct(key):
+        return "none" if best[key] is None else f"{best[key]:.2%}"
+    return (f"best validation accuracy {pct('validation_accuracy')} at epoch {best['epoch']} "
+            f"(test {pct('test_accuracy')})")
 
 
 def _members(a) -> list | None:
@@ -356,12 +359,15 @@ def cmd_replay(a):
     res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
     for m in res.get("members", ()):
         _say(f"member {m['member']} (seed {m['seed']}): {a.data} accuracy {m['accuracy']:.2%} "
-             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time"))
+             f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time")
+             + (f"; {_best_phrase(m['best'])}" if m["best"] else ""))
     who = " of the vote" if "members" in res else ("" if a.member is None else f" of member {a.member}")
     _say(f"step {res['step']} ({res['position']}): {a.data} accuracy{who} {res['accuracy']:.2%} "
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
         _say(_verdict(res, "recorded at save time"))
+    if res["best"] and ("members" in res or a.member is not None):  # a member run's bests, as of this step
+        _say(f"{'the vote' if a.member is None else f'member {a.member}'}: {_best_phrase(res['best'])}")
     elif res["batch"] and a.data in ("test", "validation"):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")
@@ -380,8 +386,9 @@ def _verdict(res, lead) -> str:
 
 def cmd_export(a):
     from nn3 import runs
-    runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
-    _say(f"wrote {a.out}")
+    res = runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
+    what = "" if res["members"] is None else f": an ensemble bundle of {res['members']} members"
+    _say(f"wrote {a.out}{what} (step {res['step']}, {res['position']})")
     return 0
 
 
@@ -402,7 +409,11 @@ def cmd_import(a):
 def cmd_evaluate(a):
     from nn3 import runs
     res = runs.evaluate_json(a.json, data_name=a.data, dataset=a.dataset)
-    _say(f"{a.json}: {res['name']} accuracy {res['accuracy']:.2%} ({res['correct']} / {res['n']})")
+    for m in res.get("members", ()):
+        _say(f"member {m['member']} (seed {m['seed']}): {res['name']} accuracy {m['accuracy']:.2%} "
+             f"({m['correct']} / {m['n']})")
+    who = " of the vote" if "members" in res else ""
+    _say(f"{a.json}: {res['name']} accuracy{who} {res['accuracy']:.2%} ({res['correct']} / {res['n']})")
     return 0
 
 

@@ -76,6 +76,7 @@ from nn3.spec import (MAX_SIZE, NonFinite, SpecError, describe, error, integer, 
 
 MAX_FILE_BYTES = 256 << 20
 FORMAT, VERSION = "nn3-network3", 1
+BUNDLE_FORMAT = "nn3-ensemble"  # nn3.bundle's: several networks that vote
 DEFAULT_MINI_BATCH = 10  # the book's, for nets without a ConvPoolLayer to say otherwise
 
 NETWORK2_KEYS = ("sizes", "weights", "biases", "cost")
@@ -195,6 +196,9 @@ def _read_network2(d: dict, src: str) -> tuple[dict, list[dict], None]:
 
 
 def _read_network3(d: dict, src: str) -> tuple[dict, list[dict], int]:
+    if d["format"] == BUNDLE_FORMAT:
+        raise error(src, "", "an ensemble bundle of several networks, not one network "
+                             "(nn3.load and nn3 evaluate read it)")
     if not isinstance(d["format"], str) or d["format"] != FORMAT:
         raise error(src, "format", f"unknown format {describe(d['format'])} (this reads '{FORMAT}')")
     if "version" not in d:
@@ -220,6 +224,11 @@ def _read_network3(d: dict, src: str) -> tuple[dict, list[dict], int]:
 def from_json_dict(d: Any, source: str = "<memory>") -> tuple[dict, list[dict], int | None]:
     """``(spec, params, mini_batch_size)`` from a parsed document (None for network2's)."""
     return _from_json_dict(d, source)[:3]
+
+
+def from_document(d: Any, source: str = "<memory>") -> tuple[dict, list[dict], int | None, dict]:
+    """``(spec, params, mini_batch_size, meta)`` from a parsed document (``read_document``'s)."""
+    return _from_json_dict(d, source)
 
 
 def _from_json_dict(d: Any, source: str) -> tuple[dict, list[dict], int | None, dict]:
@@ -252,6 +261,12 @@ def loads(text: str | bytes, source: str = "<string>") -> tuple[dict, list[dict]
 
 
 def _loads(text: str | bytes, source: str) -> tuple[dict, list[dict], int | None, dict]:
+    return _from_json_dict(parse(text, source), source)
+
+
+def parse(text: str | bytes, source: str = "<string>") -> Any:
+    """The JSON document in ``text``, with the size, nesting, duplicate-key and NaN guards
+    (what every nn3 file is read through, a network or an ensemble bundle)."""
     if not isinstance(text, (str, bytes, bytearray)):
         raise error(source, "", f"expected JSON text, got {describe(text)}")
     if len(text) > MAX_FILE_BYTES:
@@ -262,19 +277,17 @@ def _loads(text: str | bytes, source: str) -> tuple[dict, list[dict], int | None
         except UnicodeDecodeError as e:
             raise error(source, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        d = json.loads(text, parse_constant=NonFinite, object_pairs_hook=_pairs)
+        return json.loads(text, parse_constant=NonFinite, object_pairs_hook=_pairs)
     except ExportError as e:
         raise error(source, "", str(e)) from None
     except RecursionError:
         raise error(source, "", "not a network file: nesting too deep") from None
     except ValueError as e:  # JSONDecodeError, and ints of more than 4300 digits
         raise error(source, "", f"not valid JSON: {e}") from None
-    return _from_json_dict(d, source)
 
 
-def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, dict]:
-    """``(spec, params, mini_batch_size, meta)`` from a network2 or nn3-network3 file;
-    ``meta`` holds the file's optional keys: ``{"seed": n}`` or ``{}``."""
+def read_document(path: str | os.PathLike) -> tuple[Any, str]:
+    """``(document, source)``: the parsed JSON of the file at ``path`` and its name for errors."""
     try:
         src = os.fsdecode(path)
     except TypeError:
@@ -290,16 +303,27 @@ def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, di
         raise error(src, "", "not a regular file")
     if info.st_size > MAX_FILE_BYTES:
         raise error(src, "", f"{info.st_size} bytes, more than the limit {MAX_FILE_BYTES}")
-    return _loads(data, src)
+    return parse(data, src), src
+
+
+def load_json(path: str | os.PathLike) -> tuple[dict, list[dict], int | None, dict]:
+    """``(spec, params, mini_batch_size, meta)`` from a network2 or nn3-network3 file;
+    ``meta`` holds the file's optional keys: ``{"seed": n}`` or ``{}``."""
+    d, src = read_document(path)
+    return _from_json_dict(d, src)
 
 
 def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size: int | None = None,
               seed: int | None = None) -> None:
-    """Writes ``dumps(...)`` to ``path`` atomically (a temp file, then ``os.replace``).
+    """Writes ``dumps(...)`` to ``path`` atomically (see ``write_atomic``)."""
+    write_atomic(path, dumps(spec, params, mini_batch_size, seed).encode("utf-8"))
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (a temp file, then ``os.replace``).
 
     A failure is an ExportError naming ``path``, never the temp file the user did not ask for.
     """
-    data = dumps(spec, params, mini_batch_size, seed).encode("utf-8")
     path = os.fspath(path)
     tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     try:

@@ -15,6 +15,9 @@ the ``loop`` (where training stands: epochs done, history), the ``seed`` that re
 it, the settings of the last ``SGD`` call, and writes all of that as a run directory
 (``save_run``) or as JSON (``save_json``). ``nn3.load`` (nn3.saved) reads both back.
 
+``Ensemble`` holds several such networks that vote (what ``network3.train_ensemble``
+returns and what ``nn3.load`` makes of an ensemble bundle).
+
 ``epoch_lines`` is the one place the book's per-epoch lines are written: the façades
 print them during ``SGD`` and ``nn3 train`` / ``resume`` print them for a run of the
 same style, so the two cannot drift apart.
@@ -25,7 +28,7 @@ import dataclasses
 
 import numpy as np
 
-from nn3 import export, layers, metrics, runs, train
+from nn3 import bundle, ensemble, export, layers, metrics, runs, train
 from nn3.rundir import RunDir
 from nn3.spec import is_mlp
 
@@ -61,6 +64,14 @@ def epoch_lines(record, style, monitor=(), start=0) -> list[str]:
                 lines.append(f"The corresponding test accuracy is {record['test_accuracy']:.2%}")
         monitor = [m for m in monitor if m != "validation_accuracy"]
     return lines + [line(record) for name, line in MONITOR_LINES.items() if name in monitor]
+
+
+def members_line(record) -> str:
+    """One line for an epoch of several networks: each one's accuracy and the vote's
+    (a stopped network shows "stopped"). ``nn3 train --members`` prints it too."""
+    key = "validation" if "validation_accuracy" in record else "test"
+    each = " ".join("stopped" if r is None else f"{r[key + '_accuracy']:.2%}" for r in record["members"])
+    return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 
 def draw_seed(seed=None) -> int:
@@ -167,3 +178,60 @@ class Facade:
             sgd = dataclasses.asdict(train.SGDConfig(epochs=max(self.loop.epoch, 1), seed=self.seed))
         return {**config, "style": self.style, "spec": self.engine.spec, "init": self.init,
                 "sgd": sgd, "versions": runs._versions()}
+
+
+class Ensemble:
+    """Book networks that vote, as chapter 6's five: ``members``, each a façade network.
+
+    ``predict`` and ``accuracy`` are the plurality vote's (a tie goes to the smallest
+    digit: nn3.ensemble.vote). ``loop``, when the members were trained together here
+    (``network3.train_ensemble``), is their ``ensemble.Members``: the vote's history and
+    best epoch; each member's own is ``members[i].loop``.
+    """
+
+    def __init__(self, members, loop=None):
+        self.members = list(members)
+        self.loop = loop
+
+    def __len__(self):
+        return len(self.members)
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def __getitem__(self, i):
+        return self.members[i]
+
+    @property
+    def seeds(self):
+        return [m.seed for m in self.members]
+
+    def predict(self, x):
+        """The vote's digit for each row of ``x`` (N, 784)."""
+        return ensemble.vote([m.engine for m in self.members], x)
+
+    def accuracy(self, data):
+        """The fraction of ``data`` the vote classifies right."""
+        return ensemble.accuracy([m.engine for m in self.members], data)
+
+    def member_accuracies(self, data):
+        """Each member's fraction of ``data`` classified right, alone."""
+        out = []
+        for m in self.members:
+            right, _, n = train.evaluate(m.engine, data)
+            out.append(right / n)
+        return out
+
+    def best(self):
+        """The vote's record of its best epoch (trained here), or None."""
+        if self.loop is None:
+            return None
+        return next((r for r in self.loop.history if r["epoch"] == self.loop.best_epoch), None)
+
+    def save_json(self, path):
+        """Save as one ensemble bundle (nn3.bundle): each member's network, seed and settings."""
+        spec = self.members[0].engine.spec
+        mb = None if is_mlp(spec) else getattr(self.members[0], "mini_batch_size", None)
+        settings = [dataclasses.asdict(m.last_config) if m.last_config is not None else {} for m in self.members]
+        bundle.save(path, spec, [layers.get_params(m.engine) for m in self.members], self.seeds,
+                    settings=settings, mini_batch_size=mb)

@@ -10,6 +10,9 @@
     ...     FullyConnectedLayer(n_in=20*12*12, n_out=100, activation_fn=ReLU),
     ...     SoftmaxLayer(n_in=100, n_out=10)], mini_batch_size)
     >>> net.SGD(training_data, 60, mini_batch_size, 0.03, validation_data, test_data, lmbda=0.1)  # doctest: +SKIP
+    >>> nets = network3.train_ensemble(lambda: [FullyConnectedLayer(784, 100), SoftmaxLayer(100, 10)], 5,
+    ...     training_data, 40, mini_batch_size, 0.03, validation_data, test_data)  # doctest: +SKIP
+    >>> nets.accuracy(test_data), nets.members[0].best()  # doctest: +SKIP
 
 The book's scripts run with only their import lines changed. Where the book needed a
 GPU flag, we run wherever JAX runs. The training data is not reshuffled between
@@ -17,6 +20,9 @@ epochs, as in the book (``shuffle=True`` turns that on); a data set whose size i
 a multiple of the mini-batch size loses its last partial batch in training, as the
 book's integer division did, and none in evaluation. Without ``seed=``, the seed is
 drawn from numpy's global generator, as in nn3.network.
+
+``train_ensemble`` trains several such networks in one program, each as it would train
+alone, and gives them back voting (the book's ensemble of five, chapter 6).
 """
 # ruff: noqa: N802, N803
 from __future__ import annotations
@@ -24,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from nn3 import data as _data
-from nn3 import layers, train
-from nn3.facade import Facade, whole_number
+from nn3 import ensemble, layers, train
+from nn3.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
 from nn3.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
 from nn3.spec import ACTIVATIONS
 
@@ -91,6 +97,27 @@ def size(data):
     return len(data[0])
 
 
+def _config(epochs, mini_batch_size, eta, lmbda, n_train, **kw):
+    """The SGDConfig of ``Network.SGD`` (and of each network of ``train_ensemble``)."""
+    n_batches = n_train * (5 if kw.get("augment") == "expand" else 1) // mini_batch_size
+    return train.SGDConfig(epochs=epochs, mini_batch_size=mini_batch_size, eta=eta, lmbda=lmbda, l2="batch",
+                           drop_remainder=True, **kw,
+                           # a chunk per 1000 mini-batches: the book's progress lines appear on time
+                           chunks=max(1, n_batches // 1000))
+
+
+def _progress(step, say):
+    """An ``on_progress`` callback that prints the book's line every 1000 mini-batches."""
+    done = [step]
+
+    def progress(n):
+        # The book prints this every 1000 mini-batches; we print after each compiled chunk.
+        for it in range((done[0] + 999) // 1000 * 1000, done[0] + n, 1000):
+            say(f"Training mini-batch number {it}")
+        done[0] += n
+    return progress
+
+
 class Network(Facade):
     """The book's ``Network(layers, mini_batch_size)``."""
 
@@ -125,22 +152,11 @@ class Network(Facade):
         epochs = whole_number(epochs, "epochs")
         say = print if verbose else (lambda *a: None)
         training_data = train.as_arrays(training_data)  # once: the trainer takes the arrays as they are
-        n_batches = len(training_data[1]) * (5 if augment == "expand" else 1) // self.mini_batch_size
-        cfg = train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=self.mini_batch_size, eta=eta,
-                              lmbda=lmbda, l2="batch", shuffle=shuffle, drop_remainder=True, augment=augment,
-                              early_stopping=early_stopping, momentum=momentum, seed=self.seed,
-                              # a chunk per 1000 mini-batches: the book's progress lines appear on time
-                              chunks=max(1, n_batches // 1000))
-        done = [self.loop.step]
-
-        def progress(n):
-            # The book prints this every 1000 mini-batches; we print after each compiled chunk.
-            for it in range((done[0] + 999) // 1000 * 1000, done[0] + n, 1000):
-                say(f"Training mini-batch number {it}")
-            done[0] += n
-
+        cfg = _config(self.loop.epoch + epochs, self.mini_batch_size, eta, lmbda, len(training_data[1]),
+                      shuffle=shuffle, augment=augment, early_stopping=early_stopping, momentum=momentum,
+                      seed=self.seed)
         self._fit(cfg, training_data, validation_data, test_data, eta_fn=eta_fn,
-                  on_epoch=self._print_epoch(self.loop.epoch, say=say), on_progress=progress)
+                  on_epoch=self._print_epoch(self.loop.epoch, say=say), on_progress=_progress(self.loop.step, say))
         best = self.best()
         say("Finished training network.")
         if best:
@@ -165,3 +181,59 @@ class Network(Facade):
     def predict(self, x):
         """The predicted digit for each row of ``x`` (N, 784)."""
         return train.predict(self.engine, x)
+
+
+def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, validation_data, test_data,
+                   lmbda=0.0, *, seeds=None, shuffle=False, augment="none", early_stopping=None, momentum=0.0,
+                   each=True, verbose=True):
+    """Train ``n`` networks at once, as the book trains its five voting nets one by one;
+    returns a ``facade.Ensemble`` (its ``members``, each a ``Network``, and the vote).
+
+    ``layers_fn()`` gives one network's layer list (called ``n`` times, as the book's
+    scripts build a ``Network``); the other arguments are ``SGD``'s. ``seeds`` gives each
+    network's seed (default: drawn from numpy's global generator, as ``Network`` draws
+    one). The networks run in one compiled program (nn3.ensemble, as ``nn3 train
+    --members``), and network ``i`` ends exactly as ``Network(layers_fn(),
+    mini_batch_size, seed=seeds[i]).SGD(...)`` would alone. After each epoch we print
+    each network's lines with ``Network i:`` in front (``each=False``: one line of every
+    network's accuracy), then the vote's.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"train_ensemble: n must be a positive integer, got {n!r}")
+    if seeds is not None and len(seeds) != n:
+        raise ValueError(f"train_ensemble: {len(seeds)} seeds for {n} networks")
+    nets = [Network(layers_fn(), mini_batch_size, seed=s) for s in (seeds or [None] * n)]
+    for i, net in enumerate(nets[1:], 1):
+        if net.engine.spec != nets[0].engine.spec:
+            raise ValueError(f"train_ensemble: layers_fn() built network {i} unlike network 0; "
+                             "the networks of an ensemble share one architecture")
+    epochs = whole_number(epochs, "epochs")
+    say = print if verbose else (lambda *a: None)
+    training_data = train.as_arrays(training_data)
+    cfgs = [_config(epochs, mini_batch_size, eta, lmbda, len(training_data[1]), shuffle=shuffle, augment=augment,
+                    early_stopping=early_stopping, momentum=momentum, seed=net.seed) for net in nets]
+    engines = [net.engine for net in nets]
+    trainer = ensemble.EnsembleTrainer(engines, cfgs[0], training_data, [net.seed for net in nets], cfgs)
+
+    def report(record, loop, tr):
+        if each:
+            for i, r in enumerate(record["members"]):
+                for line in epoch_lines(r, "network3") if r is not None else ():
+                    say(f"Network {i}: {line}")
+        else:
+            say(members_line(record))
+        for line in epoch_lines(record, "network3"):
+            say(f"Vote: {line}")
+
+    loop = ensemble.fit_members(engines, cfgs[0], training_data, validation_data, test_data, trainer=trainer,
+                                on_epoch=report, on_progress=_progress(0, say))
+    for net, lp, cfg in zip(nets, loop.loops, cfgs):
+        net.loop, net.last_config = lp, cfg
+    out = Ensemble(nets, loop)
+    say(f"Finished training {n} networks.")
+    best = out.best()
+    if best:
+        say(f"Best validation accuracy of the vote {best['validation_accuracy']:.2%} at epoch {best['epoch']}")
+        if test_data is not None:
+            say(f"Corresponding test accuracy of the vote {best['test_accuracy']:.2%}")
+    return out

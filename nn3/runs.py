@@ -33,7 +33,7 @@ import time
 import jax
 import numpy as np
 
-from nn3 import backend, data, ensemble, export, layers, metrics, presets, stop, threads, train
+from nn3 import backend, bundle, data, ensemble, export, layers, metrics, presets, stop, threads, train
 from nn3.rundir import CONFIG, RunDir, RunDirError
 from nn3.spec import is_mlp, validate
 
@@ -517,7 +517,8 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
 
     Of a member run: with ``member`` = K, member K as a lone run's; else the vote's
     accuracy (and predictions), and ``members``, one such dict (accuracy, correct, n,
-    recorded, equal, seed) per member.
+    recorded, equal, seed, best) per member. ``best``: ``best_of`` the run's (the
+    vote's, a member's) loop as of the checkpoint.
     """
     run = RunDir.open(run_dir, read_only=True)
     try:
@@ -551,18 +552,30 @@ def replay(run_dir, *, step=None, best=False, data_name="test", predict=0, membe
         right, _, count = train.evaluate(one, dataset)
         saved = info if member is None else (info.get("members") or [{}] * len(seeds))[member]
         predicted = train.predict(one, x[:predict]) if predict else []
-        out.update(scored(right, count, saved), net=one)
+        out.update(scored(right, count, saved), net=one, best=best_of(loop if member is None else loop.loops[member]))
     else:
         out["members"] = []
         for i, (one, saved) in enumerate(zip(net, info.get("members") or [{}] * len(seeds))):
             right, _, count = train.evaluate(one, dataset)
-            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved)})
+            out["members"].append({"member": i, "seed": seeds[i], **scored(right, count, saved),
+                                   "best": best_of(loop.loops[i])})
         votes = ensemble.vote(net, x)
         right = int(np.sum(votes == y))
         predicted = votes[:predict] if predict else []
-        out.update(scored(right, len(y), info), net=net)
+        out.update(scored(right, len(y), info), net=net, best=best_of(loop))
     out["predicted"] = [int(v) for v in predicted]
     return out
+
+
+def best_of(loop: train.Loop) -> dict | None:
+    """The best epoch of a loop (a lone run's, a member's, a member run's vote) so far:
+    ``{"epoch", "validation_accuracy", "test_accuracy"}`` as recorded then (None where not
+    measured), or None before any judged epoch."""
+    record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+    if loop.best_epoch is None or record is None:
+        return None
+    return {"epoch": record["epoch"], "validation_accuracy": record.get("validation_accuracy"),
+            "test_accuracy": record.get("test_accuracy")}
 
 
 def load(run_dir, *, step=None, best=False, member=None):
@@ -590,13 +603,16 @@ def check_member(config, member, run_dir) -> None:
         raise ValueError(f"{run_dir}: member must be 0 to {len(seeds) - 1} (the run has {len(seeds)}), got {member!r}")
 
 
-def export_json(run_dir, out, *, step=None, best=False, force=False, member=None) -> None:
+def export_json(run_dir, out, *, step=None, best=False, force=False, member=None) -> dict:
     """Write the network of ``run_dir`` (newest intact step, or as chosen) as JSON at ``out``.
 
     network2's format for a sigmoid MLP, nn3's network3 style (with the run's mini-batch
-    size) otherwise; of a member run, member ``member`` (required), as a lone run's.
+    size) otherwise. Of a member run: member ``member`` as a lone run's, or without it
+    every member as one ensemble bundle (nn3.bundle: each member's network, seed and
+    settings, and the vote's rule), which ``evaluate_json`` and ``nn3.load`` read back.
     Refuses, before loading anything, a directory, an existing file (unless ``force``),
-    a missing folder and a missing or wrong member.
+    a missing folder and a wrong member. Returns what it wrote: ``members`` (the count,
+    or None for one network), ``step`` and ``position``.
     """
     where = pathlib.Path(out)
     if where.is_dir():
@@ -606,31 +622,60 @@ def export_json(run_dir, out, *, step=None, best=False, force=False, member=None
     if not where.resolve().parent.is_dir():
         raise ValueError(f"{out}: its folder {where.resolve().parent} does not exist")
     config = RunDir.read_config(run_dir)
-    seeds = member_seeds(config)
-    if seeds is not None and member is None:
-        raise ValueError(f"{run_dir}: a run of {len(seeds)} members; give --member K (0 to {len(seeds) - 1})")
     check_member(config, member, run_dir)
-    net = load(run_dir, step=step, best=best, member=member)
-    mb = config["sgd"].get("mini_batch_size")
-    export.save_json(out, net.spec, layers.get_params(net), None if is_mlp(net.spec) else mb)
+    run = RunDir.open(run_dir, read_only=True)
+    try:
+        n, net, loop, _ = restore(run, step=step, best=best)
+    finally:
+        run.close()
+    seeds = member_seeds(config)
+    first = net if seeds is None else net[0]
+    mb = None if is_mlp(first.spec) else config["sgd"].get("mini_batch_size")
+    if seeds is not None and member is None:
+        settings = [dataclasses.asdict(c) for c in member_sgd(config)]
+        source = {"run": str(run_dir), "preset": config.get("preset"), "step": n,
+                  "epoch": loop.epoch - 1 if loop.batch == 0 else loop.epoch, "batch": loop.batch}
+        bundle.save(out, first.spec, [layers.get_params(one) for one in net], seeds, settings=settings,
+                    mini_batch_size=mb, source=source)
+    else:
+        one = net if member is None else net[member]
+        export.save_json(out, one.spec, layers.get_params(one), mb)
+    return {"members": None if seeds is None or member is not None else len(seeds), "step": n,
+            "position": position(loop)}
 
 
 def evaluate_json(path, *, data_name="test", dataset="mnist") -> dict:
-    """The accuracy of the JSON network at ``path`` on ``data_name``: test | validation (of
-    ``dataset``), or a data file or directory, whose test split is used.
+    """The accuracy of the JSON network or ensemble bundle at ``path`` on ``data_name``:
+    test | validation (of ``dataset``), or a data file or directory, whose test split is used.
 
-    Returns a dict: name (the data, in words), accuracy, correct, n.
+    Returns a dict: name (the data, in words), accuracy, correct, n; for a bundle these
+    are the vote's, and ``members`` holds each member's (member, seed, accuracy, correct, n).
     """
-    spec, params, _, _ = export.load_json(path)
-    net = layers.build(spec)
-    _takes_mnist(net, path)
-    layers.set_params(net, params)
+    doc, src = export.read_document(path)
+    if bundle.is_bundle(doc):
+        b = bundle.from_json_dict(doc, src)
+        nets = [layers.build(b.spec) for _ in b.params]
+        for net, params in zip(nets, b.params):
+            layers.set_params(net, params)
+    else:
+        spec, params, _ = export.from_json_dict(doc, src)
+        nets = [layers.build(spec)]
+        layers.set_params(nets[0], params)
+    _takes_mnist(nets[0], path)
     if data_name in ("test", "validation"):
         split, name = data.load_data(dataset=dataset)[2 if data_name == "test" else 1], data_name
     else:
         split, name = data.load_data(data_name, dataset=dataset)[2], f"{data_name} test"
-    right, _, n = train.evaluate(net, split)
-    return {"name": name, "accuracy": right / n, "correct": right, "n": n}
+    if not bundle.is_bundle(doc):
+        right, _, n = train.evaluate(nets[0], split)
+        return {"name": name, "accuracy": right / n, "correct": right, "n": n}
+    members = []
+    for i, (net, seed) in enumerate(zip(nets, b.seeds)):
+        right, _, n = train.evaluate(net, split)
+        members.append({"member": i, "seed": seed, "accuracy": right / n, "correct": right, "n": n})
+    x, y = split
+    right = int(np.sum(ensemble.vote(nets, x) == y))
+    return {"name": name, "accuracy": right / len(y), "correct": right, "n": len(y), "members": members}
 
 
 def stop_message(loop: train.Loop, run_dir) -> str | None:

@@ -10,23 +10,25 @@ façade network (network, network2 or network3) saves itself (nn3.facade: ``save
 writes a run directory that ``nn3 resume`` / ``nn3 replay`` understand, ``save_json``
 a JSON file). ``load`` gives back a façade of the same kind, ready to train on from
 where it stopped; its seed and, for a run directory, the settings the run recorded
-come back with it, so that saving it again writes them again.
+come back with it, so that saving it again writes them again. An ensemble bundle (``nn3
+export`` of a member run, ``Ensemble.save_json``) comes back as a ``facade.Ensemble``
+of such networks, which votes.
 """
 from __future__ import annotations
 
 import os
 
-from nn3 import export, layers, network, network2, network3, runs, train
+from nn3 import bundle, export, facade, layers, network, network2, network3, runs, train
 from nn3.rundir import RunDir
 from nn3.spec import is_mlp, mlp_sizes
 
 
-def _facade(style, spec, seed=None):
+def _facade(style, spec, seed=None, mini_batch_size=None):
     if style == "network":
         return network.Network(mlp_sizes(spec), seed=seed)
     if style == "network2":
         return network2.Network(mlp_sizes(spec), cost=spec["cost"], seed=seed)
-    mb = next((l["image_shape"][0] for l in spec["layers"] if l["type"] == "ConvPoolLayer"), 10)
+    mb = next((l["image_shape"][0] for l in spec["layers"] if l["type"] == "ConvPoolLayer"), mini_batch_size or 10)
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
 
@@ -35,6 +37,7 @@ def load(path, *, step=None, best=False, member=None):
 
     The seed is the one recorded; a JSON file without one gets a seed drawn as a new
     network's is (from numpy's global generator). Of a member run, member ``member``.
+    An ensemble bundle gives a ``facade.Ensemble`` of its members.
     """
     config = None
     if os.path.isdir(path):
@@ -52,7 +55,10 @@ def load(path, *, step=None, best=False, member=None):
         if member is not None:
             net, loop, seed = net[member], loop.loops[member], seeds[member]
     else:
-        spec, params, _, meta = export.load_json(path)
+        doc, src = export.read_document(path)
+        if bundle.is_bundle(doc):
+            return _ensemble(bundle.from_json_dict(doc, src))
+        spec, params, _, meta = export.from_document(doc, src)
         net = layers.build(spec)
         layers.set_params(net, params)
         loop = train.Loop()
@@ -64,3 +70,13 @@ def load(path, *, step=None, best=False, member=None):
     out.loop = loop
     out.run_config = config
     return out
+
+
+def _ensemble(b: bundle.Bundle) -> facade.Ensemble:
+    style = "network2" if is_mlp(b.spec) else "network3"
+    members = []
+    for params, seed in zip(b.params, b.seeds):
+        one = _facade(style, b.spec, seed=seed, mini_batch_size=b.mini_batch_size)
+        layers.set_params(one.engine, params)
+        members.append(one)
+    return facade.Ensemble(members)

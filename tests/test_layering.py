@@ -22,7 +22,7 @@ LAYERS = [
     {"activations", "costs", "conv", "augment", "optim"},
     {"layers"},
     {"evaluation", "train"},
-    {"ensemble", "rundir", "metrics", "export"},
+    {"ensemble", "rundir", "metrics", "export", "bundle"},
     {"runs"},
     {"facade", "network", "network2", "network3", "mnist_loader", "saved", "plots"},
     {"book", "serve"},

@@ -173,9 +173,8 @@ def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, 
         runs.export_json(lone[s][3], tmp_path / f"lone{i}.json")
         assert (tmp_path / f"m{i}.json").read_bytes() == (tmp_path / f"lone{i}.json").read_bytes()
     capsys.readouterr()
-    assert cli.main(["export", str(d), str(tmp_path / "all.json")]) == 1
-    assert f"a run of {len(SEEDS)} members; give --member K" in capsys.readouterr().err
-    assert not (tmp_path / "all.json").exists()
+    assert cli.main(["export", str(d), str(tmp_path / "all.json")]) == 0   # every member: a bundle (test_bundle.py)
+    assert json.loads((tmp_path / "all.json").read_text())["n_members"] == len(SEEDS)
     assert cli.main(["export", str(lone[0][3]), str(tmp_path / "x.json"), "--member", "0"]) == 1
     assert "has no members; leave out --member" in capsys.readouterr().err
 
