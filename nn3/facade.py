@@ -147,10 +147,10 @@ class Facade:
         config = self._run_config()
         run = RunDir.create(run_dir, config)
         try:
-            arrays = {"params": layers.get_params(self.engine)}
-            if config["sgd"].get("momentum"):
-                # SGD calls do not carry the velocity between them: a resumed run starts it at zero.
-                arrays["velocity"] = [{k: v * 0 for k, v in p.items()} for p in arrays["params"]]
+            # SGD calls do not carry the optimiser's state between them: a resumed run starts
+            # it fresh (zero velocity; a new optax state), in the layout its rule restores.
+            rule = train.SGDConfig(**config["sgd"]).rule()
+            arrays = train.checkpoint_arrays(self.engine, rule)
             run.save(self.loop.step, arrays, runs._info(self.loop))
             for record in self.loop.history:
                 metrics.append(run.path, record)

@@ -313,3 +313,17 @@ def test_resume_records_the_new_epoch_count(tiny_run):
     run, _, loop = runs.resume(tiny_run)        # and a later resume keeps to it
     run.close()
     assert loop.epoch == 3
+
+
+def test_save_run_of_a_loaded_adam_run_resumes(tmp_path, monkeypatch):
+    """A run trained by another optimiser, loaded and saved again, holds that optimiser's state."""
+    x, y = _data(60)
+    monkeypatch.setattr(runs, "load_splits", lambda config: ((x[:40], y[:40]), (x[40:50], y[40:50]),
+                                                             (x[50:], y[50:])))
+    config = runs.make_config("ch1", epochs=1, eta=0.01, seed=5, limit=40, optimizer="adam")
+    run, _, _ = runs.start(config, tmp_path / "run")
+    run.close()
+    nn3.load(tmp_path / "run").save_run(tmp_path / "again")
+    run, _, loop = runs.resume(tmp_path / "again", epochs=2)
+    run.close()
+    assert loop.epoch == 2
