@@ -65,12 +65,13 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import stat
-import uuid
 from typing import Any
 
 import numpy as np
 
+from nn3.files import atomic_write
 from nn3.spec import (MAX_SIZE, NonFinite, SpecError, describe, error, integer, is_mlp, mlp_sizes, mlp_spec,
                       param_shapes, require_keys, validate)
 
@@ -320,23 +321,11 @@ def save_json(path: str | os.PathLike, spec: dict, params: list, mini_batch_size
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (a temp file, then ``os.replace``).
+    """Writes ``data`` to ``path`` atomically (``files.atomic_write``).
 
     A failure is an ExportError naming ``path``, never the temp file the user did not ask for.
     """
-    path = os.fspath(path)
-    tmp = f"{path}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        # O_BINARY: Windows opens a raw fd in text mode, which would write each \n as \r\n
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise error(path, "", f"cannot write: {e.strerror or e}") from None
-        raise
+        atomic_write(pathlib.Path(path), data)
+    except OSError as e:
+        raise error(os.fspath(path), "", f"cannot write: {e.strerror or e}") from None

@@ -16,15 +16,25 @@ import os
 import pathlib
 
 
-def atomic_write(path: pathlib.Path, text: str) -> None:
-    """Replaces ``path`` with ``text`` (UTF-8): written and fsync'ed beside it, then renamed."""
+def atomic_write(path: pathlib.Path, data: str | bytes) -> None:
+    """Replaces ``path`` with ``data`` (text as UTF-8): written and fsync'ed beside it, then renamed.
+
+    Bytes go out as given (no newline translation on Windows, so a file reads the same on
+    every OS); a failed write removes its temp file and raises the OSError.
+    """
     path = pathlib.Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     sync_dir(path.parent)
 
 

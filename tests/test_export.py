@@ -383,4 +383,4 @@ def test_export_module_needs_no_jax():
     tree = ast.parse(open(export.__file__).read())
     mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods <= {"__future__", "json", "os", "stat", "uuid", "typing", "numpy", "nn3.spec"}
+    assert mods <= {"__future__", "json", "os", "pathlib", "stat", "typing", "numpy", "nn3.spec", "nn3.files"}
