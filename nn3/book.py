@@ -451,8 +451,8 @@ def _line(found: list[Result]) -> str:
         value = f"{b.value:.2%}" + (f" (epoch {b.at_epoch})" if b.at_epoch is not None else "")
         diff = f"{100 * b.value - r.figure:+.2f}"
     if len(found) > 1:
-        value += f"; best of {len(found)}: seed " + ", ".join(
-            f"{f.seed} {'—' if f.value is None else f'{f.value:.2%}'}" for f in found)
+        value += f"; best of {len(found)}: " + ", ".join(
+            f"seed {f.seed} {'—' if f.value is None else f'{f.value:.2%}'}" for f in found)
     epochs = "—" if b.status.state == "new" else f"{len(b.history)}/{b.total}" + (
         "" if b.status.state == "done" else f" ({b.status.words})")
     wall = "—" if b.seconds is None else ("≈" if b.estimated else "") + _duration(b.seconds)
