@@ -259,34 +259,64 @@ def _duration(s: float | None) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-class _Progress:
-    """The progress line: which row, which epoch, and the time left at the rate so far.
+def _kind(cfg: dict) -> str:
+    return "conv" if any(l["type"] == "ConvPoolLayer" for l in cfg["spec"]["layers"]) else "mlp"
 
-    The rate is seconds per forward multiply-add of the epochs trained in this
-    invocation; the rows still to come are scaled by their work (``_work``). A rough
-    guide: a conv net's multiply-adds run slower than a small MLP's.
+
+class _Progress:
+    """The progress line: which row, which epoch, and the time left at the rates so far.
+
+    Time left = for each row still to train, its start-up (if not begun: loading and
+    compiling, the mean excess of the first epochs so far) plus its remaining work
+    (``_work``) at the rate of the later epochs of its kind (conv or MLP; a kind not yet
+    measured borrows the other's). A quick book is all start-up; a full one all rate.
     """
 
-    def __init__(self, plan, say):
-        self.say, self.began = say, time.time()
-        self.left = sum(_work(c) * (c["sgd"]["epochs"] - s.epochs) for _, _, c, _, s in plan if s.state != "done")
-        self.done_work = 0.0
+    def __init__(self, planned, say):
+        self.say, self.began, self.mark = say, time.time(), time.time()
+        self.rows = [[_kind(c), _work(c), c["sgd"]["epochs"] - s.epochs, False]  # kind, work, epochs left, begun
+                     for _, _, c, _, s in planned if s.state != "done"]
+        self.current = -1
+        self.work = {"conv": 0.0, "mlp": 0.0}
+        self.seconds = {"conv": 0.0, "mlp": 0.0}
+        self.first = []  # (seconds, work) of each row's first epoch here
         self.last_tick = 0.0
         self.tty = sys.stderr.isatty()
 
+    def _rate(self, kind) -> float:
+        other = "mlp" if kind == "conv" else "conv"
+        for k in (kind, other):
+            if self.work[k]:
+                return self.seconds[k] / self.work[k]
+        return 0.0
+
     def estimate(self) -> str:
-        if not self.done_work:
+        if not self.first:
             return "time left: after the first epoch"
-        return f"about {_duration(self.left * (time.time() - self.began) / self.done_work)} left"
+        startup = sum(max(0.0, sec - w * self._rate(k)) for sec, w, k in self.first) / len(self.first)
+        left = sum((0.0 if begun else startup) + n * w * self._rate(k) for k, w, n, begun in self.rows)
+        return f"about {_duration(left)} left"
+
+    def row(self):
+        self.current += 1
+        self.mark = time.time()
 
     def epoch(self, label, cfg, record):
-        self.done_work += _work(cfg)
-        self.left = max(0.0, self.left - _work(cfg))
+        now = time.time()
+        kind, work, _, begun = self.rows[self.current]
+        if begun:
+            self.work[kind] += work
+            self.seconds[kind] += now - self.mark
+        else:
+            self.first.append((now - self.mark, work, kind))
+        self.rows[self.current][2] -= 1
+        self.rows[self.current][3] = True
+        self.mark = now
         self._clear()
         self.say(f"[{label}] epoch {record['epoch'] + 1}/{cfg['sgd']['epochs']}: "
                  f"validation {record.get('validation_accuracy', float('nan')):.2%}, "
                  f"test {record.get('test_accuracy', float('nan')):.2%}; "
-                 f"{_duration(time.time() - self.began)} in, {self.estimate()}")
+                 f"{_duration(now - self.began)} in, {self.estimate()}")
 
     def ticker(self, label):
         done = [0]
@@ -350,6 +380,7 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
             progress.epoch(label, cfg, record)
 
         began = time.time()
+        progress.row()
         try:
             if st.state == "new":
                 path.parent.mkdir(parents=True, exist_ok=True)
