@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import pathlib
 import platform
 import sys
 import time
 
-from nn3 import backend, files, metrics, presets, runs, stop, threads
+from nn3 import backend, files, metrics, presets, runs, threads
 from nn3.rundir import RunDir, RunDirError
 from nn3.spec import forward_macs
 
@@ -469,7 +468,8 @@ def _settings(r: Row) -> str:
     p = presets.get(r.preset)
     s = p.sgd
     bits = [f"{s['epochs']} epochs", f"eta {s['eta']:g}", f"lmbda {s.get('lmbda', 0):g}",
-            f"mini-batch {s['mini_batch_size']}", f"data: {presets.data_words(s)}", f"schedule {s.get('schedule', 'constant')}"]
+            f"mini-batch {s['mini_batch_size']}", f"data: {presets.data_words(s)}",
+            f"schedule {s.get('schedule', 'constant')}"]
     return ", ".join(bits) + (f", {r.members} members (seeds 0-{r.members - 1})" if r.members else "")
 
 

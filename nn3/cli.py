@@ -467,7 +467,11 @@ def cmd_book(a):
         book.limit_threads(planned)
         from nn3 import backend
         _say(backend.describe())
-        if book.train_rows(bookdir, planned, say=_say) == "interrupted":
+        try:
+            stopped = book.train_rows(bookdir, planned, say=_say)
+        except KeyboardInterrupt:  # while a row loaded its data: that row wrote nothing, the others stay
+            stopped = "interrupted"
+        if stopped == "interrupted":
             from nn3 import stop
             print(f"nn3: the book stopped; {book.REPORT} not rewritten (nn3 book --report-only writes it)",
                   file=sys.stderr)
@@ -490,7 +494,8 @@ def cmd_presets(a):
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "resume": cmd_resume, "replay": cmd_replay,
             "export": cmd_export, "import": cmd_import, "evaluate": cmd_evaluate, "plot": cmd_plot,
-            "presets": cmd_presets, "serve": cmd_serve, "book": cmd_book}  # what main runs for each of _parser's commands
+            "presets": cmd_presets, "serve": cmd_serve,
+            "book": cmd_book}  # what main runs for each of _parser's commands
 
 
 def _first_line(e: BaseException) -> str:
