@@ -142,3 +142,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, synthetic_mn
 
     code, _, err = nn3(capsys, "book", "--rows", "ch1", "--beyond")
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_a_run_of_nn3_train_in_the_rows_place_is_adopted(tmp_path, capsys, synthetic_mnist):
+    d = tmp_path / "book"
+    # the quick row's settings, given to nn3 train by hand
+    code, _, err = nn3(capsys, "train", "ch3", "--limit", book.QUICK_LIMIT, "--epochs", 1, "--chunks", 2,
+                       "--run", d / "ch3", "--data", synthetic_mnist.path, "--quiet")
+    assert code == 0, err
+    trained = metrics.read(d / "ch3")
+    code, out, err = nn3(capsys, "book", "--quick", "--rows", "ch3", "--dir", d, "--data", synthetic_mnist.path)
+    assert code == 0, err
+    assert "[1/1 ch3] done: 1/1 epochs; skipped" in out and metrics.read(d / "ch3") == trained
+    cells = _table((d / "REPORT.md").read_text())["ch3"]
+    assert cells[4].startswith(f"{100 * trained[0]['test_accuracy']:.2f}%") and cells[7].startswith("≈")
