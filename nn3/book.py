@@ -527,7 +527,8 @@ def write_report(bookdir, *, quick=False, data_path=None) -> dict:
 
 def _figures(bookdir, found) -> tuple[list, str]:
     """figures/curves.png (every row that has epochs) and figures/misclassified.png (the
-    vote row's best checkpoint, else the best done conv row's); ([paths], a note or "")."""
+    book's vote row at its best checkpoint, else the best done vote, else the best done
+    conv row); ([paths], a note or "")."""
     from nn3 import plots  # L6; matplotlib only when drawing
     out = bookdir / FIGURES
     panels = [(f"{b.row.name} (book {b.row.figure:.2f}%)", b.history, b.row.figure)
@@ -540,12 +541,13 @@ def _figures(bookdir, found) -> tuple[list, str]:
     except RuntimeError as e:  # no matplotlib
         return [], f"No figures: {e}."
     done = [best(f) for f in found if best(f).status.state == "done" and best(f).value is not None]
-    vote = next((b for b in done if b.row.name == "dropout_vote"), None)
+    votes = [b for b in done if b.row.members]
     conv = [b for b in done if b.row.members is None
             and any(l["type"] == "ConvPoolLayer" for l in presets.get(b.row.preset).spec["layers"])]
-    pick = vote or (max(conv, key=lambda b: b.value) if conv else None)
+    pick = (next((b for b in votes if b.row.name == "dropout_vote"), None)  # the book's vote, else the best other
+            or max(votes or conv or [None], key=lambda b: b.value if b else 0))
     if pick is None:
-        return made, "No misclassified-digits figure yet: neither the vote row nor a conv row is done."
+        return made, "No misclassified-digits figure yet: no vote row and no conv row is done."
     nets = runs.load(pick.path, best=True)
     test = runs.load_splits(RunDir.read_config(pick.path))[2]
     who = (f"the vote of {pick.row.members} ({pick.row.name})" if pick.row.members else pick.row.name)
