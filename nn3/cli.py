@@ -207,6 +207,24 @@ def _parser():
     pl.add_argument("run", help="the run directory")
     pl.add_argument("--out", metavar="DIR", help="folder for the PNGs (default: the run directory)")
 
+    b = sub.add_parser("book", help="train every row of the book's table and report it beside the book",
+                       description="Train each result of the book's table with the book's settings (a run "
+                                   "directory per row: a second call skips the done rows and resumes a stopped "
+                                   "one) and write REPORT.md and figures/ in the book's folder.")
+    b.add_argument("--dir", metavar="BOOKDIR",
+                   help="the book's folder (default: checkpoints/book; with --quick checkpoints/book-quick)")
+    w = b.add_mutually_exclusive_group()
+    w.add_argument("--rows", metavar="R,R,...", help="only these rows, by name (default: the book's table)")
+    w.add_argument("--beyond", action="store_true",
+                   help="the rows that aim past the book's best instead (default: the book's table)")
+    b.add_argument("--seeds", type=_seeds, metavar="S,S,...",
+                   help="one run per seed; the report quotes the best, as the book's best of three (default: 0)")
+    b.add_argument("--quick", action="store_true",
+                   help="every row for one epoch on the first 100 examples of each split (default: off)")
+    b.add_argument("--data", metavar="PATH", help="a data file or directory (default: $NN3_DATA_DIR, then ./data)")
+    b.add_argument("--report-only", action="store_true",
+                   help="write REPORT.md and figures/ from the runs there; train nothing (default: off)")
+
     sub.add_parser("presets", help="list the book's experiments and their settings",
                    description="The book's experiments: epochs, eta, lmbda, data, and the book's result.")
 
@@ -450,6 +468,34 @@ def cmd_serve(a):
     return 0
 
 
+def cmd_book(a):
+    from nn3 import book
+    rows = book.select(a.rows, beyond=a.beyond)
+    bookdir = a.dir or ("checkpoints/book-quick" if a.quick else "checkpoints/book")
+    planned = book.plan(bookdir, rows, sorted(set(a.seeds or [book.DEFAULT_SEED])), quick=a.quick, data_path=a.data)
+    started = time.time()
+    if not a.report_only:
+        book.limit_threads(planned)
+        from nn3 import backend
+        _say(backend.describe())
+        try:
+            stopped = book.train_rows(bookdir, planned, say=_say)
+        except KeyboardInterrupt:  # while a row loaded its data: that row wrote nothing, the others stay
+            stopped = "interrupted"
+        if stopped == "interrupted":
+            from nn3 import stop
+            print(f"nn3: the book stopped; {book.REPORT} not rewritten (nn3 book --report-only writes it)",
+                  file=sys.stderr)
+            return stop.exit_code(stop.requested() or signal.SIGINT)
+    made = book.write_report(bookdir, quick=a.quick, data_path=a.data)
+    for name, value in made["rows"]:
+        _say(f"{name:20s} {'—' if value is None else f'{value:.2%}'}")
+    _say(f"wrote {made['report']}" + "".join(f", {p}" for p in made["figures"]) + f"; {time.time() - started:.1f} s")
+    if made["note"]:
+        _say(made["note"])
+    return 0
+
+
 def cmd_presets(a):
     from nn3 import presets
     for line in presets.table():
@@ -459,7 +505,8 @@ def cmd_presets(a):
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "resume": cmd_resume, "replay": cmd_replay,
             "export": cmd_export, "import": cmd_import, "evaluate": cmd_evaluate, "plot": cmd_plot,
-            "presets": cmd_presets, "serve": cmd_serve}  # what main runs for each of _parser's commands
+            "presets": cmd_presets, "serve": cmd_serve,
+            "book": cmd_book}  # what main runs for each of _parser's commands
 
 
 def _first_line(e: BaseException) -> str:

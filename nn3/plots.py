@@ -5,6 +5,8 @@
     >>> fig = plots.curves_figure(loop.history)                     # doctest: +SKIP
     >>> plots.misclassified(net, test_data, "wrong.png", which="after epoch 29")  # doctest: +SKIP
     >>> plots.filters(net, "filters.png")                            # doctest: +SKIP
+    >>> plots.wrong_digits(nets, test_data, "vote.png")             # doctest: +SKIP
+    >>> plots.accuracy_grid([("ch1", history, 95.42)], "rows.png")  # doctest: +SKIP
     >>> plots.of_run("checkpoints/ch1-...", "figures")             # doctest: +SKIP
 
 matplotlib is an optional extra (``pip install nn3[plot]``); without it these raise a
@@ -20,7 +22,7 @@ import pathlib
 
 import numpy as np
 
-from nn3 import metrics, runs, train
+from nn3 import ensemble, metrics, runs, train
 from nn3.rundir import RunDir
 
 
@@ -78,9 +80,21 @@ def misclassified(net, data, path, n=24, which=None) -> int:
 
     ``which`` names the network (e.g. "after epoch 29 (step 150000)"); it goes into the title.
     """
-    plt = _pyplot()
     x, y = train.as_arrays(data, net.n_in)
-    pred = train.predict(net, x)
+    return _wrong(x, y, train.predict(net, x), path, n, which and f"the network {which}")
+
+
+def wrong_digits(nets, data, path, n=60, who=None) -> int:
+    """``misclassified`` of a network, or of the plurality vote of a list of them (a member
+    run's), showing up to ``n`` (the book shows its vote's 33 misses all at once); ``who``
+    ends the title ("the vote of 5 at its best epoch")."""
+    one = not isinstance(nets, (list, tuple))
+    x, y = train.as_arrays(data, (nets if one else nets[0]).n_in)
+    return _wrong(x, y, train.predict(nets, x) if one else ensemble.vote(nets, x), path, n, who)
+
+
+def _wrong(x, y, pred, path, n, who) -> int:
+    plt = _pyplot()
     wrong = np.flatnonzero(pred != y)
     shown = wrong[:n]
     cols = 8
@@ -92,12 +106,41 @@ def misclassified(net, data, path, n=24, which=None) -> int:
         ax.imshow(x[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{y[i]} -> {pred[i]}", fontsize=8)
     title = f"{len(wrong)} of {len(y)} misclassified (label -> prediction)"
-    if which:
-        title = f"{title}, the network {which}"
+    if who:
+        title = f"{title}, {who}"
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     _save(plt, fig, path, title)
     return int(len(wrong))
+
+
+def accuracy_grid(panels, path, title=None) -> pathlib.Path:
+    """One small panel per run: validation and test accuracy (%) against the epochs, and a
+    dashed line at the figure to compare with. ``panels``: [(title, history, figure %)];
+    a member run's history draws its members' test accuracy thin under the vote's."""
+    plt = _pyplot()
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.4, rows * 2.6), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, history, figure) in zip(axes.flat, panels):
+        for i in range(len(history[0].get("members") or ())):
+            points = [(r["epoch"], 100 * r["members"][i]["test_accuracy"]) for r in history
+                      if r.get("members") and r["members"][i] is not None]
+            ax.plot(*zip(*points), color="0.7", linewidth=0.8)
+        _series(ax, history, "validation_accuracy", "validation", 100.0)
+        _series(ax, history, "test_accuracy", "test", 100.0)
+        ax.axhline(figure, color="k", linestyle="--", linewidth=0.8, label="book")
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes.flat[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(plt, fig, path, title)
+    return pathlib.Path(path)
 
 
 def filters(net, path) -> int:
