@@ -83,6 +83,37 @@ def limit(n: int | None) -> bool:
     return True
 
 
+DEVICES_FLAG = "--xla_force_host_platform_device_count"  # XLA_FLAGS' way to say how many CPU devices
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def user_chose_devices() -> bool:
+    """Whether the user set the number of CPU devices (XLA_FLAGS' DEVICES_FLAG, JAX_NUM_CPU_DEVICES)."""
+    return DEVICES_FLAG in os.environ.get("XLA_FLAGS", "") or bool(os.environ.get("JAX_NUM_CPU_DEVICES", "").strip())
+
+
+def host_devices(n: int) -> bool:
+    """Have JAX's CPU backend start with ``n`` devices (a member run shards its members
+    over them, nn3.ensemble); True when that was set.
+
+    Does nothing when ``n`` < 2, when the user chose a number (``user_chose_devices``),
+    when JAX has already started, or when an accelerator plugin is installed and
+    JAX_PLATFORMS is not ``cpu`` (the members then go to the accelerator). The devices
+    share one pool of threads: ``limit`` is not for such a run.
+    """
+    if n < 2 or user_chose_devices() or _started():
+        return False
+    if not _cpu_only() and any(importlib.util.find_spec(p) for p in _ACCELERATOR_PLUGINS):
+        return False
+    import jax
+    jax.config.update("jax_num_cpu_devices", n)
+    return True
+
+
 SMALL_STEP_MACS = 2_000_000  # per mini-batch; [784,100,10] at 10 is 0.8M, [784,1000,10] 7.9M
 
 
