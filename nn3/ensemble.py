@@ -24,6 +24,19 @@ Two ways to run the members, the backend's choice (``backend.choices().conv_memb
   5 dbl_conv_relu members took 1.15-1.5x the time of five lone runs, "loop" ~1.0x.
 
 Either way each member's arithmetic is a lone run's, bit for bit (tests/test_ensemble.py).
+A single member (of the run, or on its device) always runs the lone scan: a vmap over
+one member rounded differently (measured: an MLP's weights an ulp off).
+
+With more than one device (a GPU box, or the CPU's host devices: ``nn3 train --members``
+makes one per core, nn3.runs) the member axis is sharded over them: a mesh with one
+"members" axis (``member_mesh``), the state and keys in a ``NamedSharding`` along it,
+the data copied to every device once, and the step ``shard_map``-ped, so that each
+device runs the one-device program (loop or vmap) on its members and nothing crosses
+between devices. The members are padded with copies of the last one to a multiple of
+the devices used (``layout``: as few as keep the busiest at ``ceil(n / devices)``);
+looped copies are skipped, and none is reported, checked or saved. Numbers are those of
+one device, bit for bit, and a checkpoint holds the real members only, as numpy: it
+resumes on any number of devices (tests/test_shard.py).
 
 ``fit_members`` is ``train.fit`` for such a program: each member keeps its own
 ``train.Loop`` (eta, best epoch, history: a lone run's, record for record), ``Members``
@@ -55,17 +68,19 @@ def how(graphdef) -> str:
     return backend.choices().conv_members if has_conv else "vmap"
 
 
-def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, mesh=None, **statics):
+def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, mesh=None, n_real=None, **statics):
     """``train.scan_batches`` for every member in one call: a leading axis on the parameters,
     the optimiser's state (its hyperparameters too), the order and the keys.
 
     ``members_how``: "vmap" or "loop"; None: ``how(graphdef)``, the backend's choice.
     ``mesh``: None, or a mesh with a "members" axis (``member_mesh``): each device then
     runs its slice of the members, in the same way, with no exchange between devices.
+    ``n_real``: the members before padding (with a mesh): looped padding members are
+    skipped (their slices come back as they went in, with zero losses).
     """
     if mesh is not None:
         mine, every = jax.sharding.PartitionSpec(AXIS), jax.sharding.PartitionSpec()
-        local = partial(_members, members_how=members_how, **statics)
+        local = partial(_members, members_how=members_how, n_real=n_real, **statics)
         return jax.shard_map(local, mesh=mesh, in_specs=(mine, mine, every, every, mine, every, mine),
                              out_specs=mine)(state, opt_state, x, y, batches, steps, keys)
     one = partial(train.scan_batches, **statics)
@@ -73,12 +88,24 @@ def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, 
     if members_how not in HOW:
         raise ValueError(f"members: {members_how!r} is not one of {', '.join(HOW)}")
     if members_how == "loop" or keys.shape[0] == 1:  # one member (on its device) vmapped rounded differently
-        return jax.lax.map(lambda m: one(m[0], m[1], x, y, m[2], steps, m[3]), (state, opt_state, batches, keys))
+        def member(m):
+            return one(m[0], m[1], x, y, m[2], steps, m[3])
+        if n_real is None:
+            return jax.lax.map(member, (state, opt_state, batches, keys))
+        k = keys.shape[0]  # members on this device: global index axis_index * k + j
+        real = jax.lax.axis_index(AXIS) * k + jnp.arange(k) < n_real
+
+        def maybe(m):
+            def skip(m):
+                done = (jnp.zeros(steps.shape, jnp.float32), jnp.array(True))  # typed as the member's: per device
+                return (m[0], m[1], *jax.lax.pcast(done, AXIS, to="varying"))
+            return jax.lax.cond(m[4], member, skip, m)
+        return jax.lax.map(maybe, (state, opt_state, batches, keys, real))
     return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, 0))(
         state, opt_state, x, y, batches, steps, keys)
 
 
-_run_members = jax.jit(_members, static_argnames=train.STATICS + ("members_how", "mesh"))
+_run_members = jax.jit(_members, static_argnames=train.STATICS + ("members_how", "mesh", "n_real"))
 
 
 AXIS = "members"  # the mesh axis the member axis is sharded over
@@ -110,9 +137,11 @@ class EnsembleTrainer(train.Trainer):
     """A Trainer whose state, optimiser state, keys and epoch order carry a leading member axis.
 
     With more than one device (``member_mesh``) that axis is sharded over them, padded
-    to a multiple of the devices used with copies of the last member: a copy computes
-    exactly what its original does, and is never reported, checked for NaN or saved
-    (``run_epoch``'s losses, ``arrays()``, ``nets`` and ``seeds`` hold the real members).
+    to a multiple of the devices used with copies of the last member. A looped copy is
+    skipped (``lax.cond``: a device with fewer real members finishes early and leaves its
+    core to the others); a vmapped one computes what its original does. Copies are never
+    reported, checked for NaN or saved (``run_epoch``'s losses, ``arrays()``, ``nets``
+    and ``seeds`` hold the real members).
     """
 
     _run = staticmethod(_run_members)
@@ -135,7 +164,7 @@ class EnsembleTrainer(train.Trainer):
         self.mesh = member_mesh(len(self.nets), devices)
         self.width = layout(len(self.nets), 1 if self.mesh is None else self.mesh.size)[1]  # members with padding
         if self.mesh is not None:
-            self._run = _sharded_run(self.mesh)
+            self._run = _sharded_run(self.mesh, len(self.nets))
             self.x, self.y = (jax.device_put(a, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
                               for a in (self.x, self.y))  # a copy on every device, once
         padded = self.pad(cfgs)
@@ -209,7 +238,7 @@ def _jnp_stack(trees):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def _sharded_run(mesh):
+def _sharded_run(mesh, n_real):
     """``_run_members`` over ``mesh``, its inputs laid out first as it needs them (a no-op for
     those already so): the hyperparameters that ``run_epoch`` sets on the host and the
     order are sharded too, so every call of an epoch has one signature (one compile)."""
@@ -219,7 +248,7 @@ def _sharded_run(mesh):
     def run(state, opt_state, x, y, batches, steps, keys, **statics):
         state, opt_state, batches, keys = jax.device_put((state, opt_state, batches, keys), mine)
         return _run_members(state, opt_state, x, y, batches, jax.device_put(steps, every), keys,
-                            mesh=mesh, **statics)
+                            mesh=mesh, n_real=n_real, **statics)
     return run
 
 

@@ -13,6 +13,12 @@ every core (dbl_conv_relu: 4.95 s per epoch on two, 7.1 on one). So ``nn3 train`
 and ``nn3 resume`` start JAX with one thread for a small fully connected net and with
 all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``)
 overrides that, and a script can call ``limit(n)`` before its first JAX computation.
+
+A member run (nn3.ensemble) instead asks for one CPU device per core (``host_devices``,
+JAX's ``jax_num_cpu_devices``, also before JAX starts): each device runs its share of
+the members, so several nets keep the cores busy where one net's ops leave them idle.
+A count the user gave (``--xla_force_host_platform_device_count`` in XLA_FLAGS, or
+JAX_NUM_CPU_DEVICES) is left as it is.
 """
 from __future__ import annotations
 
