@@ -214,13 +214,14 @@ def limit_threads(config) -> None:
     command calls this before anything runs on JAX, a library caller may not.
 
     A member run gets one CPU device per core (no more than it has members), each
-    running its share of the members (nn3.ensemble), and every core in the pool: one
-    net rarely keeps every core busy, several side by side do.
+    running its share of the members (nn3.ensemble), and every core in the pool (unless
+    NN3_CPU_THREADS says otherwise): the devices share it.
     """
     seeds = member_seeds(config)
     if seeds is not None and len(seeds) > 1:
         threads.host_devices(min(len(seeds), threads.cores()))
-        return
+        if os.environ.get(threads.ENV) is None:
+            return
     m = (config.get("sgd") or {}).get("mini_batch_size", 10)
     threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
 
