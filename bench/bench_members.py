@@ -2,22 +2,31 @@
 
 Each row trains N networks of one architecture (seeds 0..N-1) for one epoch on the first
 ``--n`` MNIST training images, scaled to 50,000, as ``nn3.ensemble.EnsembleTrainer``
-does it, in each way of running the members (nn3.ensemble: ``vmap``, every op batched
-over the members; ``loop``, the lone scan member after member in the one compiled call;
-``default`` is the backend's choice for the net). ``N lone`` is N times one lone
-``train.Trainer`` epoch: N lone runs one after another. All are compiled first, then
-timed in interleaved rounds, so that the machine's load hits them alike; read the ratio
-(members' time / N lone runs' time, fastest round of each), not the seconds.
+does it, in each way of running the members (nn3.ensemble): ``vmap``, every op batched
+over the members, and ``loop``, the lone scan member after member in the one compiled
+call, both on one device; ``shard``, the members sharded over every device (the
+backend's way inside each), which is what ``nn3 train --members`` does on the CPU, with
+one host device per core (the bench starts JAX so unless XLA_FLAGS or --devices say
+otherwise); ``default``, the backend's way on one device. ``N lone`` is N lone
+``train.Trainer`` epochs (on one device, every core in XLA's pool) one after another,
+timed as one block of about the members' length (on a loaded machine a short call is
+scheduled more kindly than a long one: 40 ms calls ran at a full core, 0.5 s ones at a
+third). Then a sweep, as ``nn3 train dbl_conv_relu --sweep lmbda=0,0.01,0.1,1 --seeds
+0,1``: its 8 members in one program (sharded, and on one device) against the 8 lone runs.
+All are compiled first, then timed in interleaved rounds, so that the machine's load
+hits them alike; read the ratio (members' time / N lone runs' time, fastest round of
+each), not the seconds.
 
 Synopsis::
 
-    python bench/bench_members.py                              # shallow and dbl_conv_relu, N = 1 2 5 10
-    python bench/bench_members.py --nets dbl_conv_relu --members 5 --n 500 --rounds 5
+    python bench/bench_members.py                              # shallow and dbl_conv_relu, N = 1 2 5 10, the sweep
+    python bench/bench_members.py --nets dbl_conv_relu --members 5 --n 500 --rounds 5 --no-sweep
     python bench/bench_members.py --json bench/out/members.json
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -29,15 +38,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 
-from nn3 import data, ensemble, layers, presets, train  # noqa: E402
+from nn3 import data, ensemble, layers, presets, threads, train  # noqa: E402
 
 FULL_EPOCH = 50_000
 N_DEFAULT = {"shallow": 5000, "dbl_conv_relu": 200}  # images per timed epoch: ~0.1-0.5 s a call
+SWEEP = {"net": "dbl_conv_relu", "lmbda": [0.0, 0.01, 0.1, 1.0], "seeds": [0, 1]}
 
 
-def _cfg(preset):
+def _cfg(preset, **over):
     sgd = {k: v for k, v in presets.get(preset).sgd.items() if k in ("mini_batch_size", "eta", "lmbda", "l2")}
-    return train.SGDConfig(epochs=1, shuffle=False, drop_remainder=True, chunks=1, **sgd)
+    return train.SGDConfig(epochs=1, shuffle=False, drop_remainder=True, chunks=1, **{**sgd, **over})
 
 
 def _timed(fn):
@@ -46,60 +56,129 @@ def _timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench_net(preset, counts, ways, x, y, rounds):
-    spec, cfg = presets.get(preset).spec, _cfg(preset)
-    lone = train.Trainer(layers.build(spec, seed=0), cfg, (x, y))
-    rows = {("lone", 1): lambda: lone.run_epoch(0, 0, cfg.eta)}
-    for n in counts:
-        for way in ways:
-            tr = ensemble.EnsembleTrainer([layers.build(spec, seed=s) for s in range(n)], cfg, (x, y), range(n))
-            if way != "default":
-                tr.statics["members_how"] = way
-            etas = np.full(n, cfg.eta)
-            rows[(way, n)] = (lambda tr, etas: lambda: tr.run_epoch(0, 0, etas))(tr, etas)
-    compile_s = {k: _timed(f)[0] for k, f in rows.items()}  # compiles each program
+def _members(spec, cfg, x, y, seeds, way, cfgs=None):
+    """A timed epoch of ``seeds``' members run ``way`` (see the module's docstring)."""
+    one = jax.devices()[:1]
+    tr = ensemble.EnsembleTrainer([layers.build(spec, seed=s) for s in seeds], cfg, (x, y), seeds, cfgs,
+                                  devices=None if way == "shard" else one)
+    if way in ensemble.HOW:
+        tr.statics["members_how"] = way
+    etas = np.array([c.eta for c in (cfgs or [cfg] * len(seeds))])
+    return tr, lambda: tr.run_epoch(0, 0, etas)
+
+
+def _rounds(rows, rounds):
+    """Compile every row, then time them in ``rounds`` interleaved rounds: {key: [(wall, cpu)]}, compile s."""
+    compile_s = {k: _timed(f)[0] for k, f in rows.items()}
     times = {k: [] for k in rows}
     for _ in range(rounds):
         for k, f in rows.items():
             times[k].append(_timed(f))
+    return times, compile_s
+
+
+def _fastest(ts, scale):
+    return min(w for w, _ in ts) * scale, min(c for _, c in ts) * scale
+
+
+def _one_after_another(fns):
+    def run():
+        for f in fns:
+            f()
+    return run
+
+
+def bench_net(preset, counts, ways, x, y, rounds):
+    spec, cfg = presets.get(preset).spec, _cfg(preset)
+    lone = train.Trainer(layers.build(spec, seed=0), cfg, (x, y))
+    epoch = lambda: lone.run_epoch(0, 0, cfg.eta)  # noqa: E731
+    rows, placed = {}, {}
+    for n in counts:  # N lone epochs timed as one block: as long as the members' call, so that load hits both alike
+        rows[("lone", n)] = _one_after_another([epoch] * n)
+        for way in ways:
+            tr, rows[(way, n)] = _members(spec, cfg, x, y, list(range(n)), way)
+            placed[(way, n)] = _placed(tr)
+    times, compile_s = _rounds(rows, rounds)
     scale = FULL_EPOCH / (len(x) // cfg.mini_batch_size * cfg.mini_batch_size)
-    one_wall = min(w for w, _ in times[("lone", 1)]) * scale
-    one_cpu = min(c for _, c in times[("lone", 1)]) * scale
+    one_wall, one_cpu = min(_fastest(times[("lone", n)], scale)[0] / n for n in counts), \
+        min(_fastest(times[("lone", n)], scale)[1] / n for n in counts)
     out = {"lone_s_per_epoch": one_wall, "lone_cpu_s_per_epoch": one_cpu, "rows": []}
     for (way, n), ts in times.items():
         if way == "lone":
             continue
-        wall, cpu = min(w for w, _ in ts) * scale, min(c for _, c in ts) * scale
-        out["rows"].append({"way": way, "members": n, "how": _how(spec, way), "s_per_epoch": wall,
-                            "cpu_s_per_epoch": cpu, "ratio": wall / (n * one_wall), "cpu_ratio": cpu / (n * one_cpu),
+        wall, cpu = _fastest(ts, scale)
+        lone_wall, lone_cpu = _fastest(times[("lone", n)], scale)
+        out["rows"].append({"way": way, "members": n, **placed[(way, n)], "s_per_epoch": wall,
+                            "cpu_s_per_epoch": cpu, "lone_s": lone_wall, "lone_cpu_s": lone_cpu,
+                            "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu,
                             "compile_plus_one_s": compile_s[(way, n)], "rounds_s": [w * scale for w, _ in ts]})
     return out
 
 
-def _how(spec, way):
-    if way != "default":
-        return way
-    from flax import nnx
-    return ensemble.how(nnx.split(layers.build(spec))[0])
+def _placed(tr):
+    """How a trainer runs its members: the way inside a device, the devices, the padded count."""
+    devices = 1 if tr.mesh is None else tr.mesh.size
+    how = tr.statics.get("members_how") or ensemble.how(tr.graphdef)
+    return {"how": "loop" if tr.width == devices else how, "devices": devices, "padded": tr.width}  # one a device: the lone scan
+
+
+def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
+    """The sweep ``lmbda`` x ``seeds`` as one program (sharded, and on one device) against its
+    lone runs, one after another."""
+    spec, cfg = presets.get(preset).spec, _cfg(preset)
+    members = [(lm, s) for lm in lmbdas for s in seeds]  # as runs.sweep_members orders them
+    cfgs = [dataclasses.replace(cfg, lmbda=lm, seed=s) for lm, s in members]
+    lone = []
+    for c in cfgs:  # each its own trainer: lmbda 0 compiles without the decay term, as a lone run does
+        tr = train.Trainer(layers.build(spec, seed=c.seed), c, (x, y))
+        lone.append((lambda tr, eta: lambda: tr.run_epoch(0, 0, eta))(tr, c.eta))
+    rows, placed = {("lone", len(cfgs)): _one_after_another(lone)}, {}
+    for way in ("shard", "default"):
+        tr, rows[(way, len(cfgs))] = _members(spec, cfg, x, y, [s for _, s in members], way, cfgs)
+        placed[way] = _placed(tr)
+    times, _ = _rounds(rows, rounds)
+    scale = FULL_EPOCH / (len(x) // cfg.mini_batch_size * cfg.mini_batch_size)
+    lone_wall, lone_cpu = _fastest(times[("lone", len(cfgs))], scale)
+    out = {"net": preset, "lmbda": lmbdas, "seeds": seeds, "lone_s": lone_wall, "lone_cpu_s": lone_cpu, "rows": []}
+    for way in ("shard", "default"):
+        wall, cpu = _fastest(times[(way, len(cfgs))], scale)
+        out["rows"].append({"way": way, "members": len(cfgs), **placed[way], "s_per_epoch": wall,
+                            "cpu_s_per_epoch": cpu, "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu})
+    return out
 
 
 def print_net(preset, res, n_images):
     print(f"\n{preset}: s/epoch (50,000 images, from {n_images}); one lone run {res['lone_s_per_epoch']:.2f} s "
-          f"(cpu {res['lone_cpu_s_per_epoch']:.2f}); ratio = members / N lone runs (fastest rounds)")
-    print(f"  {'N':>3s} {'way':8s} {'members':>8s} {'N lone':>7s} {'ratio':>6s} {'cpu ratio':>9s}")
+          f"(cpu {res['lone_cpu_s_per_epoch']:.2f}); ratio = members / N lone runs one after another "
+          f"(fastest rounds)")
+    print(f"  {'N':>3s} {'way':8s} {'how':5s} {'dev':>3s} {'pad':>3s} {'members':>8s} {'N lone':>7s} {'ratio':>6s}"
+          f" {'cpu ratio':>9s}")
     for r in res["rows"]:
-        way = r["way"] if r["way"] != "default" else f"({r['how']})"
-        print(f"  {r['members']:3d} {way:8s} {r['s_per_epoch']:8.2f} {r['members'] * res['lone_s_per_epoch']:7.2f} "
-              f"{r['ratio']:6.2f} {r['cpu_ratio']:9.2f}")
+        print(f"  {r['members']:3d} {r['way']:8s} {r['how']:5s} {r['devices']:3d} {r['padded']:3d} "
+              f"{r['s_per_epoch']:8.2f} {r['lone_s']:7.2f} {r['ratio']:6.2f} "
+              f"{r['cpu_ratio']:9.2f}")
+
+
+def print_sweep(res, n_images):
+    print(f"\nsweep {res['net']} lmbda {','.join(f'{v:g}' for v in res['lmbda'])} x seeds "
+          f"{','.join(map(str, res['seeds']))}: s/epoch (50,000 images, from {n_images}); "
+          f"{len(res['lmbda']) * len(res['seeds'])} lone runs {res['lone_s']:.2f} s (cpu {res['lone_cpu_s']:.2f})")
+    for r in res["rows"]:
+        print(f"  one program, {r['way']:8s} ({r['how']}, {r['devices']} device(s), {r['padded']} with padding): "
+              f"{r['s_per_epoch']:.2f} s, ratio {r['ratio']:.2f}, cpu ratio {r['cpu_ratio']:.2f}")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nets", nargs="+", default=["shallow", "dbl_conv_relu"], help="preset names")
     p.add_argument("--members", nargs="+", type=int, default=[1, 2, 5, 10], help="values of N")
-    p.add_argument("--ways", nargs="+", default=["vmap", "loop"], choices=["vmap", "loop", "default"])
+    p.add_argument("--ways", nargs="+", default=["loop", "vmap", "shard"], choices=["vmap", "loop", "shard", "default"])
     p.add_argument("--n", type=int, default=None, help="training images per timed epoch (default: per net)")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--devices", type=int, default=None,
+                   help="CPU devices to start JAX with (default: one per core, unless XLA_FLAGS says)")
+    p.add_argument("--sweep-net", default=SWEEP["net"], help=f"the sweep's preset (default: {SWEEP['net']})")
+    p.add_argument("--no-sweep", action="store_true", help="leave out the lmbda sweep")
     p.add_argument("--data", default=None, help="mnist.pkl.gz or its folder (default: $NN3_DATA_DIR)")
     p.add_argument("--json", default=None, help="also write the results here")
     return p.parse_args(argv)
@@ -107,16 +186,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     a = parse_args(argv)
+    threads.host_devices(a.devices or threads.cores())  # before JAX starts; a no-op if the user chose
     (x_all, y_all), _, _ = data.load_data(a.data)
-    print(f"bench_members: jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f}; {a.rounds} rounds; ways {', '.join(a.ways)}")
-    results = {}
+    print(f"bench_members: jax {jax.__version__} on {jax.default_backend()}, {jax.device_count()} device(s), "
+          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {a.rounds} rounds; ways {', '.join(a.ways)}")
+    results = {"load_before": os.getloadavg()[0], "devices": jax.device_count()}
     for preset in a.nets:
         n = a.n or N_DEFAULT.get(preset, 500)
         x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
         results[preset] = bench_net(preset, a.members, a.ways, x, y, a.rounds)
         print_net(preset, results[preset], n)
-    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+    if not a.no_sweep:
+        n = a.n or N_DEFAULT.get(a.sweep_net, 500)
+        x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
+        results["sweep"] = bench_sweep(a.sweep_net, SWEEP["lmbda"], SWEEP["seeds"], x, y, a.rounds)
+        print_sweep(results["sweep"], n)
+    results["load_after"] = os.getloadavg()[0]
+    print(f"\nload after: {results['load_after']:.2f}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))

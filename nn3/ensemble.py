@@ -24,6 +24,19 @@ Two ways to run the members, the backend's choice (``backend.choices().conv_memb
   5 dbl_conv_relu members took 1.15-1.5x the time of five lone runs, "loop" ~1.0x.
 
 Either way each member's arithmetic is a lone run's, bit for bit (tests/test_ensemble.py).
+A single member (of the run, or on its device) always runs the lone scan: a vmap over
+one member rounded differently (measured: an MLP's weights an ulp off).
+
+With more than one device (a GPU box, or the CPU's host devices: ``nn3 train --members``
+makes one per core, nn3.runs) the member axis is sharded over them: a mesh with one
+"members" axis (``member_mesh``), the state and keys in a ``NamedSharding`` along it,
+the data copied to every device once, and the step ``shard_map``-ped, so that each
+device runs the one-device program (loop or vmap) on its members and nothing crosses
+between devices. The members are padded with copies of the last one to a multiple of
+the devices used (``layout``: as few as keep the busiest at ``ceil(n / devices)``);
+looped copies are skipped, and none is reported, checked or saved. Numbers are those of
+one device, bit for bit, and a checkpoint holds the real members only, as numpy: it
+resumes on any number of devices (tests/test_shard.py).
 
 ``fit_members`` is ``train.fit`` for such a program: each member keeps its own
 ``train.Loop`` (eta, best epoch, history: a lone run's, record for record), ``Members``
@@ -55,76 +68,188 @@ def how(graphdef) -> str:
     return backend.choices().conv_members if has_conv else "vmap"
 
 
-def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, **statics):
+def _members(state, opt_state, x, y, batches, steps, keys, *, members_how=None, mesh=None, n_real=None, **statics):
     """``train.scan_batches`` for every member in one call: a leading axis on the parameters,
     the optimiser's state (its hyperparameters too), the order and the keys.
 
     ``members_how``: "vmap" or "loop"; None: ``how(graphdef)``, the backend's choice.
+    ``mesh``: None, or a mesh with a "members" axis (``member_mesh``): each device then
+    runs its slice of the members, in the same way, with no exchange between devices.
+    ``n_real``: the members before padding (with a mesh): looped padding members are
+    skipped (their slices come back as they went in, with zero losses).
     """
+    if mesh is not None:
+        mine, every = jax.sharding.PartitionSpec(AXIS), jax.sharding.PartitionSpec()
+        local = partial(_members, members_how=members_how, n_real=n_real, **statics)
+        return jax.shard_map(local, mesh=mesh, in_specs=(mine, mine, every, every, mine, every, mine),
+                             out_specs=mine)(state, opt_state, x, y, batches, steps, keys)
     one = partial(train.scan_batches, **statics)
     members_how = members_how or how(statics["graphdef"])
-    if members_how == "loop":
-        return jax.lax.map(lambda m: one(m[0], m[1], x, y, m[2], steps, m[3]), (state, opt_state, batches, keys))
-    if members_how != "vmap":
+    if members_how not in HOW:
         raise ValueError(f"members: {members_how!r} is not one of {', '.join(HOW)}")
+    if members_how == "loop" or keys.shape[0] == 1:  # one member (on its device) vmapped rounded differently
+        def member(m):
+            return one(m[0], m[1], x, y, m[2], steps, m[3])
+        if n_real is None:
+            return jax.lax.map(member, (state, opt_state, batches, keys))
+        k = keys.shape[0]  # members on this device: global index axis_index * k + j
+        real = jax.lax.axis_index(AXIS) * k + jnp.arange(k) < n_real
+
+        def maybe(m):
+            def skip(m):
+                done = (jnp.zeros(steps.shape, jnp.float32), jnp.array(True))  # typed as the member's: per device
+                return (m[0], m[1], *jax.lax.pcast(done, AXIS, to="varying"))
+            return jax.lax.cond(m[4], member, skip, m)
+        return jax.lax.map(maybe, (state, opt_state, batches, keys, real))
     return jax.vmap(one, in_axes=(0, 0, None, None, 0, None, 0))(
         state, opt_state, x, y, batches, steps, keys)
 
 
-_run_members = jax.jit(_members, static_argnames=train.STATICS + ("members_how",))
+_run_members = jax.jit(_members, static_argnames=train.STATICS + ("members_how", "mesh", "n_real"))
+
+
+AXIS = "members"  # the mesh axis the member axis is sharded over
+
+
+def layout(n_members: int, n_devices: int) -> tuple[int, int]:
+    """(devices to use, members with padding) for ``n_members`` on ``n_devices``.
+
+    The time of a call is that of the busiest device: ``ceil(n / devices)`` members. As
+    few devices as give that time are used, and the members are padded to a multiple of
+    them: 5 members on 4 devices run 2 a device on 3 (6 in all), not on 4 (8).
+    """
+    per_device = -(-n_members // max(1, n_devices))
+    used = -(-n_members // per_device)
+    return used, used * per_device
+
+
+def member_mesh(n_members: int, devices=None):
+    """The mesh (one "members" axis) that ``n_members`` members are sharded over, or None
+    when they run on one device. ``devices``: those to use (default: JAX's devices)."""
+    devices = list(jax.devices() if devices is None else devices)
+    used, _ = layout(n_members, len(devices))
+    if used < 2:
+        return None
+    return jax.make_mesh((used,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:used])
 
 
 class EnsembleTrainer(train.Trainer):
-    """A Trainer whose state, optimiser state, keys and epoch order carry a leading member axis."""
+    """A Trainer whose state, optimiser state, keys and epoch order carry a leading member axis.
+
+    With more than one device (``member_mesh``) that axis is sharded over them, padded
+    to a multiple of the devices used with copies of the last member. A looped copy is
+    skipped (``lax.cond``: a device with fewer real members finishes early and leaves its
+    core to the others); a vmapped one computes what its original does. Copies are never
+    reported, checked for NaN or saved (``run_epoch``'s losses, ``arrays()``, ``nets``
+    and ``seeds`` hold the real members).
+    """
 
     _run = staticmethod(_run_members)
+    _live = None
 
-    def __init__(self, nets, cfg, train_data, seeds, cfgs=None):
+    def __init__(self, nets, cfg, train_data, seeds, cfgs=None, *, devices=None):
         """``cfgs``: one SGDConfig per member (a sweep: eta, lmbda, momentum and l1 may differ),
         else ``cfg`` for every one. The update rule has every term some member needs; a
         member without it gets it with the value 0. That is bit for bit a lone run without
         the term for lmbda and l1 (g + 0*w is g), not for momentum: momentum 0 in the
         book's momentum step lands an ulp off plain SGD's p - eta*g (measured; XLA fuses
-        the two differently)."""
+        the two differently). ``devices``: those to shard the members over (default:
+        JAX's; one device, or one member, shards nothing)."""
         cfgs = list(cfgs or [cfg] * len(nets))
         super().__init__(nets[0], _union(cfg, cfgs), train_data)  # the data goes to the device once, for all
         for c in cfgs:
             c.check(self.n_examples)
         self.cfgs = cfgs
-        n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
-        self.decay = np.array([c.lmbda / n_decay for c in cfgs])  # float64, as a lone run's, until cast
-        self.l1 = np.array([c.l1 / n_decay for c in cfgs])
-        self.momentum = np.array([c.momentum for c in cfgs])
         self.nets, self.seeds = list(nets), list(seeds)
-        stack = lambda *xs: jnp.stack(xs)  # noqa: E731
-        states = [nnx.split(n)[1] for n in self.nets]
-        self.state = jax.tree_util.tree_map(stack, *states)
-        self.opt_state = jax.tree_util.tree_map(stack, *[self.rule.init(s) for s in states])
-        self.keys = jnp.stack([train.step_keys(s) for s in self.seeds])
+        self.mesh = member_mesh(len(self.nets), devices)
+        self.width = layout(len(self.nets), 1 if self.mesh is None else self.mesh.size)[1]  # members with padding
+        if self.mesh is not None:
+            self._run = _sharded_run(self.mesh, len(self.nets))
+            self.x, self.y = (jax.device_put(a, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
+                              for a in (self.x, self.y))  # a copy on every device, once
+        padded = self.pad(cfgs)
+        n_decay = self.n_examples if cfg.l2 == "example" else self.n_full
+        self.decay = np.array([c.lmbda / n_decay for c in padded])  # float64, as a lone run's, until cast
+        self.l1 = np.array([c.l1 / n_decay for c in padded])
+        self.momentum = np.array([c.momentum for c in padded])
+        states = self.pad([nnx.split(n)[1] for n in self.nets])
+        self.state = self._place(_jnp_stack(states))
+        self.opt_state = self._place(_jnp_stack([self.rule.init(s) for s in states]))
+        self.keys = self._place(jnp.stack([train.step_keys(s) for s in self.pad(self.seeds)]))
+
+    def pad(self, per_member):
+        """``per_member`` (one entry per member) with the padding members' entries: the last one's."""
+        per_member = list(per_member)
+        return per_member + per_member[-1:] * (self.width - len(per_member))
+
+    def _place(self, tree):
+        """``tree``, stacked over the padded members, sharded over the mesh (as it is without one)."""
+        if self.mesh is None:
+            return tree
+        return jax.device_put(tree, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(AXIS)))
+
+    @property
+    def live(self):
+        return self._live
+
+    @live.setter
+    def live(self, live):  # the NaN watch of run_epoch reads the padded members' too
+        self._live = None if live is None else np.array(self.pad(live), bool)
+
+    def run_epoch(self, epoch, start_batch, eta, **kw):
+        """``train.Trainer.run_epoch`` with ``eta`` a number or one per member; the losses
+        are the real members' (members, batches run)."""
+        if np.ndim(eta):
+            eta = np.array(self.pad(eta))
+        losses, done = super().run_epoch(epoch, start_batch, eta, **kw)
+        return (losses[:len(self.nets)] if losses.ndim > 1 else losses), done
 
     def order(self, epoch):
         # (members, n_examples): member i's order is a lone run's with seed seeds[i]
-        return np.stack([train.epoch_order(s, epoch, self.n_examples, self.cfg.shuffle) for s in self.seeds])
+        return np.stack([train.epoch_order(s, epoch, self.n_examples, self.cfg.shuffle)
+                         for s in self.pad(self.seeds)])
 
     def sync(self):
+        state = self.state if self.mesh is None else jax.device_get(self.state)  # numpy: onto the default device
         for i, net in enumerate(self.nets):
-            nnx.update(net, jax.tree_util.tree_map(lambda a: a[i], self.state))
+            nnx.update(net, jax.tree_util.tree_map(lambda a: jnp.asarray(a[i]), state))
 
     def arrays(self) -> dict:
-        """Every member's ``train.checkpoint_arrays``, stacked on a leading member axis."""
+        """Every member's ``train.checkpoint_arrays``, stacked on a leading member axis
+        (the real members only, as numpy: the same whatever the devices)."""
         self.sync()
-        return stack([train.checkpoint_arrays(net, self.rule, member(self.opt_state, i))
+        opt_state = self.opt_state if self.mesh is None else jax.device_get(self.opt_state)
+        return stack([train.checkpoint_arrays(net, self.rule, member(opt_state, i))
                       for i, net in enumerate(self.nets)])
 
     def load_arrays(self, arrays: dict) -> None:
         """Take up the stacked arrays of ``arrays()`` (a part they lack stays as it is)."""
+        opt_state = self.opt_state if self.mesh is None else jax.device_get(self.opt_state)
         opts = []
         for i, net in enumerate(self.nets):
             mine = member(arrays, i)
             layers.set_params(net, mine["params"])
-            opts.append(train.restored_opt_state(net, self.rule, member(self.opt_state, i), mine))
-        self.state = stack([nnx.split(n)[1] for n in self.nets])
-        self.opt_state = stack(opts)
+            opts.append(train.restored_opt_state(net, self.rule, member(opt_state, i), mine))
+        self.state = self._place(stack(self.pad([nnx.split(n)[1] for n in self.nets])))
+        self.opt_state = self._place(stack(self.pad(opts)))
+
+
+def _jnp_stack(trees):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _sharded_run(mesh, n_real):
+    """``_run_members`` over ``mesh``, its inputs laid out first as it needs them (a no-op for
+    those already so): the hyperparameters that ``run_epoch`` sets on the host and the
+    order are sharded too, so every call of an epoch has one signature (one compile)."""
+    mine = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+    every = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def run(state, opt_state, x, y, batches, steps, keys, **statics):
+        state, opt_state, batches, keys = jax.device_put((state, opt_state, batches, keys), mine)
+        return _run_members(state, opt_state, x, y, batches, jax.device_put(steps, every), keys,
+                            mesh=mesh, n_real=n_real, **statics)
+    return run
 
 
 def _union(cfg, cfgs):
@@ -230,7 +355,7 @@ def fit_members(nets, cfg: train.SGDConfig, train_data, validation_data=None, te
             _stop_if_all_stopped(loop)
             tr.sync()
             continue
-        tr.state, tr.opt_state = _keep_frozen(live, (tr.state, tr.opt_state), good)
+        tr.state, tr.opt_state = _keep_frozen(np.array(tr.pad(live)), (tr.state, tr.opt_state), good)
         for i in np.flatnonzero(live):
             for v in losses[i].tolist():  # sequential float64 sum, as train.fit's
                 loop.loops[i].loss_sum += v

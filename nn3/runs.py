@@ -211,7 +211,17 @@ def describe_settings(config) -> str:
 
 def limit_threads(config) -> None:
     """Start JAX with the CPU pool that suits ``config``'s network (see nn3.threads); a
-    command calls this before anything runs on JAX, a library caller may not."""
+    command calls this before anything runs on JAX, a library caller may not.
+
+    A member run gets one CPU device per core (no more than it has members), each
+    running its share of the members (nn3.ensemble), and every core in the pool (unless
+    NN3_CPU_THREADS says otherwise): the devices share it.
+    """
+    seeds = member_seeds(config)
+    if seeds is not None and len(seeds) > 1:
+        threads.host_devices(min(len(seeds), threads.cores()))
+        if os.environ.get(threads.ENV) is None:
+            return
     m = (config.get("sgd") or {}).get("mini_batch_size", 10)
     threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
 
@@ -416,7 +426,7 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
         _pause_for_tests("loaded")
     if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
         raise KeyboardInterrupt
-    config = {**config, "backend": backend.choices().record()}  # what a replay elsewhere compares
+    config = {**config, "backend": {**backend.choices().record(), **_placement(trainer)}}  # what a replay elsewhere compares
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
         run = RunDir.create(run_dir, config)
     loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)
@@ -438,6 +448,17 @@ def _trainer(config, splits, params=None):
     cfgs = member_sgd(config)
     trainer = ensemble.EnsembleTrainer(nets, cfg, splits[0], seeds, cfgs)
     return nets, trainer, ensemble.Members([train.Loop(eta=float(c.eta)) for c in cfgs])
+
+
+def _placement(trainer) -> dict:
+    """Where a run computes, beside the backend's choices: the devices this process has
+    and, of a member run, how many its members are sharded over and their number with
+    padding (a replay does not compare these: the numbers are the same on any count)."""
+    out = {"devices": jax.device_count()}
+    if isinstance(trainer, ensemble.EnsembleTrainer):
+        out["member_devices"] = 1 if trainer.mesh is None else trainer.mesh.size
+        out["members_padded"] = trainer.width
+    return out
 
 
 def restore(run: RunDir, *, step=None, best=False, trainer=None):

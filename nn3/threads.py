@@ -13,6 +13,12 @@ every core (dbl_conv_relu: 4.95 s per epoch on two, 7.1 on one). So ``nn3 train`
 and ``nn3 resume`` start JAX with one thread for a small fully connected net and with
 all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``)
 overrides that, and a script can call ``limit(n)`` before its first JAX computation.
+
+A member run (nn3.ensemble) instead asks for one CPU device per core (``host_devices``,
+JAX's ``jax_num_cpu_devices``, also before JAX starts): each device runs its share of
+the members, so several nets keep the cores busy where one net's ops leave them idle.
+A count the user gave (``--xla_force_host_platform_device_count`` in XLA_FLAGS, or
+JAX_NUM_CPU_DEVICES) is left as it is.
 """
 from __future__ import annotations
 
@@ -80,6 +86,37 @@ def limit(n: int | None) -> bool:
         jax.devices()  # creates the CPU client and its pool while only n cores are visible
     finally:
         os.sched_setaffinity(0, cores)
+    return True
+
+
+DEVICES_FLAG = "--xla_force_host_platform_device_count"  # XLA_FLAGS' way to say how many CPU devices
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def user_chose_devices() -> bool:
+    """Whether the user set the number of CPU devices (XLA_FLAGS' DEVICES_FLAG, JAX_NUM_CPU_DEVICES)."""
+    return DEVICES_FLAG in os.environ.get("XLA_FLAGS", "") or bool(os.environ.get("JAX_NUM_CPU_DEVICES", "").strip())
+
+
+def host_devices(n: int) -> bool:
+    """Have JAX's CPU backend start with ``n`` devices (a member run shards its members
+    over them, nn3.ensemble); True when that was set.
+
+    Does nothing when ``n`` < 2, when the user chose a number (``user_chose_devices``),
+    when JAX has already started, or when an accelerator plugin is installed and
+    JAX_PLATFORMS is not ``cpu`` (the members then go to the accelerator). The devices
+    share one pool of threads: ``limit`` is not for such a run.
+    """
+    if n < 2 or user_chose_devices() or _started():
+        return False
+    if not _cpu_only() and any(importlib.util.find_spec(p) for p in _ACCELERATOR_PLUGINS):
+        return False
+    import jax
+    jax.config.update("jax_num_cpu_devices", n)
     return True
 
 

@@ -94,11 +94,13 @@ def test_an_unknown_way_is_a_one_line_error():
 def test_the_bench_runs(tmp_path, synthetic_mnist):
     """bench/bench_members.py cannot rot unnoticed (its numbers are read, not asserted)."""
     root = Path(__file__).resolve().parent.parent
-    argv = ["--nets", "shallow", "--members", "1", "2", "--n", "100", "--rounds", "1",
+    argv = ["--nets", "shallow", "--members", "1", "2", "--n", "100", "--rounds", "1", "--sweep-net", "shallow",
             "--data", synthetic_mnist.path, "--json", tmp_path / "members.json"]
     out = subprocess.run([sys.executable, str(root / "bench" / "bench_members.py"), *map(str, argv)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = json.loads((tmp_path / "members.json").read_text())["results"]["shallow"]["rows"]
-    assert [(r["way"], r["members"]) for r in rows] == [("vmap", 1), ("loop", 1), ("vmap", 2), ("loop", 2)]
-    assert all(r["s_per_epoch"] > 0 and r["ratio"] > 0 for r in rows)
+    results = json.loads((tmp_path / "members.json").read_text())["results"]
+    rows = results["shallow"]["rows"]
+    assert [(r["way"], r["members"]) for r in rows] == [(w, n) for n in (1, 2) for w in ("loop", "vmap", "shard")]
+    assert [(r["way"], r["members"]) for r in results["sweep"]["rows"]] == [("shard", 8), ("default", 8)]
+    assert all(r["s_per_epoch"] > 0 and r["ratio"] > 0 for r in rows + results["sweep"]["rows"])
