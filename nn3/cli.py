@@ -384,11 +384,11 @@ def cmd_replay(a):
          f"({res['correct']} / {res['n']})")
     if res["recorded"] is not None:
         _say(_verdict(res, "recorded at save time"))
-    if res["best"] and ("members" in res or a.member is not None):  # a member run's bests, as of this step
-        _say(f"{'the vote' if a.member is None else f'member {a.member}'}: {_best_phrase(res['best'])}")
     elif res["batch"] and a.data in ("test", "validation"):
         _say("no accuracy was recorded for this step: it was saved mid-epoch (an interruption), "
              "and accuracies are measured when an epoch ends")
+    if res["best"] and ("members" in res or a.member is not None):  # a member run's bests, as of this step
+        _say(f"{'the vote' if a.member is None else f'member {a.member}'}: {_best_phrase(res['best'])}")
     if a.predict:  # the images the accuracy above was measured on: the run's data set, path and limit
         _say("predicted: " + " ".join(str(v) for v in res["predicted"]))
         _say("labels:    " + " ".join(str(v) for v in res["labels"]))

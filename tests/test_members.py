@@ -131,13 +131,18 @@ def train_paused(synthetic_mnist, run_dir, signum):
 
 @pytest.mark.parametrize("signum, code, latest", [(signal.SIGKILL, -signal.SIGKILL, N_BATCHES),
                                                   (signal.SIGTERM, 143, MID)])
-def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run, tmp_path, signum, code, latest):
+def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run, tmp_path, signum, code, latest,
+                                                     capsys):
     d = tmp_path / "run"
     got, err = train_paused(synthetic_mnist, d, signum)
     assert got == code, err
     steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
     assert steps[-1] == latest   # kill -9 loses the second epoch's work; SIGTERM saves it mid-epoch
     assert len(lines(d)) == 1
+    if latest == MID:  # the mid-epoch checkpoint, after an epoch with bests: replay says it has no accuracy
+        assert cli.main(["replay", str(d), "--step", str(MID)]) == 0
+        out = capsys.readouterr().out
+        assert "no accuracy was recorded for this step" in out and "the vote: best" in out
     assert cli.main(["resume", str(d), "--quiet"]) == 0
     ref_dir, ref_nets, ref_loop = member_run
     for a, b in zip(params_of(d), [layers.get_params(n) for n in ref_nets]):
