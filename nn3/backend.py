@@ -48,6 +48,7 @@ class Choices:
     compact: bool
     eval_batch: int
     conv_eval_batch: int
+    conv_forward_batch: int
     dense_transposed_grad: bool
     pin_threads: bool
     matmul_precision: str | None
@@ -66,9 +67,10 @@ def choices(name: str | None = None) -> Choices:
 def _choices(name: str) -> Choices:
     if name == "cpu":
         return Choices(backend="cpu", conv="fused", conv_members="loop", compact=True, eval_batch=1000, conv_eval_batch=100,
+                       conv_forward_batch=50,
                        dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
     return Choices(backend=name, conv="xla", conv_members="vmap", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
-                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False,
+                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, conv_forward_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False,
                    matmul_precision="highest")
 
 

@@ -24,6 +24,7 @@ from nn3 import backend, costs
 
 EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
 CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
+CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's validation and test sets
 
 
 def eval_batch(net) -> int:
@@ -32,14 +33,39 @@ def eval_batch(net) -> int:
     return c.conv_eval_batch if any(hasattr(l, "poolsize") for l in net.layers) else c.eval_batch
 
 
-@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
-def _eval_batch(state, x, y, mask, *, graphdef, cost, out_act):
-    """(correct count, summed cost) over one padded batch; ``mask`` marks real rows."""
+def forward_batch(net) -> int:
+    """Rows per forward pass inside an evaluation unit (nn3.backend): divides ``eval_batch(net)``."""
+    c = backend.choices()
+    unit = eval_batch(net)
+    size = c.conv_forward_batch if any(hasattr(l, "poolsize") for l in net.layers) else unit
+    return size if 0 < size <= unit and unit % size == 0 else unit
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act", "size"))
+def _eval_units(state, x, y, mask, n_units, *, graphdef, cost, out_act, size):
+    """Per unit, (correct count, summed cost) of units ``[0, n_units)`` of ``x`` (k, unit, n_in).
+
+    ``mask`` (k, unit) marks real rows; units from ``n_units`` on are padding, never
+    computed, and read 0. A unit's logits come from forward passes of ``size`` rows
+    (the same numbers as one pass of the whole unit: each row's arithmetic does not
+    depend on the others), its cost is summed over the unit as one float32, as when
+    every unit was a call of its own.
+    """
     model = nnx.merge(graphdef, state)
-    z = model.logits(x)
-    right = (jnp.argmax(z, axis=-1) == y) & mask
-    c = jnp.where(mask, costs.get(cost)(z, y, out_act), 0.0)
-    return jnp.sum(right), jnp.sum(c)
+    k, unit = mask.shape
+
+    def one(i, acc):
+        right, total = acc
+        xb, yb, mb = x[i], y[i], mask[i]
+        if size < unit:
+            z = jax.lax.map(model.logits, xb.reshape(unit // size, size, -1)).reshape(unit, -1)
+        else:
+            z = model.logits(xb)
+        r = jnp.sum((jnp.argmax(z, axis=-1) == yb) & mb)
+        c = jnp.sum(jnp.where(mb, costs.get(cost)(z, yb, out_act), 0.0))
+        return right.at[i].set(r), total.at[i].set(c)
+
+    return jax.lax.fori_loop(0, n_units, one, (jnp.zeros(k, jnp.int32), jnp.zeros(k, jnp.float32)))
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
@@ -87,29 +113,38 @@ def as_arrays(data, n_in=None, n_out=None):
 
 
 def evaluate(net, data) -> tuple[int, float, int]:
-    """``(correct, mean cost, n)`` of ``net`` on ``data``, in batches of ``eval_batch(net)``.
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)``.
 
-    Compiles once for all data sets: the last batch is padded and masked.
+    One compiled call per CALL_ROWS images (a program for every data set size: the last
+    call is padded, its padding masked or skipped). The mean cost adds the units' float32
+    sums in order in float64, as it always has, so recorded costs keep their last bits.
     """
     graphdef, state = nnx.split(net)
     x, y = as_arrays(data, net.n_in, net.n_out)
     n = len(y)
     if n == 0:
         raise ValueError("data: empty data set")
-    size = eval_batch(net)
-    parts = []  # device scalars, read once at the end: no wait between batches
-    for i in range(0, n, size):
-        xb, yb = x[i:i + size], y[i:i + size]
-        mask = np.arange(size) < len(yb)
-        pad = size - len(yb)
-        if pad:
-            xb = np.pad(xb, ((0, pad), (0, 0)))
-            yb = np.pad(yb, (0, pad))
-        parts.append(_eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
-                                 out_act=net.output_activation))
-    got = jax.device_get(parts)
-    right = sum(int(r) for r, _ in got)
-    total = sum(float(c) for _, c in got)
+    unit, size = eval_batch(net), forward_batch(net)
+    k = max(1, CALL_ROWS // unit)  # units per call
+    rows = k * unit
+    parts = []  # device arrays, read once at the end: no wait between calls
+    for i in range(0, n, rows):
+        xb, yb = x[i:i + rows], y[i:i + rows]
+        m = len(yb)
+        if m < rows:
+            xb = np.concatenate([xb, np.zeros((rows - m, xb.shape[1]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(rows - m, yb.dtype)])
+        mask = (np.arange(rows) < m).reshape(k, unit)
+        used = -(-m // unit)
+        parts.append((used, _eval_units(state, xb.reshape(k, unit, -1), yb.reshape(k, unit), mask, used,
+                                        graphdef=graphdef, cost=net.spec["cost"], out_act=net.output_activation,
+                                        size=size)))
+    got = jax.device_get([p for _, p in parts])
+    right, total = 0, 0
+    for (used, _), (r, c) in zip(parts, got):
+        right += int(np.sum(r[:used], dtype=np.int64))
+        for v in c[:used].tolist():  # unit after unit, as the sum of one call per unit was
+            total += v
     return right, total / n, n
 
 
