@@ -41,14 +41,16 @@ def nn3_part(data_path, n, tree, n_threads=None):
     net = layers.build(p.spec, seed=0, init=p.init)
     tr = train.Trainer(net, cfg, (tx[:n], ty[:n]))
     tr.run_epoch(0, 0, cfg.eta)  # compiles (and trains once)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     tr.run_epoch(1, 0, cfg.eta)
     train_s = (time.perf_counter() - t0) * FULL_EPOCH / n
+    train_cpu_s = (time.process_time() - c0) * FULL_EPOCH / n
     tr.sync()
     train.evaluate(net, (vx[:1000], vy[:1000]))  # compiles
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     right = sum(train.evaluate(net, d)[0] for d in ((vx, vy), (ex, ey)))  # as training does, one set after the other
-    return {"train_s": train_s, "eval_s": time.perf_counter() - t0, "eval_correct": right}
+    return {"train_s": train_s, "eval_s": time.perf_counter() - t0, "eval_correct": right,
+            "train_cpu_s": train_cpu_s, "eval_cpu_s": time.process_time() - c0}
 
 
 def _child(cmd):
@@ -95,6 +97,14 @@ def main(argv=None):
     for k, d in best.items():
         print(f"{k:8s}{d['train_s']:8.2f} ({fastest[k, 'train_s']:4.2f}){d['eval_s']:8.2f} ({fastest[k, 'eval_s']:4.2f})"
               f"{d['train_s'] + d['eval_s']:9.2f}  {d['eval_correct']}")
+    if all("train_cpu_s" in d for v in rows.values() for d in v):  # CPU time: what load on the machine moves least
+        cpu = {(k, part): min(d[part] for d in v) for k, v in rows.items() for part in ("train_cpu_s", "eval_cpu_s")}
+        print("CPU seconds (all threads; fastest round of each part): " + ", ".join(
+            f"{k} {cpu[k, 'train_cpu_s']:.2f} + {cpu[k, 'eval_cpu_s']:.2f}" for k in cmds))
+        for k in [k for k in cmds if k != "torch"]:
+            print(f"  torch / {k} in CPU time: training {cpu['torch', 'train_cpu_s'] / cpu[k, 'train_cpu_s']:.2f}x, "
+                  f"evaluation {cpu['torch', 'eval_cpu_s'] / cpu[k, 'eval_cpu_s']:.2f}x, train + eval "
+                  f"{(cpu['torch', 'train_cpu_s'] + cpu['torch', 'eval_cpu_s']) / (cpu[k, 'train_cpu_s'] + cpu[k, 'eval_cpu_s']):.2f}x")
     tot = {k: d["train_s"] + d["eval_s"] for k, d in best.items()}
     for k in [k for k in cmds if k != "torch"]:
         print(f"torch / {k}: training {best['torch']['train_s'] / best[k]['train_s']:.2f}x, "

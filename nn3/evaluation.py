@@ -8,8 +8,16 @@
     >>> n
     5
 
-Batches have a fixed size per network (``eval_batch``); the last one is padded and
-masked, so every data set, whatever its size, runs through one compiled program.
+Data go through in *units* of ``eval_batch(net)`` rows, the last one padded and masked.
+Each unit's cost is summed in float32 and the units' sums are added in float64, as
+when every unit was a compiled call of its own, so the recorded costs and counts of
+older runs come out to the last bit. Since issue 12 the units go ``CALL_ROWS`` images
+to a compiled call (a loop over them inside; MNIST's validation and test sets are one
+call each, where they were 100) and a conv net's units run as forward passes of
+``forward_batch(net)`` rows (on the CPU 50: smaller passes stay in the caches; the
+logits are the same numbers at any batch size, each row's arithmetic being its own).
+Two programs per network at most: one for a single unit, one for a full call; the
+last call of a larger data set is padded, and its padding units are not computed.
 """
 from __future__ import annotations
 
@@ -27,51 +35,69 @@ CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
 CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's validation and test sets
 
 
+def _is_conv(net) -> bool:
+    return any(hasattr(l, "poolsize") for l in net.layers)
+
+
 def eval_batch(net) -> int:
-    """The evaluation batch size for ``net`` on this backend (nn3.backend)."""
+    """Rows of one evaluation unit for ``net`` on this backend (nn3.backend): its cost is one float32 sum."""
     c = backend.choices()
-    return c.conv_eval_batch if any(hasattr(l, "poolsize") for l in net.layers) else c.eval_batch
+    return c.conv_eval_batch if _is_conv(net) else c.eval_batch
 
 
 def forward_batch(net) -> int:
-    """Rows per forward pass inside an evaluation unit (nn3.backend): divides ``eval_batch(net)``."""
-    c = backend.choices()
+    """Rows per forward pass inside an evaluation unit (nn3.backend); it divides ``eval_batch(net)``."""
     unit = eval_batch(net)
-    size = c.conv_forward_batch if any(hasattr(l, "poolsize") for l in net.layers) else unit
+    size = backend.choices().conv_forward_batch if _is_conv(net) else unit
     return size if 0 < size <= unit and unit % size == 0 else unit
 
 
 @partial(jax.jit, static_argnames=("graphdef", "cost", "out_act", "size"))
 def _eval_units(state, x, y, mask, n_units, *, graphdef, cost, out_act, size):
-    """Per unit, (correct count, summed cost) of units ``[0, n_units)`` of ``x`` (k, unit, n_in).
+    """Per unit (correct count, summed cost), and the predicted classes, of units ``[0, n_units)``.
 
-    ``mask`` (k, unit) marks real rows; units from ``n_units`` on are padding, never
-    computed, and read 0. A unit's logits come from forward passes of ``size`` rows
-    (the same numbers as one pass of the whole unit: each row's arithmetic does not
-    depend on the others), its cost is summed over the unit as one float32, as when
-    every unit was a call of its own.
+    ``x`` (k, unit, n_in), ``y`` and ``mask`` (k, unit); ``mask`` marks real rows. Units
+    from ``n_units`` on are padding: never computed, they read 0. A unit's logits come
+    from forward passes of ``size`` rows; its cost is summed over the unit.
     """
     model = nnx.merge(graphdef, state)
     k, unit = mask.shape
 
     def one(i, acc):
-        right, total = acc
+        right, total, pred = acc
         xb, yb, mb = x[i], y[i], mask[i]
         if size < unit:
             z = jax.lax.map(model.logits, xb.reshape(unit // size, size, -1)).reshape(unit, -1)
         else:
             z = model.logits(xb)
-        r = jnp.sum((jnp.argmax(z, axis=-1) == yb) & mb)
+        guess = jnp.argmax(z, axis=-1).astype(jnp.int32)
+        r = jnp.sum((guess == yb) & mb)
         c = jnp.sum(jnp.where(mb, costs.get(cost)(z, yb, out_act), 0.0))
-        return right.at[i].set(r), total.at[i].set(c)
+        return right.at[i].set(r), total.at[i].set(c), pred.at[i].set(guess)
 
-    return jax.lax.fori_loop(0, n_units, one, (jnp.zeros(k, jnp.int32), jnp.zeros(k, jnp.float32)))
+    start = (jnp.zeros(k, jnp.int32), jnp.zeros(k, jnp.float32), jnp.zeros((k, unit), jnp.int32))
+    return jax.lax.fori_loop(0, n_units, one, start)
 
 
-@partial(jax.jit, static_argnames=("graphdef",))
-def _predict_batch(state, x, *, graphdef):
-    model = nnx.merge(graphdef, state)
-    return jnp.argmax(model.logits(x), axis=-1)
+def _run(net, x, y):
+    """``[(units used, (right (k,), cost (k,), pred (k, unit)))]`` per call, on the device (not waited for)."""
+    graphdef, state = nnx.split(net)
+    unit, size = eval_batch(net), forward_batch(net)
+    full = max(1, CALL_ROWS // unit)  # units per call
+    out = []
+    for i in range(0, len(y), full * unit):
+        xb, yb = x[i:i + full * unit], y[i:i + full * unit]
+        m = len(yb)
+        k = 1 if m <= unit else full  # two shapes: a small data set is not padded to a whole call
+        if m < k * unit:
+            xb = np.concatenate([xb, np.zeros((k * unit - m, xb.shape[1]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(k * unit - m, yb.dtype)])
+        mask = (np.arange(k * unit) < m).reshape(k, unit)
+        used = -(-m // unit)
+        out.append((used, _eval_units(state, xb.reshape(k, unit, -1), yb.reshape(k, unit), mask, used,
+                                      graphdef=graphdef, cost=net.spec["cost"], out_act=net.output_activation,
+                                      size=size)))
+    return out
 
 
 def as_arrays(data, n_in=None, n_out=None):
@@ -113,52 +139,29 @@ def as_arrays(data, n_in=None, n_out=None):
 
 
 def evaluate(net, data) -> tuple[int, float, int]:
-    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)``.
-
-    One compiled call per CALL_ROWS images (a program for every data set size: the last
-    call is padded, its padding masked or skipped). The mean cost adds the units' float32
-    sums in order in float64, as it always has, so recorded costs keep their last bits.
-    """
-    graphdef, state = nnx.split(net)
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)`` (see the module's docstring)."""
     x, y = as_arrays(data, net.n_in, net.n_out)
     n = len(y)
     if n == 0:
         raise ValueError("data: empty data set")
-    unit, size = eval_batch(net), forward_batch(net)
-    k = max(1, CALL_ROWS // unit)  # units per call
-    rows = k * unit
-    parts = []  # device arrays, read once at the end: no wait between calls
-    for i in range(0, n, rows):
-        xb, yb = x[i:i + rows], y[i:i + rows]
-        m = len(yb)
-        if m < rows:
-            xb = np.concatenate([xb, np.zeros((rows - m, xb.shape[1]), xb.dtype)])
-            yb = np.concatenate([yb, np.zeros(rows - m, yb.dtype)])
-        mask = (np.arange(rows) < m).reshape(k, unit)
-        used = -(-m // unit)
-        parts.append((used, _eval_units(state, xb.reshape(k, unit, -1), yb.reshape(k, unit), mask, used,
-                                        graphdef=graphdef, cost=net.spec["cost"], out_act=net.output_activation,
-                                        size=size)))
-    got = jax.device_get([p for _, p in parts])
+    calls = _run(net, x, y)
+    got = jax.device_get([(r, c) for _, (r, c, _) in calls])  # one wait, at the end
     right, total = 0, 0
-    for (used, _), (r, c) in zip(parts, got):
+    for (used, _), (r, c) in zip(calls, got):
         right += int(np.sum(r[:used], dtype=np.int64))
-        for v in c[:used].tolist():  # unit after unit, as the sum of one call per unit was
+        for v in c[:used].tolist():  # unit after unit in float64, as when each unit was a call
             total += v
     return right, total / n, n
 
 
 def predict(net, x) -> np.ndarray:
     """The predicted class (N,) for inputs (N, n_in)."""
-    graphdef, state = nnx.split(net)
     x = np.asarray(x, np.float32).reshape(-1, net.n_in)
-    out = []
-    size = eval_batch(net)
-    for i in range(0, len(x), size):
-        xb = x[i:i + size]
-        pad = size - len(xb)
-        out.append(np.asarray(_predict_batch(state, np.pad(xb, ((0, pad), (0, 0))), graphdef=graphdef))[:len(xb)])
-    return np.concatenate(out) if out else np.zeros((0,), np.int64)
+    if not len(x):
+        return np.zeros((0,), np.int64)
+    calls = _run(net, x, np.zeros(len(x), np.int32))
+    got = jax.device_get([p for _, (_, _, p) in calls])
+    return np.concatenate([p.reshape(-1) for p in got])[:len(x)]
 
 
 def l2_norm_sq(net) -> float:

@@ -114,6 +114,27 @@ def test_one_compiled_call_per_call_rows(monkeypatch):
     assert len(calls) == 4
 
 
+def test_a_small_data_set_is_not_padded_to_a_whole_call(monkeypatch):
+    """Up to one unit goes alone (a program of its own); more than one fills a whole call."""
+    net = trained_like(TWO_CONV, seed=0)
+    shapes = []
+    real = evaluation._eval_units
+    monkeypatch.setattr(evaluation, "_eval_units", lambda *a, **k: shapes.append(a[1].shape) or real(*a, **k))
+    for n in (1, 100, 101):
+        evaluation.evaluate(net, pixels(n, 144, seed=n))
+    assert shapes == [(1, 100, 144), (1, 100, 144), (100, 100, 144)]
+
+
+@pytest.mark.parametrize("n", [1, 99, 250])
+def test_predict_is_the_argmax_of_the_logits(n):
+    net = trained_like(TWO_CONV, seed=n)
+    x, _ = pixels(n, 144, seed=n)
+    got = evaluation.predict(net, x)
+    assert got.shape == (n,)
+    np.testing.assert_array_equal(got, np.argmax(np.asarray(net(x)), axis=1))
+    assert evaluation.predict(net, x[:0]).shape == (0,)
+
+
 def test_padding_units_are_not_computed():
     """Units past the data read (0, 0): the loop stops at the last unit with a real row."""
     net = trained_like(TWO_CONV, seed=0)
@@ -121,7 +142,7 @@ def test_padding_units_are_not_computed():
     x, y = pixels(400, 144, seed=2)
     x[300:] = np.nan  # a computed unit would give NaN costs
     mask = (np.arange(400) < 250).reshape(4, 100)
-    right, total = evaluation._eval_units(state, x.reshape(4, 100, -1), y.reshape(4, 100), mask, 3,
+    right, total, _ = evaluation._eval_units(state, x.reshape(4, 100, -1), y.reshape(4, 100), mask, 3,
                                           graphdef=graphdef, cost=net.spec["cost"], out_act=net.output_activation,
                                           size=50)
     assert np.all(np.isfinite(np.asarray(total))) and np.asarray(total)[3] == 0 and np.asarray(right)[3] == 0
