@@ -17,9 +17,14 @@ backend can say what differs (``differences``). The values:
   outgrow the caches there), "vmap" elsewhere (one batched op for all members).
 - ``compact``: keep k/256 images as uint8 codes on the device (nn3.train): a quarter of
   the bytes to hold and gather, bit for bit the same floats. On every backend.
-- ``eval_batch`` / ``conv_eval_batch``: evaluation batch sizes. On CPU a conv net
-  evaluates in batches of 100 (at 1000 its patches outgrow the caches, 2.8x slower);
-  an accelerator wants few large launches, and 20,000 MNIST images fit many times over.
+- ``eval_batch`` / ``conv_eval_batch``: evaluation units (nn3.evaluation): the rows whose
+  cost is summed as one float32. Fixed per backend, since another size would move
+  recorded costs in their last bits. An accelerator wants few large launches, and 20,000
+  MNIST images fit many times over.
+- ``conv_forward_batch``: rows per forward pass of a conv net inside a unit (it divides
+  ``conv_eval_batch``). On CPU 50: dbl_conv_relu's 20,000 evaluation images took
+  0.58-0.64 CPU-s at 50, 0.60-0.81 at 25, 0.63-0.72 at 100 (bench/README.md); the
+  logits are the same numbers at any size. Elsewhere the whole unit in one pass.
 - ``dense_transposed_grad``: the fully connected weight gradient with its transpose
   materialised (XLA:CPU's faster kernel; elsewhere left to the compiler).
 - ``pin_threads``: whether nn3.threads may size and pin XLA's CPU pool (CPU only).
@@ -48,6 +53,7 @@ class Choices:
     compact: bool
     eval_batch: int
     conv_eval_batch: int
+    conv_forward_batch: int
     dense_transposed_grad: bool
     pin_threads: bool
     matmul_precision: str | None
@@ -66,10 +72,10 @@ def choices(name: str | None = None) -> Choices:
 def _choices(name: str) -> Choices:
     if name == "cpu":
         return Choices(backend="cpu", conv="fused", conv_members="loop", compact=True, eval_batch=1000, conv_eval_batch=100,
-                       dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
+                       conv_forward_batch=50, dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
     return Choices(backend=name, conv="xla", conv_members="vmap", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
-                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, dense_transposed_grad=False, pin_threads=False,
-                   matmul_precision="highest")
+                   conv_eval_batch=ACCELERATOR_EVAL_BATCH, conv_forward_batch=ACCELERATOR_EVAL_BATCH,
+                   dense_transposed_grad=False, pin_threads=False, matmul_precision="highest")
 
 
 def precision():

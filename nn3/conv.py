@@ -79,6 +79,13 @@ def _patches(x, grid, kernel, stride):
                             for u in range(kh) for v in range(kw)], axis=-1)
 
 
+def _gathered_patches(x, grid, kernel, stride):
+    """``_patches`` as one gather for any number of maps (no adjoint here: evaluation only)."""
+    b, h, w, c = x.shape
+    (gh, gw), (kh, kw) = grid, kernel
+    return x.reshape(b, h * w, c)[:, _patch_index(w, grid, kernel, stride), :].reshape(b, gh, gw, kh * kw * c)
+
+
 def conv_valid(x, w, formulation: str | None = None):
     """A valid convolution, true (flipped-kernel) as Theano's ``conv2d``.
 
@@ -180,15 +187,19 @@ def _expanded_kernel(w, poolsize):
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _fused(x, w, poolsize):
-    return _fused_fwd(x, w, poolsize)[0]
+    # Without a gradient (evaluation) the deeper layers' patches come from one gather:
+    # one pass instead of kh*kw slices and a concatenation, ~1.7x faster for the second
+    # layer of dbl_conv_relu at batch 100 (bench/README.md). The same values, so the
+    # same numbers. Training keeps the slices, whose adjoint _col2im its backward uses.
+    return _fused_fwd(x, w, poolsize, gather=True)[0]
 
 
-def _fused_fwd(x, w, poolsize):
+def _fused_fwd(x, w, poolsize, gather=False):
     grid, kernel, stride, expanded = _plan(x.shape, w.shape, poolsize)
     nf = w.shape[0]
     b = x.shape[0]
     ph, pw = poolsize
-    p = _patches(x, grid, kernel, stride)  # (b, gh, gw, K)
+    p = (_gathered_patches if gather else _patches)(x, grid, kernel, stride)  # (b, gh, gw, K)
     z = p @ (_expanded_kernel(w, poolsize) if expanded else _kernel(w))
     if expanded:
         m = z.reshape(b, grid[0], grid[1], ph * pw, nf).max(axis=3)

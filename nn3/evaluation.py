@@ -8,8 +8,16 @@
     >>> n
     5
 
-Batches have a fixed size per network (``eval_batch``); the last one is padded and
-masked, so every data set, whatever its size, runs through one compiled program.
+Data go through in *units* of ``eval_batch(net)`` rows, the last one padded and masked.
+Each unit's cost is summed in float32 and the units' sums are added in float64, as
+when every unit was a compiled call of its own, so the recorded costs and counts of
+older runs come out to the last bit. Since issue 12 the units go ``CALL_ROWS`` images
+to a compiled call (a loop over them inside; MNIST's validation and test sets are one
+call each, where they were 100) and a conv net's units run as forward passes of
+``forward_batch(net)`` rows (on the CPU 50: smaller passes stay in the caches; the
+logits are the same numbers at any batch size, each row's arithmetic being its own).
+One program per network, whatever the data set's size: the last call is padded, and
+its padding units are not computed.
 """
 from __future__ import annotations
 
@@ -24,28 +32,71 @@ from nn3 import backend, costs
 
 EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
 CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
+CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's validation and test sets
+
+
+def _is_conv(net) -> bool:
+    return any(hasattr(l, "poolsize") for l in net.layers)
 
 
 def eval_batch(net) -> int:
-    """The evaluation batch size for ``net`` on this backend (nn3.backend)."""
+    """Rows of one evaluation unit for ``net`` on this backend (nn3.backend): its cost is one float32 sum."""
     c = backend.choices()
-    return c.conv_eval_batch if any(hasattr(l, "poolsize") for l in net.layers) else c.eval_batch
+    return c.conv_eval_batch if _is_conv(net) else c.eval_batch
 
 
-@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act"))
-def _eval_batch(state, x, y, mask, *, graphdef, cost, out_act):
-    """(correct count, summed cost) over one padded batch; ``mask`` marks real rows."""
+def forward_batch(net) -> int:
+    """Rows per forward pass inside an evaluation unit (nn3.backend); it divides ``eval_batch(net)``."""
+    unit = eval_batch(net)
+    size = backend.choices().conv_forward_batch if _is_conv(net) else unit
+    return size if 0 < size <= unit and unit % size == 0 else unit
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cost", "out_act", "size"))
+def _eval_units(state, x, y, mask, n_units, *, graphdef, cost, out_act, size):
+    """Per unit (correct count, summed cost), and the predicted classes, of units ``[0, n_units)``.
+
+    ``x`` (k, unit, n_in), ``y`` and ``mask`` (k, unit); ``mask`` marks real rows. Units
+    from ``n_units`` on are padding: never computed, they read 0. A unit's logits come
+    from forward passes of ``size`` rows; its cost is summed over the unit.
+    """
     model = nnx.merge(graphdef, state)
-    z = model.logits(x)
-    right = (jnp.argmax(z, axis=-1) == y) & mask
-    c = jnp.where(mask, costs.get(cost)(z, y, out_act), 0.0)
-    return jnp.sum(right), jnp.sum(c)
+    k, unit = mask.shape
+
+    def one(i, acc):
+        right, total, pred = acc
+        xb, yb, mb = x[i], y[i], mask[i]
+        if size < unit:
+            z = jax.lax.map(model.logits, xb.reshape(unit // size, size, -1)).reshape(unit, -1)
+        else:
+            z = model.logits(xb)
+        guess = jnp.argmax(z, axis=-1).astype(jnp.int32)
+        r = jnp.sum((guess == yb) & mb)
+        c = jnp.sum(jnp.where(mb, costs.get(cost)(z, yb, out_act), 0.0))
+        return right.at[i].set(r), total.at[i].set(c), pred.at[i].set(guess)
+
+    start = (jnp.zeros(k, jnp.int32), jnp.zeros(k, jnp.float32), jnp.zeros((k, unit), jnp.int32))
+    return jax.lax.fori_loop(0, n_units, one, start)
 
 
-@partial(jax.jit, static_argnames=("graphdef",))
-def _predict_batch(state, x, *, graphdef):
-    model = nnx.merge(graphdef, state)
-    return jnp.argmax(model.logits(x), axis=-1)
+def _run(net, x, y):
+    """``[(units used, (right (k,), cost (k,), pred (k, unit)))]`` per call, on the device (not waited for)."""
+    graphdef, state = nnx.split(net)
+    unit, size = eval_batch(net), forward_batch(net)
+    full = max(1, CALL_ROWS // unit)  # units per call
+    out = []
+    for i in range(0, len(y), full * unit):
+        xb, yb = x[i:i + full * unit], y[i:i + full * unit]
+        m = len(yb)
+        if m < full * unit:  # one shape, one program: padding a single image to a call costs ~10 ms, a compile ~1.5 s
+            xb = np.concatenate([xb, np.zeros((full * unit - m, xb.shape[1]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(full * unit - m, yb.dtype)])
+        mask = (np.arange(full * unit) < m).reshape(full, unit)
+        used = -(-m // unit)
+        out.append((used, _eval_units(state, xb.reshape(full, unit, -1), yb.reshape(full, unit), mask, used,
+                                      graphdef=graphdef, cost=net.spec["cost"], out_act=net.output_activation,
+                                      size=size)))
+    return out
 
 
 def as_arrays(data, n_in=None, n_out=None):
@@ -87,43 +138,29 @@ def as_arrays(data, n_in=None, n_out=None):
 
 
 def evaluate(net, data) -> tuple[int, float, int]:
-    """``(correct, mean cost, n)`` of ``net`` on ``data``, in batches of ``eval_batch(net)``.
-
-    Compiles once for all data sets: the last batch is padded and masked.
-    """
-    graphdef, state = nnx.split(net)
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)`` (see the module's docstring)."""
     x, y = as_arrays(data, net.n_in, net.n_out)
     n = len(y)
     if n == 0:
         raise ValueError("data: empty data set")
-    size = eval_batch(net)
-    parts = []  # device scalars, read once at the end: no wait between batches
-    for i in range(0, n, size):
-        xb, yb = x[i:i + size], y[i:i + size]
-        mask = np.arange(size) < len(yb)
-        pad = size - len(yb)
-        if pad:
-            xb = np.pad(xb, ((0, pad), (0, 0)))
-            yb = np.pad(yb, (0, pad))
-        parts.append(_eval_batch(state, xb, yb, mask, graphdef=graphdef, cost=net.spec["cost"],
-                                 out_act=net.output_activation))
-    got = jax.device_get(parts)
-    right = sum(int(r) for r, _ in got)
-    total = sum(float(c) for _, c in got)
+    calls = _run(net, x, y)
+    got = jax.device_get([(r, c) for _, (r, c, _) in calls])  # one wait, at the end
+    right, total = 0, 0
+    for (used, _), (r, c) in zip(calls, got):
+        right += int(np.sum(r[:used], dtype=np.int64))
+        for v in c[:used].tolist():  # unit after unit in float64, as when each unit was a call
+            total += v
     return right, total / n, n
 
 
 def predict(net, x) -> np.ndarray:
     """The predicted class (N,) for inputs (N, n_in)."""
-    graphdef, state = nnx.split(net)
     x = np.asarray(x, np.float32).reshape(-1, net.n_in)
-    out = []
-    size = eval_batch(net)
-    for i in range(0, len(x), size):
-        xb = x[i:i + size]
-        pad = size - len(xb)
-        out.append(np.asarray(_predict_batch(state, np.pad(xb, ((0, pad), (0, 0))), graphdef=graphdef))[:len(xb)])
-    return np.concatenate(out) if out else np.zeros((0,), np.int64)
+    if not len(x):
+        return np.zeros((0,), np.int64)
+    calls = _run(net, x, np.zeros(len(x), np.int32))
+    got = jax.device_get([p for _, (_, _, p) in calls])
+    return np.concatenate([p.reshape(-1) for p in got])[:len(x)]
 
 
 def l2_norm_sq(net) -> float:

@@ -135,6 +135,25 @@ def test_each_formulation_compiles_its_own_program():
     assert "convolution" not in text["fused"] and "convolution" not in text["im2col"]
 
 
+@pytest.mark.parametrize("shape", [(3, 12, 12, 20, 40, 2, 2), (2, 13, 11, 3, 4, 3, 2), (3, 28, 28, 1, 20, 2, 2)])
+def test_evaluation_gathers_the_patches_training_slices_them(shape):
+    """Without a gradient the fused conv builds a deeper layer's patches with one gather
+    (evaluation's speed, issue 12); the training step keeps the slices (their adjoint is
+    _col2im). Same values, so the same outputs to the last bit."""
+    b, h, w, c, f, ph, pw = shape
+    x, k = jnp.asarray(rand(13, b, h, w, c)), jnp.asarray(rand(14, f, c, 5, 5))
+    grid, kernel, stride, _ = conv._plan(x.shape, k.shape, (ph, pw))
+    np.testing.assert_array_equal(conv._gathered_patches(x, grid, kernel, stride), conv._patches(x, grid, kernel, stride))
+    forward = jax.make_jaxpr(lambda x, k: conv.conv_pool(x, k, (ph, pw), "fused"))(x, k)
+    step = jax.make_jaxpr(jax.value_and_grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (ph, pw), "fused"))))(k, x)
+    if c > 1:
+        assert "gather" in str(forward) and "concatenate" not in str(forward)
+        assert "concatenate" in str(step)
+    evaluated = jax.jit(lambda x, k: conv.conv_pool(x, k, (ph, pw), "fused"))(x, k)
+    trained = jax.jit(lambda x, k: jax.vjp(lambda x: conv.conv_pool(x, k, (ph, pw), "fused"), x)[0])(x, k)
+    np.testing.assert_array_equal(evaluated, trained)
+
+
 def test_fused_works_under_jit_and_vmap():
     x, k = jnp.asarray(rand(11, 3, 2, 12, 12, 1)), jnp.asarray(rand(12, 3, 4, 1, 5, 5))
     step = jax.jit(jax.vmap(jax.grad(lambda k, x: jnp.sum(conv.conv_pool(x, k, (2, 2), "fused") ** 2))))
