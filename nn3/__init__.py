@@ -29,12 +29,12 @@ def __getattr__(name):
         raise AttributeError(f"module 'nn3' has no attribute {name!r}") from None
 
 
-def load(path, *, step=None, best=False):
+def load(path, *, step=None, best=False, member=None):
     """A saved network back as a façade (network / network2 / network3 object).
 
     ``path`` is a run directory (``net.save(dir)``, ``nn3 train``) or a JSON file; an
     ensemble bundle (``nn3 export`` of a member run) comes back as a ``facade.Ensemble``
-    of such networks, which votes.
+    of such networks, which votes; ``member=K`` picks member K of a bundle or of a member run.
     """
     from nn3 import saved
-    return saved.load(path, step=step, best=best)
+    return saved.load(path, step=step, best=best, member=member)

@@ -28,7 +28,8 @@ File format
         "settings": {"eta": 0.03, "lmbda": 0.1, ...},   # optional: how it was trained
         "network": {... the member as nn3 export --member 0 writes it ...}},
        ...],
-     "source": {"run": "checkpoints/dropout-...", "step": 25000, "epoch": 4}}   # optional
+     "source": {"run": "checkpoints/dropout-...", "preset": "dropout",          # optional
+                "step": 25000, "epoch": 4, "batch": 0}}
 
 Each ``network`` is a document of nn3.export (network2's for sigmoid MLPs, nn3-network3's
 otherwise), read with its checks. The vote: each member's digit is its largest output
@@ -120,7 +121,7 @@ def from_json_dict(d: Any, source: str = "<memory>") -> Bundle:
         raise error(source, "", what)
     if "version" not in d:
         raise error(source, "", "missing key 'version'")
-    if integer(d["version"], source, "version", 0, MAX_MEMBERS) != VERSION:  # before the keys: they may change
+    if integer(d["version"], source, "version", 0, 2**31 - 1) != VERSION:  # before the keys: they may change
         raise error(source, "version", f"version {d['version']} is not supported (this reads {VERSION})")
     require_keys(d, source, "", KEYS, OPTIONAL)
     require_keys(d["vote"], source, "vote", tuple(VOTE))

@@ -140,8 +140,8 @@ class EnsembleTrainer(train.Trainer):
     to a multiple of the devices used with copies of the last member. A looped copy is
     skipped (``lax.cond``: a device with fewer real members finishes early and leaves its
     core to the others); a vmapped one computes what its original does. Copies are never
-    reported, checked for NaN or saved (``run_epoch``'s losses, ``arrays()``, ``nets``
-    and ``seeds`` hold the real members).
+    reported or saved (``run_epoch``'s losses, ``arrays()``, ``nets`` and ``seeds`` hold
+    the real members); the NaN watch sees them, as copies of a real member's numbers.
     """
 
     _run = staticmethod(_run_members)

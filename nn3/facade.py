@@ -189,9 +189,10 @@ class Ensemble:
     best epoch; each member's own is ``members[i].loop``.
     """
 
-    def __init__(self, members, loop=None):
+    def __init__(self, members, loop=None, source=None):
         self.members = list(members)
         self.loop = loop
+        self.source = dict(source or {})  # where a loaded bundle came from (run, preset, step, epoch)
 
     def __len__(self):
         return len(self.members)
@@ -234,4 +235,4 @@ class Ensemble:
         mb = None if is_mlp(spec) else getattr(self.members[0], "mini_batch_size", None)
         settings = [dataclasses.asdict(m.last_config) if m.last_config is not None else {} for m in self.members]
         bundle.save(path, spec, [layers.get_params(m.engine) for m in self.members], self.seeds,
-                    settings=settings, mini_batch_size=mb)
+                    settings=settings, mini_batch_size=mb, source=self.source or None)

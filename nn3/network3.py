@@ -202,7 +202,7 @@ def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, va
         raise ValueError(f"train_ensemble: n must be a positive integer, got {n!r}")
     if seeds is not None and len(seeds) != n:
         raise ValueError(f"train_ensemble: {len(seeds)} seeds for {n} networks")
-    nets = [Network(layers_fn(), mini_batch_size, seed=s) for s in (seeds or [None] * n)]
+    nets = [Network(layers_fn(), mini_batch_size, seed=s) for s in (list(seeds) if seeds is not None else [None] * n)]
     for i, net in enumerate(nets[1:], 1):
         if net.engine.spec != nets[0].engine.spec:
             raise ValueError(f"train_ensemble: layers_fn() built network {i} unlike network 0; "

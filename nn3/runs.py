@@ -426,7 +426,8 @@ def start(config: dict, run_dir, *, params=None, report=None, on_progress=None):
         _pause_for_tests("loaded")
     if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
         raise KeyboardInterrupt
-    config = {**config, "backend": {**backend.choices().record(), **_placement(trainer)}}  # what a replay elsewhere compares
+    # The backend's choices (a replay elsewhere compares them) and where the members ran (not compared).
+    config = {**config, "backend": {**backend.choices().record(), **_placement(trainer)}}
     with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
         run = RunDir.create(run_dir, config)
     loop = _train(run, net, trainer, loop, splits, report=report, on_progress=on_progress)

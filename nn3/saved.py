@@ -16,6 +16,7 @@ of such networks, which votes.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from nn3 import bundle, export, facade, layers, network, network2, network3, runs, train
@@ -37,7 +38,7 @@ def load(path, *, step=None, best=False, member=None):
 
     The seed is the one recorded; a JSON file without one gets a seed drawn as a new
     network's is (from numpy's global generator). Of a member run, member ``member``.
-    An ensemble bundle gives a ``facade.Ensemble`` of its members.
+    An ensemble bundle gives a ``facade.Ensemble`` of its members (with ``member``, that member).
     """
     config = None
     if os.path.isdir(path):
@@ -57,7 +58,12 @@ def load(path, *, step=None, best=False, member=None):
     else:
         doc, src = export.read_document(path)
         if bundle.is_bundle(doc):
-            return _ensemble(bundle.from_json_dict(doc, src))
+            ens = _ensemble(bundle.from_json_dict(doc, src))
+            if member is None:
+                return ens
+            if not isinstance(member, int) or not 0 <= member < len(ens):
+                raise ValueError(f"{path}: no member {member!r} in this bundle of {len(ens)} (0 to {len(ens) - 1})")
+            return ens[member]
         spec, params, _, meta = export.from_document(doc, src)
         net = layers.build(spec)
         layers.set_params(net, params)
@@ -75,8 +81,11 @@ def load(path, *, step=None, best=False, member=None):
 def _ensemble(b: bundle.Bundle) -> facade.Ensemble:
     style = "network2" if is_mlp(b.spec) else "network3"
     members = []
-    for params, seed in zip(b.params, b.seeds):
+    known = {f.name for f in dataclasses.fields(train.SGDConfig)}
+    for params, seed, settings in zip(b.params, b.seeds, b.settings):
         one = _facade(style, b.spec, seed=seed, mini_batch_size=b.mini_batch_size)
         layers.set_params(one.engine, params)
+        if settings:  # what it was trained with, so that saving it again writes it again
+            one.last_config = train.SGDConfig(**{k: v for k, v in settings.items() if k in known})
         members.append(one)
-    return facade.Ensemble(members)
+    return facade.Ensemble(members, source=b.source)

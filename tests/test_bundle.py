@@ -152,11 +152,16 @@ def test_an_ensemble_saves_the_bundle_it_was_loaded_from(exported, tmp_path):
     ens.save_json(tmp_path / "again.json")
     a, b = bundle.load(exported), bundle.load(tmp_path / "again.json")
     assert (a.spec, a.seeds, a.mini_batch_size) == (b.spec, b.seeds, b.mini_batch_size)
+    assert a.settings == b.settings and all(a.settings) and a.source == b.source and a.source
     for p, q in zip(a.params, b.params):
         for x, y in zip(p, q):
             np.testing.assert_array_equal(x["w"], y["w"])
             np.testing.assert_array_equal(x["b"], y["b"])
     assert layers.get_params(ens[1].engine)[0]["w"].dtype == np.float32
+    one = nn3.load(exported, member=1)  # one member of a bundle, as of a member run
+    np.testing.assert_array_equal(layers.get_params(one.engine)[0]["w"], layers.get_params(ens[1].engine)[0]["w"])
+    with pytest.raises(ValueError, match="no member 7"):
+        nn3.load(exported, member=7)
 
 
 # ------------------------------------------------------------------ network3.train_ensemble

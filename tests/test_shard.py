@@ -178,4 +178,6 @@ def test_a_member_run_gets_a_device_per_core_unless_the_user_chose(synthetic_mni
     assert threads.user_chose_devices() and not threads.host_devices(2)
     monkeypatch.setenv("XLA_FLAGS", "")
     assert not threads.user_chose_devices()
+    import jax
+    jax.devices()  # start JAX here, whichever tests ran before (alone, this test would start it)
     assert not threads.host_devices(2)  # JAX has started in this process: too late, nothing changes
