@@ -255,3 +255,19 @@ def test_the_time_left_counts_no_epochs_of_a_row_that_ended_early():
     progress.end()  # it stopped early (early stopping, the eta floor, a divergence) after 2 of 3 epochs
     progress.row()
     assert progress.estimate() == "about 14.0 s left"  # the next row: 8 s start-up + 3 epochs of 2 s
+
+
+@pytest.mark.skipif(threads.cores() < 2, reason="one core: one CPU device")
+def test_a_second_book_gives_a_vote_one_cpu_device_per_core(tmp_path, capsys, synthetic_mnist):
+    # In a process of its own (JAX starts once): ch1 is done, so its run directory is opened
+    # before the vote's row starts; the vote still gets its devices, as nn3 train --members.
+    if not backend.device_name().startswith("cpu") or threads.user_chose_devices():
+        pytest.skip("the devices are an accelerator's, or the user's choice")
+    d = tmp_path / "book"
+    common = ["--quick", "--dir", d, "--data", synthetic_mnist.path]
+    assert nn3(capsys, "book", "--rows", "ch1", *common)[0] == 0
+    argv = ["book", "--rows", "ch1,dropout_vote", *common]
+    code, out, err, at = children.signalled(argv, "loaded", signal.SIGINT, tmp_path / "paused")
+    assert at == "loaded" and code == 130, err
+    assert "ch1] done: 1/1 epochs; skipped" in out
+    assert f", {min(5, threads.cores())} device(s)" in out
