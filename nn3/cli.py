@@ -470,30 +470,8 @@ def cmd_serve(a):
 
 def cmd_book(a):
     from nn3 import book
-    rows = book.select(a.rows, beyond=a.beyond)
-    bookdir = a.dir or ("checkpoints/book-quick" if a.quick else "checkpoints/book")
-    planned = book.plan(bookdir, rows, sorted(set(a.seeds or [book.DEFAULT_SEED])), quick=a.quick, data_path=a.data)
-    started = time.time()
-    if not a.report_only:
-        book.limit_threads(planned)
-        from nn3 import backend
-        _say(backend.describe())
-        try:
-            stopped = book.train_rows(bookdir, planned, say=_say)
-        except KeyboardInterrupt:  # while a row loaded its data: that row wrote nothing, the others stay
-            stopped = "interrupted"
-        if stopped == "interrupted":
-            from nn3 import stop
-            print(f"nn3: the book stopped; {book.REPORT} not rewritten (nn3 book --report-only writes it)",
-                  file=sys.stderr)
-            return stop.exit_code(stop.requested() or signal.SIGINT)
-    made = book.write_report(bookdir, quick=a.quick, data_path=a.data)
-    for name, value in made["rows"]:
-        _say(f"{name:20s} {'—' if value is None else f'{value:.2%}'}")
-    _say(f"wrote {made['report']}" + "".join(f", {p}" for p in made["figures"]) + f"; {time.time() - started:.1f} s")
-    if made["note"]:
-        _say(made["note"])
-    return 0
+    return book.command(a.dir, rows=a.rows, beyond=a.beyond, seeds=a.seeds, quick=a.quick, data_path=a.data,
+                        report_only=a.report_only, say=_say, warn=lambda line: print(f"nn3: {line}", file=sys.stderr))
 
 
 def cmd_presets(a):

@@ -292,13 +292,14 @@ class _Saver:
         self.last_end = None      # perf_counter when the last save finished
         self.last_took = 0.0
         self.last_step = None     # the step of the newest save submitted
+        self.last_reason = None   # and the stop reason its loop had
 
     def due(self) -> bool:
         return self.last_end is None or time.perf_counter() - self.last_end >= self.SPACING * self.last_took
 
     def submit(self, step, arrays, info):
         self.wait()
-        self.last_step = step
+        self.last_step, self.last_reason = step, info["loop"]["stop_reason"]
         records, self.records = self.records, []
         self.pending = self.pool.submit(self._write, step, arrays, info, records)
 
@@ -334,6 +335,7 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
     cfg = trainer.cfg
     _, validation, test = splits
     saver = _Saver(run)
+    saver.last_reason = loop.stop_reason  # resumed: as its checkpoint has it (a diverged run stays diverged)
 
     def on_epoch(record, lp, tr):
         saver.records.append(record)
@@ -358,7 +360,11 @@ def _train(run: RunDir, net, trainer, loop, splits, *, report=None, on_progress=
                              monitor=tuple(config.get("monitor", ())), on_epoch=on_epoch,
                              on_progress=progress, should_stop=lambda: stop.requested() is not None)
             interrupted = loop.stop_reason == "interrupted" and saver.last_step != loop.step
-            if interrupted or saver.records:  # saver.records: a diverged run's last good epoch
+            # A divergence (or the last member stopping by one) ends the run between epochs, after
+            # its last save: that save is written again with the reason, so that the run reads as
+            # ended for good (nn3 book skips it), at step 0 (the first weights) if none was made.
+            ended = loop.stop_reason in ("nan", "members_stopped") and saver.last_reason != loop.stop_reason
+            if interrupted or ended or saver.records:  # saver.records: a diverged run's last good epoch
                 saver.submit(loop.step, trainer.arrays(), _info(loop))
             saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
@@ -704,7 +710,7 @@ def stop_message(loop: train.Loop, run_dir) -> str | None:
     """A line for a run that stopped early, or None."""
     if loop.stop_reason == "nan" and loop.step == 0:
         return (f"training diverged (NaN loss) in epoch {loop.epoch}, before any epoch completed; "
-                f"no checkpoint was saved (try a smaller eta)")
+                f"the checkpoint at step 0 holds the first weights (try a smaller eta)")
     lines = {
         "nan": lambda: f"training diverged (NaN loss) in epoch {loop.epoch}; stopped, the last good checkpoint "
                        f"(step {loop.step}) stays the latest",

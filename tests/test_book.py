@@ -8,12 +8,14 @@ hook (tests/children.py), never by timing.
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 
 import pytest
 
-from nn3 import book, cli, metrics, presets, runs
+from nn3 import backend, book, bookreport, cli, metrics, presets, runs, threads
+from nn3.rundir import RunDir
 import children
 
 pytest.importorskip("matplotlib")
@@ -81,7 +83,7 @@ def test_quick_book_trains_every_row_and_reports_it(tmp_path, capsys, synthetic_
         assert len(records) == 1 and records[0]["step"] == (50 if "expand" in str(presets.get(r.preset).sgd) else 10)
         assert value == pytest.approx(100 * book.measured(r, records)[0], abs=0.005)
         assert float(cells[5]) == pytest.approx(value - r.figure, abs=0.01)
-        assert cells[6] == "1/1" and cells[7].endswith("s") and "cpu" in cells[8]
+        assert cells[6] == "1/1" and cells[7].endswith("s") and f"jax {backend.device_name()}" in cells[8]
     assert "members" in metrics.read(d / "dropout_vote")[0]
     for r in book.BEYOND:  # listed, with their settings, but not trained
         assert table[r.name][4] == "—" and f"- `{r.name}`: " in (d / "REPORT.md").read_text()
@@ -151,8 +153,121 @@ def test_a_run_of_nn3_train_in_the_rows_place_is_adopted(tmp_path, capsys, synth
                        "--run", d / "ch3", "--data", synthetic_mnist.path, "--quiet")
     assert code == 0, err
     trained = metrics.read(d / "ch3")
+    # its files' times give its wall time, whatever they are: here both files have one time
+    stamp = (d / "ch3" / "config.json").stat().st_mtime
+    os.utime(d / "ch3" / metrics.METRICS, (stamp, stamp))
     code, out, err = nn3(capsys, "book", "--quick", "--rows", "ch3", "--dir", d, "--data", synthetic_mnist.path)
     assert code == 0, err
     assert "[1/1 ch3] done: 1/1 epochs; skipped" in out and metrics.read(d / "ch3") == trained
+    assert book.read_ledger(d)["rows"]["ch3"]["adopted"] is True
     cells = _table((d / "REPORT.md").read_text())["ch3"]
-    assert cells[4].startswith(f"{100 * trained[0]['test_accuracy']:.2f}%") and cells[7].startswith("≈")
+    assert cells[4].startswith(f"{100 * trained[0]['test_accuracy']:.2f}%") and cells[7] == "≈0.0 s"
+
+    # a row that nn3 book started is not estimated
+    assert nn3(capsys, "book", "--quick", "--rows", "ch1", "--dir", d, "--data", synthetic_mnist.path)[0] == 0
+    assert book.read_ledger(d)["rows"]["ch1"]["adopted"] is False
+    assert not _table((d / "REPORT.md").read_text())["ch1"][7].startswith("≈")
+
+
+def _diverging(monkeypatch, epochs=4, eta=1000.0):
+    """Rows whose config has ``eta`` (1000: ch3 diverges in epoch 2 on the quick synthetic data)."""
+    plain = book.config
+
+    def config(r, seed=book.DEFAULT_SEED, **kw):
+        cfg = plain(r, seed, **kw)
+        cfg["sgd"].update(eta=eta, epochs=epochs)
+        return cfg
+    monkeypatch.setattr(book, "config", config)
+    monkeypatch.setattr(bookreport, "config", config)
+
+
+@pytest.mark.parametrize("eta, epochs_done", [(1000.0, 2), (1e6, 0)], ids=["in epoch 2", "in epoch 0"])
+def test_a_diverged_row_is_done_and_not_trained_again(tmp_path, capsys, synthetic_mnist, monkeypatch, eta, epochs_done):
+    d = tmp_path / "book"
+    _diverging(monkeypatch, eta=eta)
+    common = ["book", "--quick", "--rows", "ch3", "--dir", d, "--data", synthetic_mnist.path]
+    code, out, err = nn3(capsys, *common)
+    assert code == 0, err
+    assert "diverged (NaN loss)" in out
+    records = metrics.read(d / "ch3")
+    assert len(records) == epochs_done
+    run = RunDir.open(d / "ch3", read_only=True)
+    try:
+        last = run.steps()[-1]
+        assert last == 10 * epochs_done and run.read_info(last)["loop"]["stop_reason"] == "nan"
+    finally:
+        run.close()
+    st = book.status(d / "ch3", book.config(book.row("ch3"), quick=True, data_path=synthetic_mnist.path))
+    assert (st.state, st.epochs, st.reason) == ("done", epochs_done, "diverged")
+    assert _table((d / "REPORT.md").read_text())["ch3"][6] == f"{epochs_done}/4 (diverged)"
+
+    code, out, err = nn3(capsys, *common)  # the second book skips it
+    assert code == 0, err
+    assert f"[1/1 ch3] done: {epochs_done}/4 epochs (diverged); skipped" in out
+    assert metrics.read(d / "ch3") == records
+
+
+def test_seeds_that_never_ran_are_not_listed(tmp_path, capsys, synthetic_mnist):
+    d = tmp_path / "book"
+    code, _, err = nn3(capsys, "book", "--quick", "--rows", "ch1", "--seeds", "1,2", "--dir", d,
+                       "--data", synthetic_mnist.path)
+    assert code == 0, err
+    assert not (d / "ch1").exists()
+    cell = _table((d / "REPORT.md").read_text())["ch1"][4]
+    assert "best of 2: seed 1 " in cell and "seed 0" not in cell
+
+
+def test_threads_are_chosen_from_the_configs_before_any_run_directory_is_opened(
+        tmp_path, capsys, synthetic_mnist, monkeypatch):
+    d = tmp_path / "book"
+    assert nn3(capsys, "book", "--quick", "--rows", "ch1", "--dir", d, "--data", synthetic_mnist.path)[0] == 0
+    events = []
+    opened = book.status
+    monkeypatch.setattr(book, "status", lambda *a, **k: events.append("status") or opened(*a, **k))
+    monkeypatch.setattr(threads, "limit", lambda n: events.append(("limit", n)) or False)
+    monkeypatch.setattr(threads, "host_devices", lambda n: events.append(("host_devices", n)) or False)
+    monkeypatch.delenv(threads.ENV, raising=False)
+
+    assert nn3(capsys, "book", "--quick", "--rows", "ch1", "--dir", d, "--data", synthetic_mnist.path)[0] == 0
+    assert events[0] == ("limit", 1) and "status" in events  # ch1 is done: its directory is opened after
+
+    events.clear()  # a vote's row: one CPU device per core, as nn3 train --members gives it
+    code, _, err = nn3(capsys, "book", "--quick", "--rows", "ch1,dropout_vote", "--dir", d, "--report-only",
+                       "--data", synthetic_mnist.path)
+    assert code == 0, err
+    assert events == ["status", "status"]  # --report-only trains nothing: JAX starts as it will
+    events.clear()
+    book.limit_threads(c for _, _, c in book.configs(book.select("ch1,dropout_vote"), quick=True))
+    assert events == [("host_devices", min(5, threads.cores()))]
+
+
+def test_the_time_left_counts_no_epochs_of_a_row_that_ended_early():
+    cfg = book.config(book.row("ch1"), quick=True)
+    cfg["sgd"]["epochs"] = 3
+    new = book.Status("new", 0, "not started")
+    now = [0.0]
+    progress = book.Progress([(None, 0, cfg, None, new), (None, 0, cfg, None, new)], lambda line: None,
+                             clock=lambda: now[0])
+    progress.row()
+    for t in (10.0, 12.0):  # the first epoch: 10 s (8 of them start-up), the second 2 s
+        now[0] = t
+        progress.epoch("ch1", cfg, {"epoch": 0})
+    progress.end()  # it stopped early (early stopping, the eta floor, a divergence) after 2 of 3 epochs
+    progress.row()
+    assert progress.estimate() == "about 14.0 s left"  # the next row: 8 s start-up + 3 epochs of 2 s
+
+
+@pytest.mark.skipif(threads.cores() < 2, reason="one core: one CPU device")
+def test_a_second_book_gives_a_vote_one_cpu_device_per_core(tmp_path, capsys, synthetic_mnist):
+    # In a process of its own (JAX starts once): ch1 is done, so its run directory is opened
+    # before the vote's row starts; the vote still gets its devices, as nn3 train --members.
+    if not backend.device_name().startswith("cpu") or threads.user_chose_devices():
+        pytest.skip("the devices are an accelerator's, or the user's choice")
+    d = tmp_path / "book"
+    common = ["--quick", "--dir", d, "--data", synthetic_mnist.path]
+    assert nn3(capsys, "book", "--rows", "ch1", *common)[0] == 0
+    argv = ["book", "--rows", "ch1,dropout_vote", *common]
+    code, out, err, at = children.signalled(argv, "loaded", signal.SIGINT, tmp_path / "paused")
+    assert at == "loaded" and code == 130, err
+    assert "ch1] done: 1/1 epochs; skipped" in out
+    assert f", {min(5, threads.cores())} device(s)" in out

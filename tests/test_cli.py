@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nn3 import cli, presets
+from nn3 import cli, metrics, presets
 
 LIMIT = ["--limit", "300", "--quiet"]  # 30 mini-batches of 10 per epoch; 200 validation and test images
 
@@ -148,14 +148,16 @@ def test_divergence_keeps_the_last_good_epoch(capsys, tmp_path, data_args):
     assert code == 0 and "step 30 " in out and "equal" in out
 
 
-def test_divergence_in_the_first_epoch_says_no_checkpoint(capsys, tmp_path, data_args):
+def test_divergence_in_the_first_epoch_keeps_the_first_weights(capsys, tmp_path, data_args):
     d = tmp_path / "nan0"
     code, out, err = nn3(capsys, "train", "ch3", "--eta", "1e6", "--epochs", "2", "--run", d, *data_args, *LIMIT)
     assert code == cli.EXIT_DIVERGED
-    assert len(err) == 1 and "diverged" in err[0] and "no checkpoint was saved" in err[0]
-    assert steps(d) == []
-    code, _, err = nn3(capsys, "replay", d)
-    assert code == 1 and len(err) == 1 and "no checkpoint" in err[0]
+    assert len(err) == 1 and "diverged" in err[0] and "step 0 holds the first weights" in err[0]
+    assert steps(d) == [0]  # the stop reason, recorded: a resume does not train it again
+    code, out, err = nn3(capsys, "replay", d)
+    assert code == 0 and "step 0 (before the first epoch)" in out
+    code, out, err = nn3(capsys, "resume", d, "--quiet")
+    assert code == cli.EXIT_DIVERGED and steps(d) == [0] and metrics.read(d) == []
 
 
 def test_replay_detects_a_tampered_record(capsys, run_copy):

@@ -25,7 +25,7 @@ LAYERS = [
     {"ensemble", "rundir", "metrics", "export", "bundle"},
     {"runs"},
     {"facade", "network", "network2", "network3", "mnist_loader", "saved", "plots"},
-    {"book", "serve"},
+    {"book", "booktable", "bookreport", "serve"},
     {"cli", "__main__", "__init__"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

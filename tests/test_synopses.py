@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["spec", "activations", "costs", "optim", "layers", "conv", "augment", "evaluation", "train", "presets",
-           "export", "bundle", "files", "metrics", "rundir", "ensemble", "runs", "facade", "saved", "plots", "book",
+           "export", "bundle", "files", "metrics", "rundir", "ensemble", "runs", "facade", "saved", "plots", "booktable", "bookreport", "book",
            "cli"]
 NEED_DATA = ["data", "mnist_loader", "network", "network2", "network3"]
 
