@@ -38,7 +38,7 @@ from nn3.booktable import (  # noqa: F401  (re-exported: the book's table is boo
     QUICK_SETTINGS, ROWS, Row, Status, config, entry, machine, measured, read_ledger, row, run_dir, select,
     status, write_ledger)
 from nn3.bookreport import FIGURES, REPORT, duration, write_report  # noqa: F401
-from nn3.spec import forward_macs
+from nn3.spec import forward_macs, has_conv
 
 
 def default_dir(quick=False) -> str:
@@ -174,7 +174,7 @@ def _work(cfg: dict) -> float:
 
 
 def _kind(cfg: dict) -> str:
-    return "conv" if any(l["type"] == "ConvPoolLayer" for l in cfg["spec"]["layers"]) else "mlp"
+    return "conv" if has_conv(cfg["spec"]) else "mlp"
 
 
 class Progress:

@@ -24,6 +24,7 @@ from nn3 import files, metrics, presets, runs
 from nn3.booktable import (BEYOND, DEFAULT_SEED, QUICK_LIMIT, QUICK_SETTINGS, ROWS, Row,
                            Status, config, file_seconds, measured, read_ledger, run_dir, status)
 from nn3.rundir import RunDir
+from nn3.spec import has_conv
 
 REPORT, FIGURES = "REPORT.md", "figures"
 
@@ -189,7 +190,7 @@ def _figures(bookdir, found) -> tuple[list, str]:
     done = [best(f) for f in found if best(f).status.state == "done" and best(f).value is not None]
     votes = [b for b in done if b.row.members]
     conv = [b for b in done if b.row.members is None
-            and any(l["type"] == "ConvPoolLayer" for l in presets.get(b.row.preset).spec["layers"])]
+            and has_conv(presets.get(b.row.preset).spec)]
     pick = (next((b for b in votes if b.row.name == "dropout_vote"), None)  # the book's vote, else the best other
             or max(votes or conv or [None], key=lambda b: b.value if b else 0))
     if pick is None:

@@ -24,6 +24,7 @@ import numpy as np
 
 from nn3 import ensemble, metrics, runs, train
 from nn3.rundir import RunDir
+from nn3.spec import has_conv
 
 
 def _pyplot():
@@ -185,7 +186,7 @@ def of_run(run_dir, out) -> dict:
     learning_curves(history, out / "curves.png", title=config.get("preset"))
     which = f"{runs.position(loop)} (step {step})"
     wrong = misclassified(net, runs.load_splits(config)[2], out / "misclassified.png", which=which)
-    conv = any(l["type"] == "ConvPoolLayer" for l in net.spec["layers"])
+    conv = has_conv(net.spec)
     if conv:
         filters(net, out / "filters.png")
     return {"measured": any(r.get("training_accuracy") is not None for r in history), "wrong": wrong,

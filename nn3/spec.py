@@ -262,6 +262,11 @@ def mlp_spec(sizes: Any, cost: str = "CrossEntropyCost", source: str = "<mlp_spe
     return {"layers": layers, "cost": cost}
 
 
+def has_conv(spec: dict) -> bool:
+    """Whether ``spec`` has a ConvPoolLayer (a chapter-6 conv net)."""
+    return any(layer.get("type") == "ConvPoolLayer" for layer in spec.get("layers", ()))
+
+
 def is_mlp(spec: Any) -> bool:
     """Whether ``spec`` is a chapter-1/3 sigmoid MLP: what network2's file format holds."""
     if not isinstance(spec, dict) or spec.get("cost") not in MLP_COSTS:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from nn3.spec import forward_macs
+from nn3.spec import forward_macs, has_conv
 
 ENV = "NN3_CPU_THREADS"
 _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",
@@ -134,6 +134,6 @@ def for_spec(spec, mini_batch_size: int = 10) -> int | None:
     if os.environ.get(ENV) is not None:
         return parse(os.environ[ENV])
     layers = (spec or {}).get("layers", ())
-    if not layers or any(layer.get("type") == "ConvPoolLayer" for layer in layers):
+    if not layers or has_conv(spec):
         return None
     return 1 if mini_batch_size * forward_macs(spec) < SMALL_STEP_MACS else None
