@@ -283,11 +283,11 @@ def _progress(quiet):
 
 
 def _finish(loop, run_dir, started):
-    from nn3 import runs
+    from nn3 import runs, train
     for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
         if runs.best_of(lp):
             _say(f"member {i}: {_best_phrase(runs.best_of(lp))}")
-    best = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+    best = train.best_record(loop)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
              f" (test {best.get('test_accuracy', float('nan')):.2%}); {time.time() - started:.1f} s")

@@ -225,9 +225,7 @@ class Ensemble:
 
     def best(self):
         """The vote's record of its best epoch (trained here), or None."""
-        if self.loop is None:
-            return None
-        return next((r for r in self.loop.history if r["epoch"] == self.loop.best_epoch), None)
+        return None if self.loop is None else train.best_record(self.loop)
 
     def save_json(self, path):
         """Save as one ensemble bundle (nn3.bundle): each member's network, seed and settings."""

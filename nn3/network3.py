@@ -168,10 +168,7 @@ class Network(Facade):
 
     def best(self):
         """The record of the epoch with the best validation accuracy so far, or None."""
-        for r in self.loop.history:
-            if r["epoch"] == self.loop.best_epoch:
-                return r
-        return None
+        return train.best_record(self.loop)
 
     def accuracy(self, data):
         """The fraction of ``data`` classified right (the chapter-6 exercise)."""

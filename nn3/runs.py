@@ -599,8 +599,8 @@ def best_of(loop: train.Loop) -> dict | None:
     """The best epoch of a loop (a lone run's, a member's, a member run's vote) so far:
     ``{"epoch", "validation_accuracy", "test_accuracy"}`` as recorded then (None where not
     measured), or None before any judged epoch."""
-    record = next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
-    if loop.best_epoch is None or record is None:
+    record = train.best_record(loop)
+    if record is None:
         return None
     return {"epoch": record["epoch"], "validation_accuracy": record.get("validation_accuracy"),
             "test_accuracy": record.get("test_accuracy")}

@@ -138,6 +138,14 @@ class Loop:
         return cls(**d)
 
 
+def best_record(loop) -> dict | None:
+    """The history record of ``loop``'s best epoch so far (a Loop, or a member run's
+    ``ensemble.Members`` for the vote), or None before any judged epoch."""
+    if loop.best_epoch is None:
+        return None
+    return next((r for r in loop.history if r["epoch"] == loop.best_epoch), None)
+
+
 # --------------------------------------------------------------------------- the step
 
 
