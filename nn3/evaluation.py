@@ -29,26 +29,23 @@ import numpy as np
 from flax import nnx
 
 from nn3 import backend, costs
+from nn3.spec import has_conv
 
 EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
 CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
 CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's validation and test sets
 
 
-def _is_conv(net) -> bool:
-    return any(hasattr(l, "poolsize") for l in net.layers)
-
-
 def eval_batch(net) -> int:
     """Rows of one evaluation unit for ``net`` on this backend (nn3.backend): its cost is one float32 sum."""
     c = backend.choices()
-    return c.conv_eval_batch if _is_conv(net) else c.eval_batch
+    return c.conv_eval_batch if has_conv(net.spec) else c.eval_batch
 
 
 def forward_batch(net) -> int:
     """Rows per forward pass inside an evaluation unit (nn3.backend); it divides ``eval_batch(net)``."""
     unit = eval_batch(net)
-    size = backend.choices().conv_forward_batch if _is_conv(net) else unit
+    size = backend.choices().conv_forward_batch if has_conv(net.spec) else unit
     return size if 0 < size <= unit and unit % size == 0 else unit
 
 

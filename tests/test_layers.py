@@ -17,18 +17,7 @@ from flax import nnx
 from nn3 import layers
 import references
 from nn3.spec import input_size, mlp_spec, output_shape
-
-DBL_CONV_SPEC = {  # chapter 6's double conv net, as network3 writes it
-    "layers": [
-        {"type": "ConvPoolLayer", "filter_shape": [20, 1, 5, 5], "image_shape": [10, 1, 28, 28],
-         "poolsize": [2, 2], "activation_fn": "ReLU"},
-        {"type": "ConvPoolLayer", "filter_shape": [40, 20, 5, 5], "image_shape": [10, 20, 12, 12],
-         "poolsize": [2, 2], "activation_fn": "ReLU"},
-        {"type": "FullyConnectedLayer", "n_in": 640, "n_out": 100, "activation_fn": "ReLU", "p_dropout": 0.0},
-        {"type": "SoftmaxLayer", "n_in": 100, "n_out": 10, "p_dropout": 0.0},
-    ],
-    "cost": "LogLikelihoodCost",
-}
+from test_spec import DBL_CONV as DBL_CONV_SPEC  # chapter 6's double conv net, as network3 writes it
 
 
 @functools.lru_cache(maxsize=None)
