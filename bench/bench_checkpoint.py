@@ -1,11 +1,11 @@
-"""What checkpointing costs: runs.start (a save per epoch) against train.fit (none), and replay's wall time.
+"""What checkpointing costs: session.start (a save per epoch) against train.fit (none), and replay's wall time.
 
     NN3_DATA_DIR=/work/shared/data python bench/bench_checkpoint.py          # ~1 min
     NN3_DATA_DIR=/work/shared/data python bench/bench_checkpoint.py --presets ch1 --limit 10000 --epochs 5
 
 For each preset, on the first ``--limit`` examples of each split: one warm-up epoch
 (compiles), then ``train.fit`` for ``--epochs`` epochs with validation and test
-evaluated (no files), then ``runs.start`` with the same settings (a checkpoint and a
+evaluated (no files), then ``session.start`` with the same settings (a checkpoint and a
 metrics line per epoch). The overhead is (start - fit) / fit; the seconds spent inside
 ``RunDir.save`` are also summed, as a fraction of the run. Then ``nn3 replay DIR`` is timed
 as a whole command from a cold start (a new Python process: imports, data, restore,
@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nn3 import layers, runs, train  # noqa: E402
-from nn3.rundir import RunDir  # noqa: E402
+from nn3.runs import config as run_config, session
+from nn3.engine import layers, train  # noqa: E402
+from nn3.store.rundir import RunDir  # noqa: E402
 
 
 def _wall(argv) -> float:
@@ -37,9 +38,9 @@ def _wall(argv) -> float:
 
 
 def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> dict:
-    config = runs.make_config(preset, epochs=epochs, limit=limit)
-    tr, va, te = runs.load_splits(config)
-    cfg = runs._sgd(config)
+    config = run_config.make_config(preset, epochs=epochs, limit=limit)
+    tr, va, te = run_config.load_splits(config)
+    cfg = run_config.sgd_of(config)
     warm = train.SGDConfig(**{**config["sgd"], "epochs": 1})
     train.fit(layers.build(config["spec"], seed=cfg.seed, init=config["init"]), warm, tr, va, te)
 
@@ -65,7 +66,7 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
         try:
             d = work / f"{preset}-{r}"
             t = time.perf_counter()
-            run, _, _ = runs.start(config, d)
+            run, _, _ = session.start(config, d)
             run.close()
             starts.append(time.perf_counter() - t)
         finally:

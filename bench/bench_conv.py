@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from nn3 import conv, layers, train  # noqa: E402
-from nn3.activations import FUNCTIONS  # noqa: E402
+from nn3.engine import conv, layers, train  # noqa: E402
+from nn3.engine.activations import FUNCTIONS  # noqa: E402
 
 FULL_EPOCH = 50_000
 FORMS = ("fused", "im2col", "xla", "previous")
@@ -156,7 +156,7 @@ def print_net(name, res, ref) -> None:
 def load_train(data, n):
     """The first ``n`` training images and labels, from nn3.data or the pickle itself."""
     try:
-        from nn3 import data as nn3_data
+        from nn3.store import data as nn3_data
         (x, y), _, _ = nn3_data.load_data(data)
     except ImportError:
         path = Path(data or os.environ.get("NN3_DATA_DIR", "data"))

@@ -30,7 +30,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
 
-    from nn3 import data, layers, presets, train
+    from nn3.store import data
+    from nn3.engine import layers, train
+    from nn3.runs import presets
     p = presets.get(a.preset)
     (tx, ty), validation, test = data.load_data(a.data)
     cfg = train.SGDConfig(**{**p.sgd, "epochs": 1})

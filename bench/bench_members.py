@@ -38,7 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 
-from nn3 import data, ensemble, layers, presets, threads, train  # noqa: E402
+from nn3.store import data
+from nn3.engine import ensemble, layers, threads, train
+from nn3.runs import presets  # noqa: E402
 
 FULL_EPOCH = 50_000
 N_DEFAULT = {"shallow": 5000, "dbl_conv_relu": 200}  # images per timed epoch: ~0.1-0.5 s a call
@@ -126,7 +128,7 @@ def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
     """The sweep ``lmbda`` x ``seeds`` as one program (sharded, and on one device) against its
     lone runs, one after another."""
     spec, cfg = presets.get(preset).spec, _cfg(preset)
-    members = [(lm, s) for lm in lmbdas for s in seeds]  # as runs.sweep_members orders them
+    members = [(lm, s) for lm in lmbdas for s in seeds]  # as run_config.sweep_members orders them
     cfgs = [dataclasses.replace(cfg, lmbda=lm, seed=s) for lm, s in members]
     lone = []
     for c in cfgs:  # each its own trainer: lmbda 0 compiles without the decay term, as a lone run does

@@ -65,7 +65,7 @@ def load_mnist(data: str | None):
     else:
         splits = where = None
         try:
-            from nn3 import data as nn3_data
+            from nn3.store import data as nn3_data
             splits, where = nn3_data.load_data(), "nn3.data.load_data()"
         except Exception as err:  # nn3 is still being written: fall back to the file
             print(f"data: nn3.data.load_data() unavailable ({type(err).__name__}); reading the file")
@@ -287,8 +287,8 @@ def start_jax(args) -> str:
     one thread for the chapter-1 nets. Returns how the pool was set, for the report.
     """
     try:
-        from nn3 import threads
-        from nn3.spec import mlp_spec
+        from nn3.engine import threads
+        from nn3.engine.spec import mlp_spec
     except Exception as err:
         return f"JAX default (nn3 not importable: {type(err).__name__})"
     if args.cpu_threads == "auto":

@@ -33,7 +33,9 @@ FULL_EPOCH, EVAL_N = 50_000, 20_000
 def nn3_part(data_path, n, tree, n_threads=None):
     """nn3's side, in this process: the dbl_conv_relu preset's network and settings."""
     sys.path.insert(0, str(tree))
-    from nn3 import data, layers, presets, threads, train
+    from nn3.store import data
+    from nn3.engine import layers, threads, train
+    from nn3.runs import presets
     threads.limit(n_threads)
     p = presets.get("dbl_conv_relu")
     (tx, ty), (vx, vy), (ex, ey) = data.load_data(data_path)
@@ -74,7 +76,7 @@ def main(argv=None):
     if not a.torch_python:
         ap.error("--torch-python is required")
     sys.path.insert(0, str(HERE.parent))
-    from nn3 import data
+    from nn3.store import data
     path = a.data or str(data.find_source().files[0])
     common = ["--data", path, "--n", str(a.n)] + (["--threads", str(a.threads)] if a.threads else [])
     cmds = {"nn3": [sys.executable, __file__, "--nn3-part", str(HERE.parent), *common]}

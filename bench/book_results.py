@@ -15,7 +15,9 @@ import os
 import sys
 import time
 
-from nn3 import data, layers, presets, train
+from nn3.store import data
+from nn3.engine import layers, train
+from nn3.runs import presets
 
 
 def run(name, epochs=None, seed=0):

@@ -41,9 +41,9 @@ QUICK_TESTS = ["tests/test_conv.py", "tests/test_backends.py"]
 
 MAKE_CPU_RUN = """
 import json, sys
-from nn3 import runs
-cfg = runs.make_config("dbl_conv_relu", epochs=1, limit=int(sys.argv[2]), data_path=sys.argv[3] or None)
-run, net, loop = runs.start(cfg, sys.argv[1])
+from nn3.runs import config as run_config, inspect, session
+cfg = run_config.make_config("dbl_conv_relu", epochs=1, limit=int(sys.argv[2]), data_path=sys.argv[3] or None)
+run, net, loop = session.start(cfg, sys.argv[1])
 run.close()
 print(json.dumps({"test_accuracy": loop.history[-1]["test_accuracy"], "backend": run.config["backend"]}))
 """
@@ -114,7 +114,8 @@ def time_epochs(tr, rounds: int, n_images: int) -> dict:
 
 
 def speed(args, splits) -> dict:
-    from nn3 import backend, conv, ensemble, evaluation, layers, presets, train
+    from nn3.engine import backend, conv, ensemble, evaluation, layers, train
+    from nn3.runs import presets
     (x, y), _, (tx, ty) = splits
     test = (tx[:args.sizes["eval"]], ty[:args.sizes["eval"]])
     out = {}
@@ -156,12 +157,12 @@ def speed(args, splits) -> dict:
 
 
 def replay(folder: Path, proc: subprocess.Popen, timeout: float) -> dict:
-    from nn3 import runs
+    from nn3.runs import config as run_config, inspect, session
     stdout, stderr = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"the CPU run failed: {stderr.strip().splitlines()[-1:]}")
     made = json.loads(stdout.strip().splitlines()[-1])
-    res = runs.replay(folder / "cpu_run")
+    res = inspect.replay(folder / "cpu_run")
     return {"cpu_test_accuracy": made["test_accuracy"], "replayed_accuracy": res["accuracy"],
             "recorded": res["recorded"], "equal": res["equal"], "n": res["n"], "differs": res["differs"]}
 
@@ -247,7 +248,7 @@ def main(argv=None) -> dict:
         if args.tests != "none":
             step(results, "tests", run_tests, args.tests, 120 if args.quick else 240)
         sys.path.insert(0, str(ROOT))
-        from nn3 import data
+        from nn3.store import data
         splits = data.load_data(args.data)  # a path's pickle may be of any size
         step(results, "speed", speed, args, splits)
         step(results, "replay", replay, Path(tmp), proc, 300)

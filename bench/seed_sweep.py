@@ -30,8 +30,8 @@ from reference_vectorised import VectorisedNetwork  # noqa: E402
 
 def peak_nn3(sizes, seed, epochs, eta, m, data):
     """Peak test accuracy (fraction) of nn3's network.py façade over ``epochs`` epochs."""
-    from nn3 import layers, train
-    from nn3.spec import mlp_spec
+    from nn3.engine import layers, train
+    from nn3.engine.spec import mlp_spec
     (x, y), (xt, yt) = data
     net = layers.build(mlp_spec(sizes, "QuadraticCost"), seed=seed, init="normal")
     cfg = train.SGDConfig(epochs=epochs, mini_batch_size=m, eta=eta, seed=seed)
@@ -66,7 +66,7 @@ def main(argv=None):
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     sizes = [int(s) for s in a.sizes.split(",")]
-    from nn3 import data
+    from nn3.store import data
     tr, _, te = data.load_data()
     splits = ((np.asarray(tr[0]), np.asarray(tr[1])), (np.asarray(te[0]), np.asarray(te[1])))
     runs = []

@@ -142,8 +142,9 @@ def main(argv=None) -> int:
     elapsed = time.time() - t1
 
     import numpy as np
-    from nn3 import layers, runs
-    pa, pb = (layers.get_params(runs.load(d)) for d in (ref, run))
+    from nn3.runs import inspect
+    from nn3.engine import layers
+    pa, pb = (layers.get_params(inspect.load(d)) for d in (ref, run))
     same = all(np.array_equal(np.asarray(x[k]), np.asarray(y[k])) for x, y in zip(pa, pb) for k in x)
     ha, hb = history(ref), history(run)
     print(f"parameters bit-identical: {same}; metrics history identical: {ha == hb} ({len(hb)} epochs)")

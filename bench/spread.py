@@ -85,10 +85,12 @@ def _machine() -> tuple[float, float]:
 
 def child(variant: str, n: int, rounds: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from nn3 import threads
+    from nn3.engine import threads
     if variant == "one":
         threads.limit(1)
-    from nn3 import data, layers, presets, train
+    from nn3.store import data
+    from nn3.engine import layers, train
+    from nn3.runs import presets
     (x, y), _, _ = data.load_data()
     p = presets.get("dbl_conv_relu")
     cfg = train.SGDConfig(**{**p.sgd, "epochs": 1, "chunks": 1})

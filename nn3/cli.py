@@ -248,7 +248,7 @@ def _reporter(style, before=None, monitor=()):
 
     ``before`` runs first (it clears the progress bar, so the lines stand on their own).
     """
-    from nn3 import facade
+    from nn3.book import facade
     if style == "network2":  # network2's runs show the evaluation accuracy, as the book's chapter-3 scripts do
         monitor = (*monitor, "validation_accuracy")
 
@@ -283,10 +283,11 @@ def _progress(quiet):
 
 
 def _finish(loop, run_dir, started):
-    from nn3 import runs, train
+    from nn3.runs import config as run_config, inspect, session
+    from nn3.engine import train
     for i, lp in enumerate(getattr(loop, "loops", ())):  # a member run: each member's best, then the vote's
-        if runs.best_of(lp):
-            _say(f"member {i}: {_best_phrase(runs.best_of(lp))}")
+        if inspect.best_of(lp):
+            _say(f"member {i}: {_best_phrase(inspect.best_of(lp))}")
     best = train.best_record(loop)
     if best:
         _say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
@@ -294,17 +295,17 @@ def _finish(loop, run_dir, started):
     _say(f"run directory: {run_dir}")
     if getattr(loop, "diverged", None):
         print(f"nn3: member(s) {', '.join(map(str, loop.diverged))} diverged", file=sys.stderr)
-    msg = runs.stop_message(loop, run_dir)
+    msg = session.stop_message(loop, run_dir)
     if msg:
         print(f"nn3: {msg}", file=sys.stderr)
     if loop.stop_reason == "interrupted":
-        from nn3 import stop
+        from nn3.runs import stop
         return stop.exit_code(stop.requested() or signal.SIGINT)
     return {"nan": EXIT_DIVERGED}.get(loop.stop_reason, 0)
 
 
 def _best_phrase(best) -> str:
-    """A best epoch (runs.best_of) in words, as the end of a run and replay say it."""
+    """A best epoch (inspect.best_of) in words, as the end of a run and replay say it."""
     def pct(key):
         return "none" if best[key] is None else f"{best[key]:.2%}"
     return (f"best validation accuracy {pct('validation_accuracy')} at epoch {best['epoch']} "
@@ -313,31 +314,31 @@ def _best_phrase(best) -> str:
 
 def _members(a) -> list | None:
     """The seeds of --seeds, or of --members N (0..N-1), times the --sweep values; None: a lone run."""
-    from nn3 import runs
+    from nn3.runs import config as run_config, inspect, session
     seeds = a.seeds or (list(range(a.members)) if a.members else None)
     if not a.sweep:
         return seeds
     if seeds is None:
         seeds = [a.seed if a.seed is not None else 0]
-    return runs.sweep_members(seeds, dict(a.sweep))
+    return run_config.sweep_members(seeds, dict(a.sweep))
 
 
 def _settings_given(a) -> dict:
     """The training settings given as flags (see _training_flags); None where unset."""
-    from nn3 import runs
-    return {k: getattr(a, k) for k in runs.SETTINGS}
+    from nn3.runs import config as run_config, inspect, session
+    return {k: getattr(a, k) for k in run_config.SETTINGS}
 
 
 def _start(config, run_dir, quiet, params=None):
     """Train ``config`` in a new ``run_dir`` (from ``params`` if given): train's and import's end."""
-    from nn3 import runs
-    runs.limit_threads(config)
-    from nn3 import backend
+    from nn3.runs import config as run_config, inspect, session
+    session.limit_threads(config)
+    from nn3.engine import backend
     _say(backend.describe())  # after limit_threads: JAX starts here
     tick, close = _progress(quiet)
     started = time.time()
     try:
-        run, _, loop = runs.start(config, run_dir, params=params, on_progress=tick,
+        run, _, loop = session.start(config, run_dir, params=params, on_progress=tick,
                                   report=_reporter(config["style"], close, config["monitor"]))
     finally:
         close()
@@ -346,25 +347,25 @@ def _start(config, run_dir, quiet, params=None):
 
 
 def cmd_train(a):
-    from nn3 import runs
+    from nn3.runs import config as run_config, inspect, session
     if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
-    config = runs.train_config(a.preset, recorded=runs.read_recorded(a.config) if a.config else None,
+    config = run_config.train_config(a.preset, recorded=run_config.read_recorded(a.config) if a.config else None,
                                dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
                                members=_members(a), **_settings_given(a))
-    return _start(config, a.run or runs.default_run_dir(config["preset"]), a.quiet)
+    return _start(config, a.run or run_config.default_run_dir(config["preset"]), a.quiet)
 
 
 def cmd_resume(a):
-    from nn3 import runs
+    from nn3.runs import config as run_config, inspect, session
     tick, close = _progress(a.quiet)
     started = time.time()
-    from nn3.rundir import RunDir
+    from nn3.store.rundir import RunDir
     recorded = RunDir.read_config(a.run)
     style = recorded.get("style", "network3")
-    runs.limit_threads(recorded)
+    session.limit_threads(recorded)
     try:
-        run, _, loop = runs.resume(a.run, epochs=a.epochs, on_progress=tick,
+        run, _, loop = session.resume(a.run, epochs=a.epochs, on_progress=tick,
                                    report=_reporter(style, close, recorded.get("monitor", ())))
     finally:
         close()
@@ -373,8 +374,8 @@ def cmd_resume(a):
 
 
 def cmd_replay(a):
-    from nn3 import runs
-    res = runs.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
+    from nn3.runs import config as run_config, inspect, session
+    res = inspect.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
     for m in res.get("members", ()):
         _say(f"member {m['member']} (seed {m['seed']}): {a.data} accuracy {m['accuracy']:.2%} "
              f"({m['correct']} / {m['n']})" + _verdict(m, "; recorded at save time")
@@ -403,8 +404,8 @@ def _verdict(res, lead) -> str:
 
 
 def cmd_export(a):
-    from nn3 import runs
-    res = runs.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
+    from nn3.runs import config as run_config, inspect, session
+    res = inspect.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
     what = "" if res["members"] is None else f": an ensemble bundle of {res['members']} members"
     _say(f"wrote {a.out}{what} (step {res['step']}, {res['position']})")
     return 0
@@ -415,18 +416,18 @@ def _flag(setting: str) -> str:
 
 
 def cmd_import(a):
-    from nn3 import runs
-    config, params, why = runs.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
+    from nn3.runs import config as run_config, inspect, session
+    config, params, why = run_config.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
                                              monitor=a.monitor, members=_members(a), **_settings_given(a))
     given = ", ".join(_flag(k) for k, v in _settings_given(a).items() if v is not None)
     _say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
-    _say(f"settings: {runs.describe_settings(config)}")
+    _say(f"settings: {run_config.describe_settings(config)}")
     return _start(config, a.run, a.quiet, params=params)
 
 
 def cmd_evaluate(a):
-    from nn3 import runs
-    res = runs.evaluate_json(a.json, data_name=a.data, dataset=a.dataset)
+    from nn3.runs import config as run_config, inspect, session
+    res = inspect.evaluate_json(a.json, data_name=a.data, dataset=a.dataset)
     for m in res.get("members", ()):
         _say(f"member {m['member']} (seed {m['seed']}): {res['name']} accuracy {m['accuracy']:.2%} "
              f"({m['correct']} / {m['n']})")
@@ -436,20 +437,20 @@ def cmd_evaluate(a):
 
 
 def cmd_data(a):
-    from nn3 import data
+    from nn3.store import data
     if a.expand:
         data.write_expanded(a.expand, a.path)
         _say(f"wrote {a.expand}")
         return 0
     for line in data.describe(a.path, dataset=a.dataset, fetch=a.fetch):
         _say(line)
-    from nn3 import backend
+    from nn3.engine import backend
     _say(backend.describe())
     return 0
 
 
 def cmd_plot(a):
-    from nn3 import plots
+    from nn3.book import plots
     out = Path(a.out or a.run)
     made = plots.of_run(a.run, out)
     which = made["which"]
@@ -469,13 +470,13 @@ def cmd_serve(a):
 
 
 def cmd_book(a):
-    from nn3 import book
+    from nn3.book import command as book
     return book.command(a.dir, rows=a.rows, beyond=a.beyond, seeds=a.seeds, quick=a.quick, data_path=a.data,
                         report_only=a.report_only, say=_say, warn=lambda line: print(f"nn3: {line}", file=sys.stderr))
 
 
 def cmd_presets(a):
-    from nn3 import presets
+    from nn3.runs import presets
     for line in presets.table():
         _say(line)
     return 0
@@ -538,7 +539,7 @@ def _quiet_orbax():
 
 
 def main(argv=None) -> int:
-    from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
+    from nn3.runs import stop  # no JAX: the handlers are in place before anything heavy is imported
     stop.clear()
     _quiet_orbax()
     try:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nn3 import data
+from nn3.store import data
 
 
 class PairSequence(Sequence):

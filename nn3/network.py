@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import costs, layers, train
-from nn3.facade import Facade, whole_number
-from nn3.spec import mlp_spec
+from nn3.engine import costs, layers, train
+from nn3.book.facade import Facade, whole_number
+from nn3.engine.spec import mlp_spec
 
 
 def sigmoid(z):

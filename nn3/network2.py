@@ -25,10 +25,11 @@ import os
 
 import numpy as np
 
-from nn3 import export, layers, train
+from nn3.store import export
+from nn3.engine import layers, train
 from nn3 import network as _network
 from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
-from nn3.spec import is_mlp, mlp_sizes, mlp_spec
+from nn3.engine.spec import is_mlp, mlp_sizes, mlp_spec
 
 
 class QuadraticCost:

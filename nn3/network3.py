@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn3 import data as _data
-from nn3 import ensemble, layers, train
-from nn3.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
-from nn3.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
-from nn3.spec import ACTIVATIONS
+from nn3.store import data as _data
+from nn3.engine import ensemble, layers, train
+from nn3.book.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
+from nn3.engine.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
+from nn3.engine.spec import ACTIVATIONS
 
 _ACTIVATION_NAMES = {FUNCTIONS[name]: name for name in ACTIVATIONS}
 

@@ -19,9 +19,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from nn3 import bundle, export, facade, layers, network, network2, network3, runs, train
-from nn3.rundir import RunDir
-from nn3.spec import is_mlp, mlp_sizes
+from nn3 import network, network2, network3
+from nn3.runs import config as run_config, inspect
+from nn3.store import bundle, export
+from nn3.book import facade
+from nn3.engine import layers, train
+from nn3.store.rundir import RunDir
+from nn3.engine.spec import is_mlp, mlp_sizes
 
 
 def _facade(style, spec, seed=None, mini_batch_size=None):
@@ -45,11 +49,11 @@ def load(path, *, step=None, best=False, member=None):
         run = RunDir.open(path, read_only=True)
         try:
             config = run.config
-            seeds = runs.member_seeds(config)
+            seeds = run_config.member_seeds(config)
             if seeds is not None and member is None:
                 raise ValueError(f"{path}: a run of {len(seeds)} members; load one with member=K (0 to {len(seeds) - 1})")
-            runs.check_member(config, member, path)
-            _, net, loop, _ = runs.restore(run, step=step, best=best)
+            inspect.check_member(config, member, path)
+            _, net, loop, _ = inspect.restore(run, step=step, best=best)
         finally:
             run.close()
         style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)

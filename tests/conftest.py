@@ -35,7 +35,7 @@ os.environ.pop("NN3_CACHE_DIR", None)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from nn3 import data  # noqa: E402
+from nn3.store import data  # noqa: E402
 
 
 def _find_real_mnist() -> tuple[Path | None, str]:
@@ -111,7 +111,7 @@ def synthetic_splits(sizes=SYNTHETIC_SIZES, seed=0):
 def synthetic_mnist(tmp_path_factory) -> Synthetic:
     """A small MNIST-shaped set (SYNTHETIC_SIZES) written as the book's mnist.pkl.gz
     (gzip'd pickle, protocol 2) in a folder of its own. Give its path to the product:
-    ``nn3 train ch1 --data PATH``, ``runs.make_config(..., data_path=PATH)``, ``load_data(PATH)``."""
+    ``nn3 train ch1 --data PATH``, ``run_config.make_config(..., data_path=PATH)``, ``load_data(PATH)``."""
     path = tmp_path_factory.mktemp("synthetic") / data.PICKLE_NAME
     with gzip.open(path, "wb", compresslevel=1) as f:
         pickle.dump(synthetic_splits(), f, protocol=2)
@@ -156,9 +156,9 @@ def run_copy(base_run, tmp_path) -> Path:
 def shallow_real_run(tmp_path_factory, real_mnist) -> Path:
     """The preset ``shallow``, one epoch on the first 300 real training images (the data nn3
     finds). Asking for it marks a test ``mnist``. Read it; copy it to change it."""
-    from nn3 import runs
+    from nn3.runs import config as run_config, session
     d = tmp_path_factory.mktemp("shallow") / "run"
-    run, _, _ = runs.start(runs.make_config("shallow", epochs=1, limit=300), d)
+    run, _, _ = session.start(run_config.make_config("shallow", epochs=1, limit=300), d)
     run.close()
     return d
 

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3 import backend, conv, costs, evaluation, layers, threads, train
-from nn3.spec import mlp_spec
+from nn3.engine import backend, conv, costs, evaluation, layers, threads, train
+from nn3.engine.spec import mlp_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = conv.FORMULATIONS
@@ -163,11 +163,11 @@ def test_threads_are_pinned_with_a_plugin_only_when_jax_platforms_is_cpu(monkeyp
 
 SAVE = """
 import json, sys, jax
-from nn3 import runs
+from nn3.runs import config as run_config, inspect, session
 if jax.device_count() > 1:
     jax.config.update("jax_default_device", jax.devices()[1])  # not jax.devices()[0]
-cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=sys.argv[2])
-run, net, loop = runs.start(cfg, sys.argv[1])
+cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=sys.argv[2])
+run, net, loop = session.start(cfg, sys.argv[1])
 run.close()
 w = net.layers[0].w[...]
 print(json.dumps({"accuracy": loop.history[-1]["test_accuracy"], "devices": jax.device_count(),
@@ -176,12 +176,12 @@ print(json.dumps({"accuracy": loop.history[-1]["test_accuracy"], "devices": jax.
 
 REPLAY = """
 import json, sys, jax
-from nn3 import runs
+from nn3.runs import config as run_config, inspect, session
 if jax.device_count() > 1:
     jax.config.update("jax_default_device", jax.devices()[1])
-from nn3 import layers
-from nn3.rundir import RunDir
-res = runs.replay(sys.argv[1])
+from nn3.engine import layers
+from nn3.store.rundir import RunDir
+res = inspect.replay(sys.argv[1])
 w = res["net"].layers[0].w[...]
 run = RunDir.open(sys.argv[1], read_only=True)
 _, state, _ = run.restore({"params": layers.get_params(res["net"])})  # the checkpoint's own arrays

@@ -14,8 +14,13 @@ import signal
 
 import pytest
 
-from nn3 import backend, book, bookreport, cli, metrics, presets, runs, threads
-from nn3.rundir import RunDir
+from nn3 import cli
+from nn3.runs import config as run_config
+from nn3.engine import backend, threads
+from nn3.book import command as book, report as bookreport
+from nn3.store import metrics
+from nn3.runs import presets
+from nn3.store.rundir import RunDir
 import children
 
 pytest.importorskip("matplotlib")
@@ -52,7 +57,7 @@ def test_every_row_quotes_its_presets_figure_the_way_the_book_does():
 def test_a_row_is_the_run_nn3_train_makes(r):
     # What `nn3 train PRESET [--members N] --run BOOKDIR/ROW` writes is adopted as the row.
     members = list(range(r.members)) if r.members else None
-    made = runs.train_config(r.preset, members=members, **{k: None for k in runs.SETTINGS})
+    made = run_config.train_config(r.preset, members=members, **{k: None for k in run_config.SETTINGS})
     mine = book.config(r)
     assert {k: made.get(k) for k in book.COMPARED} == {k: mine.get(k) for k in book.COMPARED}
     assert book.status("/nonexistent/row", mine).state == "new"
@@ -122,8 +127,8 @@ def test_seeds_are_runs_beside_the_row_and_the_best_is_quoted(tmp_path, capsys, 
     code, out, _ = nn3(capsys, "book", "--quick", "--rows", "ch1", "--seeds", "0,1", "--dir", d,
                        "--data", synthetic_mnist.path)
     assert code == 0
-    assert runs.read_recorded(d / "ch1-seed1")["sgd"]["seed"] == 1
-    assert "seed" not in runs.read_recorded(d / "ch1")["sgd"]  # the preset's default seed, as nn3 train has it
+    assert run_config.read_recorded(d / "ch1-seed1")["sgd"]["seed"] == 1
+    assert "seed" not in run_config.read_recorded(d / "ch1")["sgd"]  # the preset's default seed, as nn3 train has it
     values = [100 * book.measured(book.row("ch1"), metrics.read(d / n))[0] for n in ("ch1", "ch1-seed1")]
     cell = _table((d / "REPORT.md").read_text())["ch1"][4]
     assert cell.startswith(f"{max(values):.2f}% (epoch 0); best of 2: seed 0 {values[0]:.2f}%, seed 1 {values[1]:.2f}%")

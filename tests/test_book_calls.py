@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import nn3
-from nn3 import layers, network, network2, network3, runs
-from nn3.rundir import RunDir
+from nn3 import network, network2, network3
+from nn3.runs import config as run_config, session
+from nn3.engine import layers
+from nn3.store.rundir import RunDir
 from nn3.network3 import FullyConnectedLayer, SoftmaxLayer
 import references
 
@@ -285,12 +287,12 @@ def test_load_then_save_keeps_the_recorded_settings(tmp_path):
 
 @pytest.fixture
 def tiny_run(tmp_path, monkeypatch):
-    """A chapter-1 run made by runs.start on 40 synthetic examples (no MNIST file needed)."""
+    """A chapter-1 run made by session.start on 40 synthetic examples (no MNIST file needed)."""
     x, y = _data(60)
-    monkeypatch.setattr(runs, "load_splits", lambda config: ((x[:40], y[:40]), (x[40:50], y[40:50]),
+    monkeypatch.setattr(run_config, "load_splits", lambda config: ((x[:40], y[:40]), (x[40:50], y[40:50]),
                                                              (x[50:], y[50:])))
-    config = runs.make_config("ch1", epochs=1, eta=2.0, seed=5, limit=40)
-    run, _, _ = runs.start(config, tmp_path / "run")
+    config = run_config.make_config("ch1", epochs=1, eta=2.0, seed=5, limit=40)
+    run, _, _ = session.start(config, tmp_path / "run")
     run.close()
     return tmp_path / "run"
 
@@ -306,11 +308,11 @@ def test_load_then_save_of_a_trained_run_keeps_preset_and_data(tiny_run, tmp_pat
 
 
 def test_resume_records_the_new_epoch_count(tiny_run):
-    run, _, loop = runs.resume(tiny_run, epochs=3)
+    run, _, loop = session.resume(tiny_run, epochs=3)
     run.close()
     assert loop.epoch == 3
     assert RunDir.read_config(tiny_run)["sgd"]["epochs"] == 3
-    run, _, loop = runs.resume(tiny_run)        # and a later resume keeps to it
+    run, _, loop = session.resume(tiny_run)        # and a later resume keeps to it
     run.close()
     assert loop.epoch == 3
 
@@ -318,12 +320,12 @@ def test_resume_records_the_new_epoch_count(tiny_run):
 def test_save_run_of_a_loaded_adam_run_resumes(tmp_path, monkeypatch):
     """A run trained by another optimiser, loaded and saved again, holds that optimiser's state."""
     x, y = _data(60)
-    monkeypatch.setattr(runs, "load_splits", lambda config: ((x[:40], y[:40]), (x[40:50], y[40:50]),
+    monkeypatch.setattr(run_config, "load_splits", lambda config: ((x[:40], y[:40]), (x[40:50], y[40:50]),
                                                              (x[50:], y[50:])))
-    config = runs.make_config("ch1", epochs=1, eta=0.01, seed=5, limit=40, optimizer="adam")
-    run, _, _ = runs.start(config, tmp_path / "run")
+    config = run_config.make_config("ch1", epochs=1, eta=0.01, seed=5, limit=40, optimizer="adam")
+    run, _, _ = session.start(config, tmp_path / "run")
     run.close()
     nn3.load(tmp_path / "run").save_run(tmp_path / "again")
-    run, _, loop = runs.resume(tmp_path / "again", epochs=2)
+    run, _, loop = session.resume(tmp_path / "again", epochs=2)
     run.close()
     assert loop.epoch == 2

@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 
 import nn3
-from nn3 import bundle, cli, ensemble, export, facade, layers, runs, spec
+from nn3 import cli
+from nn3.runs import config as run_config, inspect, session
+from nn3.store import bundle, export
+from nn3.engine import ensemble, layers, spec
+from nn3.book import facade
 
 SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
@@ -29,8 +33,8 @@ def lines(run_dir):
 @pytest.fixture(scope="module")
 def member_run(synthetic_mnist, tmp_path_factory):
     d = tmp_path_factory.mktemp("members") / "run"
-    config = runs.make_config("shallow", spec=SPEC, data_path=synthetic_mnist.path, members=SEEDS, **SGD)
-    run, nets, loop = runs.start(config, d)
+    config = run_config.make_config("shallow", spec=SPEC, data_path=synthetic_mnist.path, members=SEEDS, **SGD)
+    run, nets, loop = session.start(config, d)
     run.close()
     return d, nets, loop
 
@@ -63,7 +67,7 @@ def test_the_bundles_vote_equals_the_vote_the_run_recorded(synthetic_mnist, memb
     assert cli.main(["export", str(d), str(out), "--step", str(record["step"])]) == 0
     ens = nn3.load(out)
     assert isinstance(ens, facade.Ensemble) and ens.seeds == SEEDS and len(ens) == len(SEEDS)
-    _, validation, test = runs.load_splits(json.loads((d / "config.json").read_text()))
+    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text()))
     assert ens.accuracy(test) == record["test_accuracy"]
     assert ens.accuracy(validation) == record["validation_accuracy"]
     assert ens.member_accuracies(test) == [r["test_accuracy"] for r in record["members"]]
@@ -227,7 +231,7 @@ def test_replay_gives_each_members_best_epoch_as_of_the_checkpoint(member_run, c
     d, _, loop = member_run
     recorded = lines(d)
     for at in (0, 1):   # the first epoch's checkpoint knows only that epoch
-        res = runs.replay(d, step=recorded[at]["step"])
+        res = inspect.replay(d, step=recorded[at]["step"])
         for i, m in enumerate(res["members"]):
             mine = [r["members"][i] for r in recorded[:at + 1]]
             best = max(mine, key=lambda r: r["validation_accuracy"])   # the first of equals, as training's

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from nn3 import cli, metrics, presets
+from nn3 import cli
+from nn3.store import metrics
+from nn3.runs import presets
 
 LIMIT = ["--limit", "300", "--quiet"]  # 30 mini-batches of 10 per epoch; 200 validation and test images
 
@@ -171,7 +173,7 @@ def test_replay_detects_a_tampered_record(capsys, run_copy):
 
 def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_run):
     """A run killed in its first epoch (config.json, no step) resumes from the start, the same run."""
-    from nn3.rundir import RunDir
+    from nn3.store.rundir import RunDir
     d = tmp_path / "fresh"
     RunDir.create(d, json.loads((base_run / "config.json").read_text())).close()
     code, out, err = nn3(capsys, "resume", d, "--quiet")

@@ -18,8 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import cli, data, export, layers, presets, runs
-from nn3.spec import mlp_spec
+from nn3 import cli
+from nn3.runs import checkpoint
+from nn3.store import data, export
+from nn3.engine import layers
+from nn3.runs import presets
+from nn3.engine.spec import mlp_spec
 
 LIMIT = ["--limit", "100", "--quiet"]  # 10 mini-batches of 10 per epoch
 
@@ -148,7 +152,7 @@ def test_evaluate_takes_validation_as_replay_does(capsys, tmp_path, datasets):
     assert code == 0, err
     assert "validation accuracy" in out and "/ 10000)" in out
     net = layers.build(mlp_spec([784, 30, 10]), seed=5)
-    from nn3 import train
+    from nn3.engine import train
     right, _, n = train.evaluate(net, data.load_data(cache=False)[1])
     assert f"({right} / {n})" in out
     code, out, err = nn3(capsys, "evaluate", src, "--data", datasets[1])
@@ -252,9 +256,9 @@ def test_plot_says_which_epoch_the_misclassified_digits_come_from(capsys, ch1_ru
 
 
 def test_a_checkpoint_saved_mid_epoch_is_named_so():
-    from nn3 import train
-    assert runs.position(train.Loop(epoch=2, batch=3, step=23)) == "in epoch 2, after mini-batch 3"
-    assert runs.position(train.Loop(epoch=2, batch=0, step=20)) == "after epoch 1"
+    from nn3.engine import train
+    assert checkpoint.position(train.Loop(epoch=2, batch=3, step=23)) == "in epoch 2, after mini-batch 3"
+    assert checkpoint.position(train.Loop(epoch=2, batch=0, step=20)) == "after epoch 1"
 
 
 def test_train_monitors_training_accuracy(capsys, tmp_path):

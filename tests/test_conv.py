@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nn3 import conv
+from nn3.engine import conv
 import references
 
 

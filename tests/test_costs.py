@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nn3 import costs, spec
+from nn3.engine import costs, spec
 
 
 def sigmoid(z):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import data
-from nn3.data import DataError
+from nn3.store import data
+from nn3.store.data import DataError
 
 SIZES = (50, 10, 10)   # synthetic training, validation, test
 

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nn3 import ensemble, layers, train
+from nn3.engine import ensemble, layers, train
 
 SPEC = {"layers": [
     {"type": "ConvPoolLayer", "filter_shape": [3, 1, 5, 5], "image_shape": [10, 1, 12, 12],

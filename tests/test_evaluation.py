@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3 import backend, conv, costs, evaluation, layers
-from nn3.spec import mlp_spec
+from nn3.engine import backend, conv, costs, evaluation, layers
+from nn3.engine.spec import mlp_spec
 
 # Two conv-pool layers, the second with several input maps: the layer whose patches
 # evaluation now gathers (dbl_conv_relu's shape, small).

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nn3 import export
-from nn3.export import ExportError
-from nn3.spec import ACTIVATIONS, LAYER_ARGS, is_mlp, mlp_spec, validate
+from nn3.store import export
+from nn3.store.export import ExportError
+from nn3.engine.spec import ACTIVATIONS, LAYER_ARGS, is_mlp, mlp_spec, validate
 
 CONV_SPEC = {
     "layers": [
@@ -383,4 +383,4 @@ def test_export_module_needs_no_jax():
     tree = ast.parse(open(export.__file__).read())
     mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods <= {"__future__", "json", "os", "pathlib", "stat", "typing", "numpy", "nn3.spec", "nn3.files"}
+    assert mods <= {"__future__", "json", "os", "pathlib", "stat", "typing", "numpy", "nn3.engine.spec", "nn3.store.files"}

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import nn3
-from nn3 import layers, mnist_loader, network, network2, network3
-from nn3.facade import Facade
+from nn3 import mnist_loader, network, network2, network3
+from nn3.engine import layers
+from nn3.book.facade import Facade
 from nn3.network3 import ConvPoolLayer, FullyConnectedLayer, ReLU, SoftmaxLayer
 
 
@@ -232,7 +233,8 @@ def test_the_books_lines_are_written_in_one_place():
 
 
 def test_cli_runs_print_the_facades_lines(capsys):
-    from nn3 import cli, facade
+    from nn3 import cli
+    from nn3.book import facade
     record = {"epoch": 3, "test_correct": 9, "test_n": 10, "validation_correct": 7, "validation_n": 10,
               "validation_accuracy": 0.7, "test_accuracy": 0.9, "best": True, "training_cost": 0.5,
               "training_correct": 3, "training_n": 4, "validation_cost": 0.25}

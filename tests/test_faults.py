@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import cli, presets
+from nn3 import cli
+from nn3.runs import presets
 
 Q = ["--quiet"]
 

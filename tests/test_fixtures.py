@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn3 import data
+from nn3.store import data
 
 ROOT = Path(__file__).resolve().parents[1]
 

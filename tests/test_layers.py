@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3 import layers
+from nn3.engine import layers
 import references
-from nn3.spec import input_size, mlp_spec, output_shape
+from nn3.engine.spec import input_size, mlp_spec, output_shape
 from test_spec import DBL_CONV as DBL_CONV_SPEC  # chapter 6's double conv net, as network3 writes it
 
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import children
-from nn3 import cli, ensemble, layers, runs
+from nn3 import cli
+from nn3.runs import config as run_config, inspect, session
+from nn3.engine import ensemble, layers
 
 SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
@@ -23,7 +25,7 @@ SGD = dict(epochs=2, eta=0.5, lmbda=0.1, momentum=0.5, mini_batch_size=10, chunk
 
 
 def config(data, members=SEEDS, **sgd):
-    return runs.make_config("shallow", spec=SPEC, data_path=data.path, members=members, **{**SGD, **sgd})
+    return run_config.make_config("shallow", spec=SPEC, data_path=data.path, members=members, **{**SGD, **sgd})
 
 
 def lines(run_dir):
@@ -36,7 +38,7 @@ def lone(synthetic_mnist, tmp_path_factory):
     out = {}
     for s in SEEDS:
         d = tmp_path_factory.mktemp(f"lone{s}") / "run"
-        run, net, loop = runs.start(config(synthetic_mnist, members=None, seed=s), d)
+        run, net, loop = session.start(config(synthetic_mnist, members=None, seed=s), d)
         run.close()
         out[s] = (layers.get_params(net), loop, lines(d), d)
     return out
@@ -45,7 +47,7 @@ def lone(synthetic_mnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def member_run(synthetic_mnist, tmp_path_factory):
     d = tmp_path_factory.mktemp("members") / "run"
-    run, nets, loop = runs.start(config(synthetic_mnist), d)
+    run, nets, loop = session.start(config(synthetic_mnist), d)
     run.close()
     return d, nets, loop
 
@@ -72,7 +74,7 @@ def test_metrics_record_the_vote_per_epoch(synthetic_mnist, member_run):
     d, nets, loop = member_run
     recorded = lines(d)
     assert [r["epoch"] for r in recorded] == [0, 1]
-    _, validation, test = runs.load_splits(json.loads((d / "config.json").read_text()))
+    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text()))
     x, y = test
     assert recorded[-1]["test_accuracy"] == float(np.mean(ensemble.vote(nets, x) == y))
     assert recorded[-1]["validation_correct"] == int(np.sum(ensemble.vote(nets, validation[0]) == validation[1]))
@@ -82,9 +84,9 @@ def test_metrics_record_the_vote_per_epoch(synthetic_mnist, member_run):
 def test_resume_carries_a_member_run_on_as_never_stopping(synthetic_mnist, member_run, tmp_path):
     d0, nets0, loop0 = member_run
     d = tmp_path / "run"
-    run, _, _ = runs.start(config(synthetic_mnist, epochs=1), d)
+    run, _, _ = session.start(config(synthetic_mnist, epochs=1), d)
     run.close()
-    run, nets, loop = runs.resume(d, epochs=2)
+    run, nets, loop = session.resume(d, epochs=2)
     run.close()
     for a, b in zip(nets, nets0):
         assert_params_equal(layers.get_params(a), layers.get_params(b))
@@ -116,7 +118,7 @@ MID = N_BATCHES + 34       # in the second epoch, after its first call
 
 
 def params_of(run_dir):
-    return [layers.get_params(n) for n in runs.load(run_dir)]
+    return [layers.get_params(n) for n in inspect.load(run_dir)]
 
 
 def train_paused(synthetic_mnist, run_dir, signum):
@@ -152,15 +154,15 @@ def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run,
 
 def test_replay_gives_each_member_and_the_vote(lone, member_run, capsys):
     d = member_run[0]
-    res = runs.replay(d)
+    res = inspect.replay(d)
     assert [m["seed"] for m in res["members"]] == SEEDS
     for m in res["members"]:
-        alone = runs.replay(lone[m["seed"]][3])
+        alone = inspect.replay(lone[m["seed"]][3])
         assert (m["accuracy"], m["correct"], m["recorded"]) == (alone["accuracy"], alone["correct"], alone["recorded"])
         assert m["equal"]
     assert res["equal"] and res["accuracy"] == lines(d)[-1]["test_accuracy"]
-    one = runs.replay(d, member=2, data_name="validation", predict=7)
-    alone = runs.replay(lone[SEEDS[2]][3], data_name="validation", predict=7)
+    one = inspect.replay(d, member=2, data_name="validation", predict=7)
+    alone = inspect.replay(lone[SEEDS[2]][3], data_name="validation", predict=7)
     assert {k: one[k] for k in ("accuracy", "recorded", "predicted", "labels")} == \
         {k: alone[k] for k in ("accuracy", "recorded", "predicted", "labels")}
     capsys.readouterr()
@@ -175,7 +177,7 @@ def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, 
     d = member_run[0]
     for i, s in enumerate(SEEDS):
         assert cli.main(["export", str(d), str(tmp_path / f"m{i}.json"), "--member", str(i)]) == 0
-        runs.export_json(lone[s][3], tmp_path / f"lone{i}.json")
+        inspect.export_json(lone[s][3], tmp_path / f"lone{i}.json")
         assert (tmp_path / f"m{i}.json").read_bytes() == (tmp_path / f"lone{i}.json").read_bytes()
     capsys.readouterr()
     assert cli.main(["export", str(d), str(tmp_path / "all.json")]) == 0   # every member: a bundle (test_bundle.py)
@@ -186,14 +188,14 @@ def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, 
 
 def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
     src = tmp_path / "net.json"
-    runs.export_json(member_run[0], src, member=0)
+    inspect.export_json(member_run[0], src, member=0)
     data_path = json.loads((member_run[0] / "config.json").read_text())["data"]
     common = ["--epochs", "1", "--limit", "100", "--quiet", "--data", data_path]
     assert cli.main(["import", str(src), "--run", str(tmp_path / "m"), "--seeds", "5,2", *common]) == 0
-    nets = runs.load(tmp_path / "m")
+    nets = inspect.load(tmp_path / "m")
     for i, s in enumerate([5, 2]):
         assert cli.main(["import", str(src), "--run", str(tmp_path / f"lone{s}"), "--seed", str(s), *common]) == 0
-        assert_params_equal(layers.get_params(nets[i]), layers.get_params(runs.load(tmp_path / f"lone{s}")))
+        assert_params_equal(layers.get_params(nets[i]), layers.get_params(inspect.load(tmp_path / f"lone{s}")))
 
 
 @pytest.mark.parametrize("stop, reason", [
@@ -202,19 +204,19 @@ def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
 def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnist, tmp_path, stop, reason):
     """Early stopping after one epoch without a new best, or the plateau schedule (eta per
     member, halved) down to its floor: the members stop at different epochs."""
-    run, nets, loop = runs.start(config(synthetic_mnist, **stop), tmp_path / "m")
+    run, nets, loop = session.start(config(synthetic_mnist, **stop), tmp_path / "m")
     run.close()
     ends = [lp.epoch for lp in loop.loops]
     assert loop.stop_reason == "members_stopped" and len(set(ends)) > 1   # some went on after another stopped
     recorded = lines(tmp_path / "m")
     for i, s in enumerate(SEEDS):
-        run, net, alone = runs.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
+        run, net, alone = session.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
         run.close()
         assert alone.stop_reason == reason
         assert loop.loops[i].to_json() == alone.to_json()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
         assert [r["members"][i] for r in recorded if r["members"][i] is not None] == lines(tmp_path / f"lone{s}")
-    assert_params_equal(layers.get_params(runs.load(tmp_path / "m", member=0)), layers.get_params(nets[0]))
+    assert_params_equal(layers.get_params(inspect.load(tmp_path / "m", member=0)), layers.get_params(nets[0]))
 
 
 SWEEP = {"lmbda": [0.0, 0.5], "momentum": [0.2, 0.5]}
@@ -225,16 +227,16 @@ def test_a_sweep_is_one_program_whose_members_equal_lone_runs(synthetic_mnist, t
     lmbda 0 gets the decay term with the value 0, and still equals a lone run without it,
     bit for bit. (Momentum 0 beside momentum > 0 is an ulp off a lone run without momentum:
     see ensemble.EnsembleTrainer.)"""
-    members = runs.sweep_members([1, 2], SWEEP)
+    members = run_config.sweep_members([1, 2], SWEEP)
     assert len(members) == 8 and members[0] == {"lmbda": 0.0, "momentum": 0.2, "seed": 1}
-    run, nets, loop = runs.start(config(synthetic_mnist, members=members, epochs=1, eta=0.3), tmp_path / "m")
+    run, nets, loop = session.start(config(synthetic_mnist, members=members, epochs=1, eta=0.3), tmp_path / "m")
     run.close()
     for i, m in enumerate(members):
-        run, net, alone = runs.start(config(synthetic_mnist, members=None, epochs=1, eta=0.3, **m), tmp_path / f"{i}")
+        run, net, alone = session.start(config(synthetic_mnist, members=None, epochs=1, eta=0.3, **m), tmp_path / f"{i}")
         run.close()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
         assert loop.loops[i].history == alone.history
-    resumed = runs.resume(tmp_path / "m", epochs=2)[1]   # the sweep's checkpoint restores, velocities too
+    resumed = session.resume(tmp_path / "m", epochs=2)[1]   # the sweep's checkpoint restores, velocities too
     assert len(resumed) == 8
 
 
@@ -242,11 +244,11 @@ def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_
     """eta per member: the one with 1e30 goes NaN in its second epoch and stops there, as a lone run."""
     members = [{"seed": 0, "eta": 0.5}, {"seed": 0, "eta": 1e30}, {"seed": 1, "eta": 0.5}]
     sgd = dict(epochs=3, chunks=None)
-    run, nets, loop = runs.start(config(synthetic_mnist, members=members, **sgd), tmp_path / "m")
+    run, nets, loop = session.start(config(synthetic_mnist, members=members, **sgd), tmp_path / "m")
     run.close()
     assert loop.diverged == [1] and loop.stop_reason == "epochs"
     for i, m in enumerate(members):
-        run, net, alone = runs.start(config(synthetic_mnist, members=None, **sgd, **m), tmp_path / f"{i}")
+        run, net, alone = session.start(config(synthetic_mnist, members=None, **sgd, **m), tmp_path / f"{i}")
         run.close()
         assert alone.stop_reason == ("nan" if i == 1 else "epochs")
         assert loop.loops[i].to_json() == alone.to_json()
@@ -257,7 +259,8 @@ def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_
 def test_members_train_on_the_full_training_sets_shape_in_unequal_calls():
     """The issue's crash: shallow's 5,000 mini-batches of the full set run as calls of 2,519
     and 2,481 (CHUNK_MACS), whose losses once failed to join for two members."""
-    from nn3 import presets, train
+    from nn3.runs import presets
+    from nn3.engine import train
     spec = presets.get("shallow").spec
     rng = np.random.default_rng(0)
     training = (rng.random((50_000, 784), dtype=np.float32), rng.integers(0, 10, 50_000))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3 import backend, ensemble, layers, train
+from nn3.engine import backend, ensemble, layers, train
 
 CONV = {"layers": [
     {"type": "ConvPoolLayer", "filter_shape": [3, 1, 5, 5], "image_shape": [10, 1, 12, 12],

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nn3 import metrics
+from nn3.store import metrics
 
 
 def test_metrics_torn_line_and_truncate(tmp_path):
@@ -43,7 +43,7 @@ def test_no_log_reads_as_empty(tmp_path):
 def test_reading_the_log_imports_neither_orbax_nor_jax(tmp_path):
     """``nn3 plot`` and the run's page read the log without the checkpoint store."""
     metrics.append(tmp_path, {"epoch": 0})
-    code = ("import sys; from nn3 import metrics; metrics.read(sys.argv[1]); "
+    code = ("import sys; from nn3.store import metrics; metrics.read(sys.argv[1]); "
             "print(sorted(m for m in ('orbax.checkpoint', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[1])})

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import data, mnist_loader
+from nn3 import mnist_loader
+from nn3.store import data
 from nn3.mnist_loader import PairSequence
 
 

@@ -20,8 +20,11 @@ import optax
 import pytest
 from flax import nnx
 
-from nn3 import cli, costs, ensemble, layers, optim, rundir, runs, spec, train
-from nn3.train import SGDConfig, Trainer
+from nn3 import cli
+from nn3.runs import inspect
+from nn3.engine import costs, ensemble, layers, optim, spec, train
+from nn3.store import rundir
+from nn3.engine.train import SGDConfig, Trainer
 
 DROP_SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 8, "n_out": 6, "activation_fn": "sigmoid", "p_dropout": 0.5},
@@ -234,7 +237,7 @@ def test_an_adam_run_records_its_optimizer_and_resumes_and_replays_exactly(tmp_p
     assert cli.main(["resume", str(tmp_path / "paused"), "--epochs", "2", "--quiet"]) == 0
     config = json.loads((tmp_path / "paused" / "config.json").read_text())
     assert config["sgd"]["optimizer"] == "adam" and config["sgd"]["eta"] == 0.003
-    a, b = runs.load(tmp_path / "straight"), runs.load(tmp_path / "paused")
+    a, b = inspect.load(tmp_path / "straight"), inspect.load(tmp_path / "paused")
     assert params_equal(layers.get_params(a), layers.get_params(b))
     run = rundir.RunDir.open(tmp_path / "paused")
     try:
@@ -242,7 +245,7 @@ def test_an_adam_run_records_its_optimizer_and_resumes_and_replays_exactly(tmp_p
     finally:
         run.close()
     assert set(arrays) == {"params", "opt_state"} and len(arrays["opt_state"]) == 1 + 2 * 4  # count, mu, nu
-    res = runs.replay(tmp_path / "paused")
+    res = inspect.replay(tmp_path / "paused")
     assert res["equal"] and res["epoch"] == 1
     straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     paused = [json.loads(line) for line in (tmp_path / "paused" / "metrics.jsonl").read_text().splitlines()]

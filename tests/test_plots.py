@@ -4,8 +4,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from nn3 import layers, plots, presets, train  # noqa: E402
-from nn3.spec import mlp_spec  # noqa: E402
+from nn3.engine import layers, train
+from nn3.book import plots
+from nn3.runs import presets  # noqa: E402
+from nn3.engine.spec import mlp_spec  # noqa: E402
 
 
 def _png(path):

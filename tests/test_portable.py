@@ -23,7 +23,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from nn3 import cli, data, files, threads, train
+from nn3 import cli
+from nn3.store import data, files
+from nn3.engine import threads, train
 
 
 def write_idx_mnist(folder):
@@ -157,7 +159,7 @@ def test_limit_without_sched_setaffinity_leaves_jax_to_start_as_usual():
         for name in ("sched_setaffinity", "sched_getaffinity"):
             if hasattr(os, name):
                 delattr(os, name)
-        from nn3 import threads
+        from nn3.engine import threads
         done = threads.limit(1)
         {STARTED}
         import jax.numpy as jnp
@@ -176,7 +178,7 @@ def test_limit_where_the_os_refuses_to_set_affinities():
             raise PermissionError(errno.EPERM, "Operation not permitted")
         os.sched_setaffinity = refuse
         os.sched_getaffinity = lambda pid: set(range(64))  # as if many cores were usable
-        from nn3 import threads
+        from nn3.engine import threads
         done = threads.limit(1)
         {STARTED}
         import jax.numpy as jnp

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from nn3.rundir import RunDir, RunDirError, state_hash
+from nn3.store.rundir import RunDir, RunDirError, state_hash
 
 
 def make_state(epoch: int) -> dict:

@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 
 import children
-from nn3 import cli, layers, runs, rundir, spec, train
+from nn3 import cli
+from nn3.runs import config as run_config, inspect, saver, session
+from nn3.engine import layers, spec, train
+from nn3.store import rundir
 
 EPOCHS = 3
 N_BATCHES = 100  # the synthetic training split's 1000 examples in mini-batches of 10
@@ -39,7 +42,7 @@ def work(one_call):
 
 
 def params_of(run_dir):
-    return layers.get_params(runs.load(run_dir))
+    return layers.get_params(inspect.load(run_dir))
 
 
 def same_params(a, b) -> bool:
@@ -167,8 +170,8 @@ def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, signum,
 
 def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
     """A KeyboardInterrupt that a library callback swallowed during start-up still counts."""
-    from nn3 import stop
-    cfg = runs.make_config("ch1", epochs=2, limit=300, data_path=synthetic_mnist.path)
+    from nn3.runs import stop
+    cfg = run_config.make_config("ch1", epochs=2, limit=300, data_path=synthetic_mnist.path)
     with stop.handlers(raising=True):
         try:
             signal.raise_signal(signal.SIGINT)
@@ -176,14 +179,14 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
             pass  # as JAX does with an exception raised inside its callbacks
     try:
         with pytest.raises(KeyboardInterrupt):  # before the directory: nothing written
-            runs.start(cfg, tmp_path / "a")
+            session.start(cfg, tmp_path / "a")
         assert not (tmp_path / "a").exists()
         # Once training has begun, the request stops it at its first stopping point.
         run = rundir.RunDir.create(tmp_path / "b", cfg)
         net = layers.build(cfg["spec"], seed=0, init=cfg["init"])
-        splits = runs.load_splits(cfg)
+        splits = run_config.load_splits(cfg)
         trainer = train.Trainer(net, train.SGDConfig(**cfg["sgd"]), splits[0])
-        loop = runs._train(run, net, trainer, train.Loop(eta=3.0), splits)
+        loop = session._train(run, net, trainer, train.Loop(eta=3.0), splits)
         run.close()
         assert loop.stop_reason == "interrupted" and loop.step == 0 and step_dirs(tmp_path / "b") == [0]
     finally:
@@ -191,30 +194,30 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
 
 
 def test_library_resume_and_replay(tmp_path, synthetic_mnist):
-    """runs.start / resume / replay without the command line."""
-    cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
-    run, net, loop = runs.start(cfg, tmp_path / "r")
+    """session.start / resume / replay without the command line."""
+    cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
+    run, net, loop = session.start(cfg, tmp_path / "r")
     run.close()
     assert loop.stop_reason == "epochs" and loop.epoch == 1
-    run, net2, loop = runs.resume(tmp_path / "r", epochs=2)
+    run, net2, loop = session.resume(tmp_path / "r", epochs=2)
     run.close()
     assert loop.epoch == 2 and [r["epoch"] for r in loop.history] == [0, 1]
-    res = runs.replay(tmp_path / "r")
+    res = inspect.replay(tmp_path / "r")
     assert res["equal"] and res["step"] == 60 and res["n"] == 200
     assert same_params(layers.get_params(res["net"]), layers.get_params(net2))
-    res = runs.replay(tmp_path / "r", data_name="validation", best=True)
+    res = inspect.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["equal"]
 
 
 def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypatch, synthetic_mnist):
     """dbl_conv_relu's 60 epochs once kept no checkpoint of their best epoch: saves were spaced."""
-    monkeypatch.setattr(runs._Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
-    cfg = runs.make_config("ch1", epochs=8, limit=300, eta=10.0, data_path=synthetic_mnist.path)
-    run, net, loop = runs.start(cfg, tmp_path / "r")
+    monkeypatch.setattr(saver.Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
+    cfg = run_config.make_config("ch1", epochs=8, limit=300, eta=10.0, data_path=synthetic_mnist.path)
+    run, net, loop = session.start(cfg, tmp_path / "r")
     run.close()
     best = [r for r in loop.history if r["best"]]
     assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 7  # the last epoch is no best
-    res = runs.replay(tmp_path / "r", data_name="validation", best=True)
+    res = inspect.replay(tmp_path / "r", data_name="validation", best=True)
     assert res["step"] == loop.best_step and res["equal"]
     assert {r["step"] for r in best} >= set(step_dirs(tmp_path / "r")) - {loop.step}  # spaced: only these and the last
 
@@ -231,15 +234,15 @@ def test_one_epoch_count_everywhere(tmp_path, capsys, one_call):
     assert "(after epoch 2)" in capsys.readouterr().out
     assert cli.main(["replay", str(d), "--best", "--data", "validation"]) == 0
     assert f"(after epoch {best})" in capsys.readouterr().out
-    assert runs.replay(d, best=True)["epoch"] == best
+    assert inspect.replay(d, best=True)["epoch"] == best
 
 
 def test_a_run_trains_in_a_worker_thread(tmp_path, synthetic_mnist):
     """Signal handlers can only be installed on the main thread (a server's worker trains too)."""
     import concurrent.futures
-    cfg = runs.make_config("ch1", epochs=1, limit=100, data_path=synthetic_mnist.path)
+    cfg = run_config.make_config("ch1", epochs=1, limit=100, data_path=synthetic_mnist.path)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        run, _, loop = pool.submit(runs.start, cfg, tmp_path / "r").result()
+        run, _, loop = pool.submit(session.start, cfg, tmp_path / "r").result()
     run.close()
     assert loop.stop_reason == "epochs"
 
@@ -247,24 +250,24 @@ def test_a_run_trains_in_a_worker_thread(tmp_path, synthetic_mnist):
 # ------------------------------------------------- what the commands ask of runs (no CLI)
 
 def _json_net(path, spec, mini_batch_size=None):
-    from nn3 import export
+    from nn3.store import export
     export.save_json(path, spec, layers.get_params(layers.build(spec, seed=5)), mini_batch_size)
     return path
 
 
 def test_train_config_from_a_preset_or_a_recorded_config(tmp_path):
-    cfg = runs.train_config("ch3", epochs=2, eta=None, limit=100, monitor=["training_cost", "training_cost"])
+    cfg = run_config.train_config("ch3", epochs=2, eta=None, limit=100, monitor=["training_cost", "training_cost"])
     assert cfg["preset"] == "ch3" and cfg["sgd"]["epochs"] == 2 and cfg["sgd"]["eta"] == 0.5
     assert cfg["monitor"] == ["training_cost"] and cfg["dataset"] == "mnist" and cfg["limit"] == 100
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    recorded = runs.read_recorded(tmp_path)  # the run directory, or its config.json
-    assert recorded == runs.read_recorded(tmp_path / "config.json")
-    again = runs.train_config("ch1", recorded=recorded, lmbda=1.0, dataset="fashion")
+    recorded = run_config.read_recorded(tmp_path)  # the run directory, or its config.json
+    assert recorded == run_config.read_recorded(tmp_path / "config.json")
+    again = run_config.train_config("ch1", recorded=recorded, lmbda=1.0, dataset="fashion")
     assert again["preset"] == "ch3" and again["spec"] == cfg["spec"]  # the recorded net, not ch1's
     assert again["sgd"] == {**cfg["sgd"], "lmbda": 1.0}
     assert (again["dataset"], again["limit"], again["monitor"]) == ("fashion", 100, ["training_cost"])
     with pytest.raises(ValueError, match="give a preset name or a recorded config"):
-        runs.train_config()
+        run_config.train_config()
 
 
 @pytest.mark.parametrize("text, says", [(None, "a directory without config.json"),
@@ -276,39 +279,39 @@ def test_read_recorded_refuses_in_one_line(tmp_path, text, says):
         where = tmp_path / "c.json"
         where.write_text(text)
     with pytest.raises(ValueError, match=says) as e:
-        runs.read_recorded(where)
+        run_config.read_recorded(where)
     assert str(where) in str(e.value) and "\n" not in str(e.value)
 
 
 def test_default_run_dir_names_the_preset_and_the_time():
     import re
-    assert re.fullmatch(r"checkpoints/ch1-\d{8}-\d{6}", runs.default_run_dir("ch1"))
+    assert re.fullmatch(r"checkpoints/ch1-\d{8}-\d{6}", run_config.default_run_dir("ch1"))
 
 
 def test_import_config_takes_the_matching_presets_settings(tmp_path):
     src = _json_net(tmp_path / "ch1.json", spec.mlp_spec([784, 30, 10], "QuadraticCost"))
-    config, params, why = runs.import_config(src, epochs=1, seed=None)
+    config, params, why = run_config.import_config(src, epochs=1, seed=None)
     assert config["preset"] == "ch1" and "preset ch1" in why and config["imported_from"] == str(src)
     assert config["sgd"]["eta"] == 3.0 and config["sgd"]["epochs"] == 1
-    assert runs.describe_settings(config).startswith("epochs 1, mini-batch 10, eta 3, lmbda 0,")
+    assert run_config.describe_settings(config).startswith("epochs 1, mini-batch 10, eta 3, lmbda 0,")
     assert all(np.array_equal(p["w"], q["w"]) for p, q in zip(params, layers.get_params(layers.build(
         config["spec"], seed=5))))
-    plain, _, why = runs.import_config(_json_net(tmp_path / "n.json", spec.mlp_spec([784, 20, 10],
+    plain, _, why = run_config.import_config(_json_net(tmp_path / "n.json", spec.mlp_spec([784, 20, 10],
                                                                                       "CrossEntropyCost")))
     assert "a network no preset has" in why and (plain["sgd"]["eta"], plain["sgd"]["lmbda"]) == (0.5, 0.0)
 
 
 def test_import_config_keeps_a_network3_jsons_mini_batch(tmp_path):
-    from nn3 import presets
+    from nn3.runs import presets
     spec = presets.with_mini_batch(presets.get("basic_conv").spec, 7)
-    config, _, _ = runs.import_config(_json_net(tmp_path / "c.json", spec, 7), limit=20)
+    config, _, _ = run_config.import_config(_json_net(tmp_path / "c.json", spec, 7), limit=20)
     assert config["sgd"]["mini_batch_size"] == 7 and config["sgd"]["eta"] == 0.1
-    assert "the first 20 of each split" in runs.describe_settings(config)
+    assert "the first 20 of each split" in run_config.describe_settings(config)
 
 
 def test_import_and_evaluate_refuse_a_net_that_does_not_take_mnist(tmp_path):
     src = _json_net(tmp_path / "small.json", spec.mlp_spec([4, 3, 2], "QuadraticCost"))
-    for call in (runs.import_config, runs.evaluate_json):
+    for call in (run_config.import_config, inspect.evaluate_json):
         with pytest.raises(ValueError, match="small.json: the network takes 4 inputs; MNIST images have 784"):
             call(src)
 
@@ -318,21 +321,21 @@ def test_export_json_refuses_before_loading_anything(tmp_path):
     for out, says in ((tmp_path, "is a directory"), (tmp_path / "there.json", "exists; pass --force"),
                       (tmp_path / "no" / "net.json", "does not exist")):
         with pytest.raises(ValueError, match=says):
-            runs.export_json(tmp_path / "no-such-run", out)
+            inspect.export_json(tmp_path / "no-such-run", out)
 
 
 def test_replay_predicts_and_export_and_evaluate_agree(tmp_path, synthetic_mnist, synthetic_as_default):
-    cfg = runs.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
-    run, net, _ = runs.start(cfg, tmp_path / "r")
+    cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
+    run, net, _ = session.start(cfg, tmp_path / "r")
     run.close()
-    res = runs.replay(tmp_path / "r", data_name="validation", predict=12)
-    x, y = runs.load_splits(cfg)[1]
+    res = inspect.replay(tmp_path / "r", data_name="validation", predict=12)
+    x, y = run_config.load_splits(cfg)[1]
     assert res["labels"] == [int(v) for v in y[:12]]
     assert res["predicted"] == [int(v) for v in train.predict(net, x[:12])]
-    assert runs.replay(tmp_path / "r")["predicted"] == []
-    runs.export_json(tmp_path / "r", tmp_path / "net.json")
+    assert inspect.replay(tmp_path / "r")["predicted"] == []
+    inspect.export_json(tmp_path / "r", tmp_path / "net.json")
     with pytest.raises(ValueError, match="exists"):
-        runs.export_json(tmp_path / "r", tmp_path / "net.json")
-    runs.export_json(tmp_path / "r", tmp_path / "net.json", force=True)
-    res = runs.evaluate_json(tmp_path / "net.json")  # the default data: the synthetic set, whole
-    assert (res["name"], res["correct"]) == ("test", train.evaluate(net, runs.load_splits({**cfg, "limit": None})[2])[0])
+        inspect.export_json(tmp_path / "r", tmp_path / "net.json")
+    inspect.export_json(tmp_path / "r", tmp_path / "net.json", force=True)
+    res = inspect.evaluate_json(tmp_path / "net.json")  # the default data: the synthetic set, whole
+    assert (res["name"], res["correct"]) == ("test", train.evaluate(net, run_config.load_splits({**cfg, "limit": None})[2])[0])

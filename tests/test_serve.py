@@ -17,8 +17,9 @@ import pytest
 
 pytest.importorskip("werkzeug")
 
-from nn3 import layers, runs, train  # noqa: E402
-from nn3.rundir import RunDir  # noqa: E402
+from nn3.runs import config as run_config, inspect, session
+from nn3.engine import layers, train  # noqa: E402
+from nn3.store.rundir import RunDir  # noqa: E402
 from nn3.serve import app, digits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_area_weights_average_what_each_output_pixel_covers():
 def _made_run(path, data_path=None):
     """A run with one checkpoint of a freshly drawn network (no data needed to make it;
     its test-digit views read ``data_path``, or the real MNIST when None)."""
-    config = runs.make_config("shallow", epochs=1, limit=300, data_path=data_path)
+    config = run_config.make_config("shallow", epochs=1, limit=300, data_path=data_path)
     run = RunDir.create(path, config)
     net = layers.build(config["spec"], seed=3, init=config["init"])
     run.save(30, {"params": layers.get_params(net)},
@@ -76,7 +77,7 @@ def served(tmp_path_factory):
     """(base URL, runs folder): ``made`` has a checkpoint, ``empty`` only its config."""
     root = tmp_path_factory.mktemp("served")
     _made_run(root / "made")
-    RunDir.create(root / "empty", runs.make_config("shallow", epochs=1)).close()
+    RunDir.create(root / "empty", run_config.make_config("shallow", epochs=1)).close()
     (root / "secret.txt").write_text("not for the page")
     server = app.make_server([root], port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -96,9 +97,9 @@ MEMBER_SEEDS = [3, 0, 7]
 def member_served(synthetic_mnist, tmp_path_factory):
     """(base URL, run dir) of a 3-member run (nn3 train --seeds 3,0,7), trained 2 epochs on synthetic data."""
     root = tmp_path_factory.mktemp("members")
-    config = runs.make_config("shallow", spec=MEMBER_SPEC, data_path=synthetic_mnist.path, members=MEMBER_SEEDS,
+    config = run_config.make_config("shallow", spec=MEMBER_SPEC, data_path=synthetic_mnist.path, members=MEMBER_SEEDS,
                               epochs=2, eta=0.5, mini_batch_size=10)
-    run, _, _ = runs.start(config, root / "many")
+    run, _, _ = session.start(config, root / "many")
     run.close()
     _made_run(root / "lone", data_path=synthetic_mnist.path)
     server = app.make_server([root], port=0)
@@ -135,16 +136,16 @@ def test_a_member_runs_checkpoint_views_show_one_member_as_replay_does(member_se
     k = 0 if member is None else member
     ask = "" if member is None else f"&member={member}"
     status, wrong = _api(f"{base}/api/runs/many/wrong?step=best{ask}")
-    replayed = runs.replay(d, best=True, member=k)
+    replayed = inspect.replay(d, best=True, member=k)
     assert status == 200 and (wrong["member"], wrong["seed"]) == (k, MEMBER_SEEDS[k])
     assert (wrong["correct"], wrong["n"], wrong["recorded"]) == (replayed["correct"], replayed["n"], replayed["recorded"])
     assert wrong["step"] == replayed["step"] and wrong["count"] == wrong["n"] - wrong["correct"]
-    net = runs.load(d, best=True, member=k)
+    net = inspect.load(d, best=True, member=k)
     status, filters = _api(f"{base}/api/runs/many/filters?step=best{ask}")
     assert status == 200 and filters["member"] == k and filters["kind"] == "units"
     assert filters["images"]["hi"] == pytest.approx(float(np.abs(np.asarray(net.layers[0].w[...])[:40]).max()))
     status, digit = _api(f"{base}/api/runs/many/digit?step=best&index=5{ask}")
-    x, _ = train.as_arrays(runs.load_splits(RunDir.read_config(d))[2])
+    x, _ = train.as_arrays(run_config.load_splits(RunDir.read_config(d))[2])
     assert status == 200 and digit["member"] == k and digit["prediction"] == int(train.predict(net, x[5:6])[0])
     ink = np.zeros((140, 140))
     ink[20:120, 60:80] = 255
@@ -266,7 +267,7 @@ def test_a_drawing_is_answered_through_the_replay_path(served):
     status, body = _get(base + "/api/runs/made/draw?step=best", _draw_body(ink), JSON)
     assert status == 200
     got = json.loads(body)
-    net = runs.load(root / "made", best=True)
+    net = inspect.load(root / "made", best=True)
     x = digits.mnist_style(ink / 255.0)
     assert got["step"] == 30 and got["prediction"] == int(train.predict(net, x[None])[0])
     assert np.allclose(got["outputs"], np.asarray(net(x[None]))[0], atol=1e-6)
@@ -346,7 +347,7 @@ def test_misclassified_digits_are_replays_numbers(shallow_real_run):
     from nn3.serve.runview import RunView
     view = RunView(shallow_real_run)
     wrong = view.wrong("best")
-    replayed = runs.replay(shallow_real_run, best=True)
+    replayed = inspect.replay(shallow_real_run, best=True)
     assert (wrong["correct"], wrong["n"], wrong["step"]) == (replayed["correct"], replayed["n"], replayed["step"])
     assert wrong["count"] == wrong["n"] - wrong["correct"] and wrong["label"] != wrong["prediction"]
     d = view.digit("best", wrong["index"][0])
@@ -366,7 +367,9 @@ def test_the_pages_need_nothing_from_elsewhere():
         text = f.read_text().replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, not a fetch
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), f.name
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "nn3.serve" in project["tool"]["setuptools"]["packages"]
+    import setuptools
+    found = setuptools.find_packages(str(ROOT), **project["tool"]["setuptools"]["packages"]["find"])
+    assert "nn3.serve" in found and "nn3.engine" in found
     assert project["tool"]["setuptools"]["package-data"]["nn3.serve"] == ["static/*"]
 
 

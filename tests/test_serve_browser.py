@@ -19,7 +19,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-from nn3 import runs  # noqa: E402
+from nn3.runs import config as run_config, inspect, session  # noqa: E402
 from nn3.serve import app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -69,7 +69,7 @@ def _css(driver, selector):
 
 
 def test_a_trained_conv_run_shows_curves_errors_filters_and_a_drawn_digit(tmp_path, browser, serving):
-    runs.start(runs.make_config("basic_conv", epochs=1, limit=300), tmp_path / "conv")
+    session.start(run_config.make_config("basic_conv", epochs=1, limit=300), tmp_path / "conv")
     base = serving(tmp_path)
     browser.get(base + "/")
     link = _until(browser, lambda d: _css(d, "#runs tbody a"))[0]
@@ -78,7 +78,7 @@ def test_a_trained_conv_run_shows_curves_errors_filters_and_a_drawn_digit(tmp_pa
     _until(browser, lambda d: _css(d, "#wrong figure"))
     assert _css(browser, "#accuracy-chart circle.pt") and _css(browser, "#cost-chart polyline.series")
     assert len(_css(browser, "#filters canvas")) == 20
-    wrong = runs.replay(tmp_path / "conv", best=True)
+    wrong = inspect.replay(tmp_path / "conv", best=True)
     assert f"{wrong['correct']} / {wrong['n']}" in browser.find_element(By.ID, "step-accuracy").text
     first = _css(browser, "#wrong figure")[0]
     true, predicted = first.find_element(By.TAG_NAME, "figcaption").text.split(" → ")
@@ -107,9 +107,9 @@ def test_a_member_run_draws_each_member_and_the_vote_as_it_trains(tmp_path, brow
     spec = {"layers": [
         {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 12, "activation_fn": "sigmoid", "p_dropout": 0.0},
         {"type": "SoftmaxLayer", "n_in": 12, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
-    config = runs.make_config("shallow", spec=spec, data_path=synthetic_mnist.path, members=[3, 0, 7],
+    config = run_config.make_config("shallow", spec=spec, data_path=synthetic_mnist.path, members=[3, 0, 7],
                               epochs=1, eta=0.5, mini_batch_size=10)
-    runs.start(config, tmp_path / "many")[0].close()
+    session.start(config, tmp_path / "many")[0].close()
     base = serving(tmp_path)
     browser.get(base + "/run/many")
     browser.get_log("browser")  # drop what an earlier test's page logged (its server has stopped)
@@ -121,10 +121,10 @@ def test_a_member_run_draws_each_member_and_the_vote_as_it_trains(tmp_path, brow
     _until(browser, lambda d: "of member 0 (seed 3)" in d.find_element(By.ID, "step-accuracy").text)
     Select(browser.find_element(By.ID, "member")).select_by_value("2")
     _until(browser, lambda d: "of member 2 (seed 7)" in d.find_element(By.ID, "step-accuracy").text)
-    wrong = runs.replay(tmp_path / "many", best=True, member=2)
+    wrong = inspect.replay(tmp_path / "many", best=True, member=2)
     assert f"{wrong['correct']} / {wrong['n']}" in browser.find_element(By.ID, "step-accuracy").text
     browser.execute_script("window.stillThisPage = true")
-    runs.resume(tmp_path / "many", epochs=2)
+    session.resume(tmp_path / "many", epochs=2)
     _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "2")
     for name in names:
         assert len(_css(browser, f'#accuracy-chart circle.pt[data-series="{name}"]')) == 2, name
@@ -141,7 +141,7 @@ def test_a_run_still_training_gains_an_epoch_without_a_reload(tmp_path, browser,
     Select(browser.find_element(By.ID, "step")).select_by_value("latest")
     _until(browser, lambda d: "(after epoch 0)" in d.find_element(By.ID, "step-accuracy").text)
     browser.execute_script("window.stillThisPage = true")
-    runs.resume(tmp_path / "live", epochs=2)  # the next epoch lands in metrics.jsonl
+    session.resume(tmp_path / "live", epochs=2)  # the next epoch lands in metrics.jsonl
     _until(browser, lambda d: d.find_element(By.ID, "curves").get_attribute("data-epochs") == "2")
     assert len(_css(browser, "#accuracy-chart circle.pt[data-series=validation]")) == 2
     # the misclassified digits follow the run to its newest checkpoint

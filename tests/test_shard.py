@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 import children
-from nn3 import ensemble, layers, runs, threads, train
+from nn3.runs import config as run_config, inspect
+from nn3.engine import ensemble, layers, threads, train
 
 MLP = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
@@ -40,7 +41,7 @@ DEVICES = "--xla_force_host_platform_device_count"
 
 
 def config(data, spec=MLP, members=(3, 0, 7, 1), **sgd):
-    return runs.make_config("shallow", spec=spec, data_path=data.path, members=list(members), **{**SGD, **sgd})
+    return run_config.make_config("shallow", spec=spec, data_path=data.path, members=list(members), **{**SGD, **sgd})
 
 
 def env_with(devices: int) -> dict:
@@ -69,7 +70,7 @@ def lines(run_dir):
 
 
 def params(run_dir):
-    return [layers.get_params(n) for n in runs.load(run_dir)]
+    return [layers.get_params(n) for n in inspect.load(run_dir)]
 
 
 def assert_same_run(a, b):

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3 import presets, spec
-from nn3.spec import SpecError, mlp_spec, validate
+from nn3.runs import presets
+from nn3.engine import spec
+from nn3.engine.spec import SpecError, mlp_spec, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,7 +184,7 @@ def test_registries_hold_the_books_names():
 
 
 def test_the_jax_modules_have_one_function_or_class_per_name():
-    from nn3 import activations, costs, layers
+    from nn3.engine import activations, costs, layers
     assert set(activations.FUNCTIONS) == set(spec.OUTPUT_ACTIVATIONS)
     assert set(costs.FUNCTIONS) == set(spec.COSTS)
     assert set(layers.CLASSES) == set(spec.LAYER_TYPES)
@@ -219,15 +220,15 @@ def test_python_m_nn3_presets_needs_no_jax(tmp_path):
 
 
 def test_reading_and_checking_network_files_needs_no_jax(tmp_path):
-    from nn3 import export
+    from nn3.store import export
     rng = np.random.default_rng(0)
     for name, s in [("mlp.json", mlp_spec([784, 30, 10])), ("conv.json", presets.get("dbl_conv_relu").spec)]:
         params = [{"w": rng.standard_normal(w).astype(np.float32), "b": rng.standard_normal(b).astype(np.float32)}
                   for w, b in map(spec.param_shapes, s["layers"])]
         export.save_json(tmp_path / name, s, params)
     (tmp_path / "cfg.json").write_text(json.dumps(presets.get("dropout").spec))
-    out = _no_jax("import json, nn3\nfrom nn3 import spec\n"
-                  "for f in ('mlp.json', 'conv.json'):\n    s, p, mb, _ = nn3.export.load_json(f)\n"
+    out = _no_jax("import json, nn3\nfrom nn3.engine import spec\nfrom nn3.store import export\n"
+                  "for f in ('mlp.json', 'conv.json'):\n    s, p, mb, _ = export.load_json(f)\n"
                   "    print(f, len(p), mb, spec.is_mlp(s))\n"
                   "print(spec.validate(json.load(open('cfg.json')), 'cfg.json')['cost'])\n", tmp_path)
     assert out.split() == ["mlp.json", "2", "None", "True", "conv.json", "4", "10", "False", "LogLikelihoodCost"]

@@ -1,20 +1,28 @@
 """Every module's opening synopsis runs as written (steps that train or write big files are +SKIP)."""
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = ["spec", "activations", "costs", "optim", "layers", "conv", "augment", "evaluation", "train", "presets",
-           "export", "bundle", "files", "metrics", "rundir", "ensemble", "runs", "facade", "saved", "plots", "booktable", "bookreport", "book",
-           "cli"]
-NEED_DATA = ["data", "mnist_loader", "network", "network2", "network3"]
+import nn3
+
+NEED_DATA = ["nn3.store.data", "nn3.mnist_loader", "nn3.network", "nn3.network2", "nn3.network3"]
+MODULES = sorted(m.name for m in pkgutil.walk_packages(nn3.__path__, "nn3.")
+                 if m.name not in NEED_DATA and m.name != "nn3.__main__")
 
 
 def _run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    module = importlib.import_module(f"nn3.{name}")
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_every_module_opens_with_a_synopsis():
+    bare = [name for name in MODULES + NEED_DATA
+            if ">>>" not in (importlib.import_module(name).__doc__ or "") and "$ " not in (importlib.import_module(name).__doc__ or "")]
+    assert not bare, f"modules without a synopsis: {bare}"
 
 
 @pytest.mark.parametrize("name", MODULES)

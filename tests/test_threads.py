@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
-from nn3 import cli, presets, threads
-from nn3.spec import mlp_spec
+from nn3 import cli
+from nn3.runs import presets
+from nn3.engine import threads
+from nn3.engine.spec import mlp_spec
 
 
 @pytest.mark.parametrize("value, want", [("1", 1), ("2", 2), ("all", None), ("ALL", None), ("", None),
@@ -49,7 +51,7 @@ def test_limit_does_nothing_once_jax_has_started():
 
 SCRIPT = """
 import os
-from nn3 import threads
+from nn3.engine import threads
 before = os.sched_getaffinity(0)
 done = threads.limit(1)
 import jax.numpy as jnp

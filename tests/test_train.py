@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3 import augment, costs, layers, train
-from nn3.spec import input_size, mlp_spec
-from nn3.train import Loop, SGDConfig, Trainer
+from nn3.engine import augment, costs, layers, train
+from nn3.engine.spec import input_size, mlp_spec
+from nn3.engine.train import Loop, SGDConfig, Trainer
 import references
 
 DROP_SPEC = {"layers": [
@@ -539,7 +539,7 @@ def test_loop_json_round_trip():
 @pytest.mark.parametrize("n", [7, 100, 123])
 def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
     """Conv nets evaluate in batches of CONV_EVAL_BATCH; counts agree with one whole forward pass."""
-    from nn3 import evaluation
+    from nn3.engine import evaluation
     net = layers.build(small_conv_spec, seed=3)
     assert evaluation.eval_batch(net) == evaluation.CONV_EVAL_BATCH
     rng = np.random.default_rng(n)
@@ -590,7 +590,7 @@ def test_other_pixels_stay_float32(change):
 
 
 def test_automatic_chunks_are_at_most_ten_and_none_too_short():
-    from nn3 import presets
+    from nn3.runs import presets
     cfg = SGDConfig(epochs=1, mini_batch_size=10)
     assert train._chunk_length(presets.get("ch1").spec, cfg, 5000) == 5000  # one call: ~0.1 s of work
     assert train._chunk_length(presets.get("ch1_100").spec, cfg, 5000) == 2519  # two

@@ -17,7 +17,9 @@ import pickle
 import numpy as np
 import pytest
 
-from nn3 import data, mnist_loader, network3, train
+from nn3 import mnist_loader, network3
+from nn3.store import data
+from nn3.engine import train
 
 SIZES = (50, 10, 10)
 

@@ -13,6 +13,8 @@ input.
 """
 from __future__ import annotations
 
+__all__ = ["app", "catalog", "digits", "runview", "serve", "url"]
+
 STOP_WAIT_S = 120  # at most this long for requests in flight at Ctrl-C (a cold model load and evaluation)
 
 

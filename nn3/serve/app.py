@@ -38,9 +38,9 @@ from werkzeug.serving import make_server as _werkzeug_server
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from nn3 import metrics
-from nn3.metrics import MetricsError
-from nn3.rundir import RunDirError
+from nn3.store import metrics
+from nn3.store.metrics import MetricsError
+from nn3.store.rundir import RunDirError
 from nn3.serve import runview
 from nn3.serve.catalog import Catalog
 

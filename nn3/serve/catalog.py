@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pathlib
 
-from nn3.rundir import CONFIG
+from nn3.store.rundir import CONFIG
 
 MAX_DEPTH = 4  # a nn3 book directory nests runs two levels deep; deeper is someone's home
 

@@ -11,7 +11,7 @@ A member run (nn3 train --members) shows its curves per member and the vote; wha
 shown at a checkpoint (errors, filters, a drawing) is one member's network, ``member`` K
 (0 unless asked), and its answers name the member and its seed.
 
-The network of a chosen step is rebuilt through nn3's replay path (``runs.restore``);
+The network of a chosen step is rebuilt through nn3's replay path (``inspect.restore``);
 accuracy and the predicted classes come from ``train.evaluate`` and ``train.predict``,
 so the page shows the numbers ``nn3 replay`` prints. A restored network is kept per
 (run, step) with its output function compiled on first load, so a drawn digit costs one
@@ -31,9 +31,11 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nn3 import layers, metrics, runs, train
-from nn3.spec import forward_macs, output_shape, param_shapes
-from nn3.rundir import RunDir
+from nn3.runs import checkpoint, config as run_config, inspect
+from nn3.engine import layers, train
+from nn3.store import metrics
+from nn3.engine.spec import forward_macs, output_shape, param_shapes
+from nn3.store.rundir import RunDir
 from nn3.serve import digits
 
 SHOWN_WRONG = 120   # misclassified digits sent to the page (the count says how many there are)
@@ -91,12 +93,12 @@ def _count(layer) -> int:
 
 
 class Model:
-    """A run's network at one step, restored through runs.restore, its forward passes compiled."""
+    """A run's network at one step, restored through inspect.restore, its forward passes compiled."""
 
     def __init__(self, path: pathlib.Path, step: int, member: int | None = None):
         run = RunDir.open(path, read_only=True)
         try:
-            self.step, self.net, self.loop, self.info = runs.restore(run, step=step)
+            self.step, self.net, self.loop, self.info = inspect.restore(run, step=step)
         finally:
             run.close()
         if member is not None:  # a member run: keep member K's network, loop and recorded accuracies
@@ -134,7 +136,7 @@ class RunView:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         self.config = RunDir.read_config(self.path)
-        self.seeds = runs.member_seeds(self.config)  # None for a lone run
+        self.seeds = run_config.member_seeds(self.config)  # None for a lone run
         self._test = None
 
     def _member(self, member):
@@ -197,7 +199,7 @@ class RunView:
 
     def test_data(self):
         if self._test is None:
-            x, y = train.as_arrays(runs.load_splits(self.config)[2])
+            x, y = train.as_arrays(run_config.load_splits(self.config)[2])
             self._test = (x, y)
         return self._test
 
@@ -211,7 +213,7 @@ class RunView:
                 right, _, n = train.evaluate(model.net, (x, y))  # replay's numbers
                 pred = train.predict(model.net, x)
                 idx = np.flatnonzero(pred != y)
-                model.wrong = {"step": model.step, "position": runs.position(model.loop), "correct": right, "n": n,
+                model.wrong = {"step": model.step, "position": checkpoint.position(model.loop), "correct": right, "n": n,
                                "accuracy": right / n, "recorded": model.info.get("test_accuracy"),
                                "count": int(len(idx)),
                                "index": idx[:SHOWN_WRONG].tolist(), "label": y[idx[:SHOWN_WRONG]].tolist(),

@@ -1,6 +1,6 @@
 """What nn3 does differently per JAX backend (CPU, GPU, TPU), decided in this one place.
 
-    >>> from nn3 import backend
+    >>> from nn3.engine import backend
     >>> backend.choices("cpu").conv, backend.choices("gpu").conv
     ('fused', 'xla')
     >>> backend.differences({"backend": "cpu", "conv": "fused"}, backend.choices("gpu").record())

@@ -1,6 +1,6 @@
 """The book's experiments by name, with the settings it used and the result it reported.
 
-    >>> from nn3 import presets
+    >>> from nn3.runs import presets
     >>> p = presets.get("dbl_conv_relu")
     >>> p.sgd["eta"], p.sgd["lmbda"], p.book
     (0.03, 0.1, '99.23% test')
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from nn3.spec import mlp_spec
+from nn3.engine.spec import mlp_spec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """MNIST and Fashion-MNIST as numpy arrays: the book's mnist.pkl.gz or the IDX files, checked.
 
-    >>> from nn3 import data
+    >>> from nn3.store import data
     >>> (tx, ty), (vx, vy), (ex, ey) = data.load_data()      # $NN3_DATA_DIR, ./data
     >>> tx.shape, tx.dtype, ty.shape, ty.dtype
     ((50000, 784), dtype('float32'), (50000,), dtype('int64'))

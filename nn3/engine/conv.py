@@ -1,7 +1,7 @@
 """Valid convolution and border-dropping max-pooling, the two hot ops of network3's layers.
 
     >>> import jax.numpy as jnp
-    >>> from nn3.conv import conv_pool, conv_valid, max_pool
+    >>> from nn3.engine.conv import conv_pool, conv_valid, max_pool
     >>> max_pool(conv_valid(jnp.zeros((10, 28, 28, 1)), jnp.zeros((20, 1, 5, 5))), (2, 2)).shape
     (10, 12, 12, 20)
     >>> conv_pool(jnp.zeros((10, 12, 12, 20)), jnp.zeros((40, 20, 5, 5)), (2, 2)).shape
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nn3 import backend
+from nn3.engine import backend
 
 FORMULATIONS = ("fused", "im2col", "xla")
 

@@ -1,8 +1,8 @@
 """The engine: jit-compiled SGD epochs as ``lax.scan`` over mini-batches, and evaluation.
 
     >>> import numpy as np
-    >>> from nn3 import layers, train
-    >>> from nn3.spec import mlp_spec
+    >>> from nn3.engine import layers, train
+    >>> from nn3.engine.spec import mlp_spec
     >>> net = layers.build(mlp_spec([784, 30, 10], "QuadraticCost"), seed=0, init="normal")
     >>> x = np.random.rand(100, 784).astype("float32"); y = np.arange(100) % 10
     >>> cfg = train.SGDConfig(epochs=1, mini_batch_size=10, eta=3.0)
@@ -35,11 +35,12 @@ import numpy as np
 import optax
 from flax import nnx
 
-from nn3 import augment as aug
-from nn3 import backend, costs, data, layers, optim
-from nn3.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
-from nn3.layers import get_params, set_params
-from nn3.spec import forward_macs
+from nn3.engine import augment as aug
+from nn3.engine import backend, costs, layers, optim
+from nn3.store import data
+from nn3.engine.evaluation import EVAL_BATCH, as_arrays, evaluate, l2_norm_sq, predict  # noqa: F401  (part of train's API)
+from nn3.engine.layers import get_params, set_params
+from nn3.engine.spec import forward_macs
 
 AUGMENTS = ("none", "expand", "affine")
 SCHEDULES = ("constant", "plateau")

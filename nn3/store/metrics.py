@@ -1,7 +1,7 @@
 """A run's metrics log: metrics.jsonl, one JSON object per completed epoch.
 
     >>> import tempfile
-    >>> from nn3 import metrics
+    >>> from nn3.store import metrics
     >>> run_dir = tempfile.mkdtemp()
     >>> metrics.append(run_dir, {"epoch": 0, "validation_accuracy": 0.9})
     >>> metrics.append(run_dir, {"epoch": 1, "validation_accuracy": 0.95})
@@ -22,7 +22,7 @@ import math
 import os
 import pathlib
 
-from nn3 import files
+from nn3.store import files
 
 METRICS = "metrics.jsonl"
 

@@ -1,8 +1,8 @@
 """The book's layers as Flax NNX modules, and a network built from a JSON-able spec.
 
     >>> import jax.numpy as jnp
-    >>> from nn3 import layers
-    >>> from nn3.spec import mlp_spec
+    >>> from nn3.engine import layers
+    >>> from nn3.engine.spec import mlp_spec
     >>> net = layers.build(mlp_spec([784, 30, 10]), seed=0)
     >>> net(jnp.zeros((5, 784))).shape
     (5, 10)
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import backend, conv
-from nn3.activations import FUNCTIONS
-from nn3.spec import INITS, SOFTMAX, input_size, is_mlp, validate
+from nn3.engine import backend, conv
+from nn3.engine.activations import FUNCTIONS
+from nn3.engine.spec import INITS, SOFTMAX, input_size, is_mlp, validate
 
 
 def _normal(rng, shape, std):

@@ -1,6 +1,7 @@
 """Ensembles: N networks of one architecture trained in one compiled program, voting by plurality.
 
-    >>> from nn3 import ensemble, presets, train
+    >>> from nn3.engine import ensemble, train
+    >>> from nn3.runs import presets
     >>> spec = presets.get("shallow").spec
     >>> cfg = train.SGDConfig(epochs=1, eta=0.1, l2="batch", shuffle=False, drop_remainder=True)
     >>> nets = ensemble.fit(spec, cfg, seeds=[0, 1, 2], train_data=training_data)  # doctest: +SKIP
@@ -54,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import backend, layers, train
+from nn3.engine import backend, layers, train
 
 HOW = ("vmap", "loop")
 

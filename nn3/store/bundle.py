@@ -1,7 +1,8 @@
 """Ensemble bundles: the networks of a member run in one JSON file, with what their vote needs.
 
     >>> import numpy as np
-    >>> from nn3 import bundle, spec
+    >>> from nn3.store import bundle
+    >>> from nn3.engine import spec
     >>> s = spec.mlp_spec([4, 3, 2], "CrossEntropyCost")
     >>> rng = np.random.default_rng(0)
     >>> nets = [[{"w": rng.standard_normal(w).astype(np.float32), "b": np.zeros(b, np.float32)}
@@ -48,8 +49,8 @@ import json
 import os
 from typing import Any
 
-from nn3 import export
-from nn3.spec import describe, error, integer, require_keys
+from nn3.store import export
+from nn3.engine.spec import describe, error, integer, require_keys
 
 VERSION = 1
 VOTE = {"rule": "plurality", "ties": "smallest"}  # the one rule: nn3.ensemble.vote's

@@ -1,7 +1,7 @@
 """Durable small writes: a file replaced whole or not at all, and its folder synced.
 
     >>> import pathlib, tempfile
-    >>> from nn3 import files
+    >>> from nn3.store import files
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "config.json"
     >>> files.atomic_write(p, "{}\\n")
     >>> p.read_text()

@@ -1,7 +1,7 @@
 """A run on disk: config.json and orbax checkpoints, each step with a hash of its arrays.
 
     >>> import numpy as np, tempfile, os
-    >>> from nn3.rundir import RunDir
+    >>> from nn3.store.rundir import RunDir
     >>> run = RunDir.create(os.path.join(tempfile.mkdtemp(), "demo"), {"sizes": [2, 1]})
     >>> state = {"params": [np.zeros((2, 1), np.float32)], "key": np.zeros(2, np.uint32)}
     >>> run.save(0, state, {"epoch": 0, "validation_accuracy": 0.5})
@@ -39,7 +39,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from nn3.files import atomic_write
+from nn3.store.files import atomic_write
 
 FORMAT, VERSION = "nn3-run", 1
 CONFIG = "config.json"

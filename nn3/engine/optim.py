@@ -1,7 +1,7 @@
 """Update rules as optax chains: the book's SGD (L2, L1, momentum) and optax's other optimisers.
 
     >>> import jax.numpy as jnp
-    >>> from nn3 import optim
+    >>> from nn3.engine import optim
     >>> rule = optim.Rule("sgd", decay=True, momentum=True)
     >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
     >>> state = rule.init(params, learning_rate=0.5, weight_decay=0.25, momentum=0.9)

@@ -1,7 +1,7 @@
 """The book's three cost functions, by the names its JSON files use.
 
     >>> import jax.numpy as jnp
-    >>> from nn3 import costs
+    >>> from nn3.engine import costs
     >>> z = jnp.zeros((2, 10)); y = jnp.array([3, 7])
     >>> costs.get("LogLikelihoodCost")(z, y, "softmax").shape
     (2,)
@@ -22,7 +22,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from nn3 import activations
+from nn3.engine import activations
 
 CostFn = Callable[[jax.Array, jax.Array, str], jax.Array]
 

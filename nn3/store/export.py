@@ -1,8 +1,8 @@
 """Network files: network2.py's JSON for sigmoid MLPs, the same style for network3's nets.
 
     >>> import numpy as np
-    >>> from nn3 import export
-    >>> from nn3.spec import mlp_spec
+    >>> from nn3.store import export
+    >>> from nn3.engine.spec import mlp_spec
     >>> spec = mlp_spec([2, 3, 1])
     >>> params = [{"w": np.ones((3, 2), np.float32), "b": np.zeros(3, np.float32)},
     ...           {"w": np.ones((1, 3), np.float32), "b": np.zeros(1, np.float32)}]
@@ -71,8 +71,8 @@ from typing import Any
 
 import numpy as np
 
-from nn3.files import atomic_write
-from nn3.spec import (MAX_SIZE, NonFinite, SpecError, describe, error, integer, is_mlp, mlp_sizes, mlp_spec,
+from nn3.store.files import atomic_write
+from nn3.engine.spec import (MAX_SIZE, NonFinite, SpecError, describe, error, integer, is_mlp, mlp_sizes, mlp_spec,
                       param_shapes, require_keys, validate)
 
 MAX_FILE_BYTES = 256 << 20

@@ -1,6 +1,6 @@
 """How many threads JAX's CPU backend works with, chosen before JAX starts.
 
-    >>> from nn3 import threads
+    >>> from nn3.engine import threads
     >>> threads.parse("1"), threads.parse("all"), threads.parse(None)
     (1, None, None)
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from nn3.spec import forward_macs, has_conv
+from nn3.engine.spec import forward_macs, has_conv
 
 ENV = "NN3_CPU_THREADS"
 _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",

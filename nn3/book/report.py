@@ -1,6 +1,6 @@
 """The book's report: BOOKDIR/REPORT.md, a table that reads on GitHub, and BOOKDIR/figures/.
 
-    >>> from nn3 import bookreport
+    >>> from nn3.book import report as bookreport
     >>> bookreport.duration(75), bookreport.duration(7300)
     ('1 min 15 s', '2 h 01 min')
     >>> bookreport.write_report("checkpoints/book", quick=True)["rows"][:2]   # doctest: +SKIP
@@ -20,11 +20,13 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from nn3 import files, metrics, presets, runs
-from nn3.booktable import (BEYOND, DEFAULT_SEED, QUICK_LIMIT, QUICK_SETTINGS, ROWS, Row,
+from nn3.runs import config as run_config, inspect
+from nn3.store import files, metrics
+from nn3.runs import presets
+from nn3.book.table import (BEYOND, DEFAULT_SEED, QUICK_LIMIT, QUICK_SETTINGS, ROWS, Row,
                            Status, config, file_seconds, measured, read_ledger, run_dir, status)
-from nn3.rundir import RunDir
-from nn3.spec import has_conv
+from nn3.store.rundir import RunDir
+from nn3.engine.spec import has_conv
 
 REPORT, FIGURES = "REPORT.md", "figures"
 
@@ -176,7 +178,7 @@ def _figures(bookdir, found) -> tuple[list, str]:
     """figures/curves.png (every row that has epochs) and figures/misclassified.png (the
     book's vote row at its best checkpoint, else the best done vote, else the best done
     conv row); ([paths], a note or "")."""
-    from nn3 import plots  # L6; matplotlib only when drawing
+    from nn3.book import plots  # L6; matplotlib only when drawing
     out = bookdir / FIGURES
     panels = [(f"{b.row.name} (book {b.row.figure:.2f}%)", b.history, b.row.figure)
               for b in map(best, found) if b.history]
@@ -195,8 +197,8 @@ def _figures(bookdir, found) -> tuple[list, str]:
             or max(votes or conv or [None], key=lambda b: b.value if b else 0))
     if pick is None:
         return made, "No misclassified-digits figure yet: no vote row and no conv row is done."
-    nets = runs.load(pick.path, best=True)
-    test = runs.load_splits(RunDir.read_config(pick.path))[2]
+    nets = inspect.load(pick.path, best=True)
+    test = run_config.load_splits(RunDir.read_config(pick.path))[2]
     who = (f"the vote of {pick.row.members} ({pick.row.name})" if pick.row.members else pick.row.name)
     plots.wrong_digits(nets, test, out / "misclassified.png", who=f"{who} at its best validation epoch")
     return made + [out / "misclassified.png"], ""

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM: which signal asked this process to stop, kept once for the command.
 
-    >>> from nn3 import stop
+    >>> from nn3.runs import stop
     >>> stop.requested() is None
     True
     >>> stop.exit_code(2), stop.exit_code(15)   # SIGINT, SIGTERM: the shell's 128 + n

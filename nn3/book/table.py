@@ -1,6 +1,6 @@
 """The book's table: its rows, the run directory of each, where each stands, and the ledger.
 
-    >>> from nn3 import booktable as bt
+    >>> from nn3.book import table as bt
     >>> [r.name for r in bt.ROWS][:3]
     ['ch1', 'ch1_100', 'ch3_large_init']
     >>> r = bt.row("dropout_vote"); r.preset, r.members, r.figure, r.measure
@@ -31,8 +31,10 @@ import json
 import pathlib
 import platform
 
-from nn3 import backend, files, metrics, runs, threads
-from nn3.rundir import RunDir, RunDirError
+from nn3.runs import config as run_config
+from nn3.engine import backend, threads
+from nn3.store import files, metrics
+from nn3.store.rundir import RunDir, RunDirError
 
 PEAK_TEST, PEAK_VALIDATION, AT_BEST_VALIDATION = "peak test", "peak validation", "test at best validation"
 
@@ -120,7 +122,7 @@ def config(r: Row, seed: int = DEFAULT_SEED, *, quick=False, data_path=None) -> 
         members = list(range(seed * r.members, (seed + 1) * r.members))
     elif seed != DEFAULT_SEED:
         settings["seed"] = seed
-    return runs.make_config(r.preset, data_path=data_path, limit=QUICK_LIMIT if quick else None,
+    return run_config.make_config(r.preset, data_path=data_path, limit=QUICK_LIMIT if quick else None,
                             members=members, **settings)
 
 

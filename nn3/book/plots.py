@@ -1,6 +1,6 @@
 """PNG figures: learning curves, misclassified digits, first-layer filters (needs matplotlib).
 
-    >>> from nn3 import plots
+    >>> from nn3.book import plots
     >>> plots.learning_curves(loop.history, "curves.png")          # doctest: +SKIP
     >>> fig = plots.curves_figure(loop.history)                     # doctest: +SKIP
     >>> plots.misclassified(net, test_data, "wrong.png", which="after epoch 29")  # doctest: +SKIP
@@ -22,9 +22,11 @@ import pathlib
 
 import numpy as np
 
-from nn3 import ensemble, metrics, runs, train
-from nn3.rundir import RunDir
-from nn3.spec import has_conv
+from nn3.runs import checkpoint, config as run_config, inspect
+from nn3.engine import ensemble, train
+from nn3.store import metrics
+from nn3.store.rundir import RunDir
+from nn3.engine.spec import has_conv
 
 
 def _pyplot():
@@ -177,15 +179,15 @@ def of_run(run_dir, out) -> dict:
     run = RunDir.open(run_dir, read_only=True)
     try:
         config = run.config
-        if runs.member_seeds(config) is not None:
+        if run_config.member_seeds(config) is not None:
             raise ValueError(f"{run_dir}: plots of a member run are not built yet (its metrics.jsonl holds them)")
-        step, net, loop, _ = runs.restore(run)
+        step, net, loop, _ = inspect.restore(run)
     finally:
         run.close()
     history = metrics.read(run_dir)
     learning_curves(history, out / "curves.png", title=config.get("preset"))
-    which = f"{runs.position(loop)} (step {step})"
-    wrong = misclassified(net, runs.load_splits(config)[2], out / "misclassified.png", which=which)
+    which = f"{checkpoint.position(loop)} (step {step})"
+    wrong = misclassified(net, run_config.load_splits(config)[2], out / "misclassified.png", which=which)
     conv = has_conv(net.spec)
     if conv:
         filters(net, out / "filters.png")

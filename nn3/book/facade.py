@@ -1,7 +1,7 @@
 """What the book's three programs share: the engine network, its loop and seed, saving,
 and the lines the book prints after each epoch.
 
-    >>> from nn3 import facade
+    >>> from nn3.book import facade
     >>> record = {"epoch": 0, "test_correct": 9129, "test_n": 10000}
     >>> facade.epoch_lines(record, "network")
     ['Epoch 0: 9129 / 10000']
@@ -28,9 +28,11 @@ import dataclasses
 
 import numpy as np
 
-from nn3 import bundle, ensemble, export, layers, metrics, runs, train
-from nn3.rundir import RunDir
-from nn3.spec import is_mlp
+from nn3.runs import checkpoint, config as run_config
+from nn3.store import bundle, export, metrics
+from nn3.engine import ensemble, layers, train
+from nn3.store.rundir import RunDir
+from nn3.engine.spec import is_mlp
 
 # network2's monitors, in the order the book prints them: (the key a run records, its line)
 MONITOR_LINES = {
@@ -151,7 +153,7 @@ class Facade:
             # it fresh (zero velocity; a new optax state), in the layout its rule restores.
             rule = train.SGDConfig(**config["sgd"]).rule()
             arrays = train.checkpoint_arrays(self.engine, rule)
-            run.save(self.loop.step, arrays, runs._info(self.loop))
+            run.save(self.loop.step, arrays, checkpoint.info(self.loop))
             for record in self.loop.history:
                 metrics.append(run.path, record)
         finally:
@@ -177,7 +179,7 @@ class Facade:
         else:
             sgd = dataclasses.asdict(train.SGDConfig(epochs=max(self.loop.epoch, 1), seed=self.seed))
         return {**config, "style": self.style, "spec": self.engine.spec, "init": self.init,
-                "sgd": sgd, "versions": runs._versions()}
+                "sgd": sgd, "versions": run_config.versions()}
 
 
 class Ensemble:

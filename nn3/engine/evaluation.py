@@ -1,8 +1,8 @@
 """Evaluation in large batches: accuracy, cost and predictions; and what data a caller may hand in.
 
     >>> import numpy as np
-    >>> from nn3 import evaluation, layers
-    >>> from nn3.spec import mlp_spec
+    >>> from nn3.engine import evaluation, layers
+    >>> from nn3.engine.spec import mlp_spec
     >>> net = layers.build(mlp_spec([784, 30, 10]))
     >>> right, mean_cost, n = evaluation.evaluate(net, (np.zeros((5, 784), "float32"), np.zeros(5, int)))
     >>> n
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3 import backend, costs
-from nn3.spec import has_conv
+from nn3.engine import backend, costs
+from nn3.engine.spec import has_conv
 
 EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
 CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch

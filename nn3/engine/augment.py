@@ -1,7 +1,7 @@
 """Training images altered on the device, inside the training step.
 
     >>> import jax, jax.numpy as jnp
-    >>> from nn3 import augment
+    >>> from nn3.engine import augment
     >>> x = jnp.zeros((10, 784)); v = jnp.arange(10)
     >>> augment.expanded(x, v % 5).shape
     (10, 784)

@@ -1,6 +1,6 @@
 """The book's activation functions in JAX, keyed by nn3.spec's names for them.
 
-    >>> from nn3.activations import FUNCTIONS
+    >>> from nn3.engine.activations import FUNCTIONS
     >>> float(FUNCTIONS["ReLU"](-1.0))
     0.0
 

@@ -7,7 +7,7 @@
     $ nn3 book --beyond                          # the rows that aim past the book's 99.67%
     $ nn3 book --dir /work/bookrun --report-only # REPORT.md of what is there; trains nothing
 
-    >>> from nn3 import book
+    >>> from nn3.book import command as book
     >>> [r.name for r in book.ROWS][:3]
     ['ch1', 'ch1_100', 'ch3_large_init']
     >>> book.default_dir(quick=True)
@@ -32,13 +32,15 @@ import signal
 import sys
 import time
 
-from nn3 import backend, runs, stop, threads
-from nn3.booktable import (  # noqa: F401  (re-exported: the book's table is book.ROWS, book.row, ...)
+from nn3.runs import config as run_config, session
+from nn3.engine import backend, threads
+from nn3.runs import stop
+from nn3.book.table import (  # noqa: F401  (re-exported: the book's table is book.ROWS, book.row, ...)
     AT_BEST_VALIDATION, BEYOND, COMPARED, DEFAULT_SEED, FINAL, LEDGER, PEAK_TEST, PEAK_VALIDATION, QUICK_LIMIT,
     QUICK_SETTINGS, ROWS, Row, Status, config, entry, machine, measured, read_ledger, row, run_dir, select,
     status, write_ledger)
-from nn3.bookreport import FIGURES, REPORT, duration, write_report  # noqa: F401
-from nn3.spec import forward_macs, has_conv
+from nn3.book.report import FIGURES, REPORT, duration, write_report  # noqa: F401
+from nn3.engine.spec import forward_macs, has_conv
 
 
 def default_dir(quick=False) -> str:
@@ -52,7 +54,7 @@ def configs(rows, seeds=(DEFAULT_SEED,), *, quick=False, data_path=None) -> list
 
 
 def limit_threads(cfgs) -> None:
-    """Start JAX as ``nn3 train`` would for these rows (runs.limit_threads), from their
+    """Start JAX as ``nn3 train`` would for these rows (session.limit_threads), from their
     configs alone: opening a run directory starts JAX, so this comes before ``plan``.
 
     A row with members gets one CPU device per core (the most members any row has; the
@@ -60,11 +62,11 @@ def limit_threads(cfgs) -> None:
     it (one thread for small MLPs); a mix of MLPs and conv nets gets every core.
     """
     cfgs = list(cfgs)
-    voting = [c for c in cfgs if len(runs.member_seeds(c) or ()) > 1]
+    voting = [c for c in cfgs if len(run_config.member_seeds(c) or ()) > 1]
     if voting:
-        runs.limit_threads(max(voting, key=lambda c: len(c["members"])))
+        session.limit_threads(max(voting, key=lambda c: len(c["members"])))
     elif len({threads.for_spec(c["spec"], c["sgd"].get("mini_batch_size", 10)) for c in cfgs}) == 1:
-        runs.limit_threads(cfgs[0])
+        session.limit_threads(cfgs[0])
 
 
 def plan(bookdir, configured) -> list:
@@ -144,9 +146,9 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
         try:
             if st.state == "new":
                 path.parent.mkdir(parents=True, exist_ok=True)
-                run, _, loop = runs.start(cfg, path, report=report, on_progress=progress.ticker(label))
+                run, _, loop = session.start(cfg, path, report=report, on_progress=progress.ticker(label))
             else:
-                run, _, loop = runs.resume(path, report=report, on_progress=progress.ticker(label))
+                run, _, loop = session.resume(path, report=report, on_progress=progress.ticker(label))
             run.close()
         finally:
             progress.clear()
@@ -154,7 +156,7 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
             spent["machine"] = here
             bookdir.mkdir(parents=True, exist_ok=True)
             write_ledger(bookdir, ledger)
-        message = runs.stop_message(loop, path)
+        message = session.stop_message(loop, path)
         if loop.stop_reason == "interrupted":
             say(f"[{label}] {message}; the book carries on with the same nn3 book command")
             return "interrupted"

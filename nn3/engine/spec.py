@@ -1,6 +1,6 @@
 """A network as a JSON-able spec: the names it may use, its validation, shapes and work.
 
-    >>> from nn3 import spec
+    >>> from nn3.engine import spec
     >>> s = spec.mlp_spec([784, 30, 10], "QuadraticCost")
     >>> spec.validate(s) == s, spec.is_mlp(s), spec.forward_macs(s)
     (True, True, 23820)
@@ -11,7 +11,7 @@
     >>> spec.validate({"layers": [conv], "cost": "LogLikelihoodCost"}, "net.json")
     Traceback (most recent call last):
     ...
-    nn3.spec.SpecError: net.json: layers[0].type: a ConvPoolLayer cannot be the output layer
+    nn3.engine.spec.SpecError: net.json: layers[0].type: a ConvPoolLayer cannot be the output layer
 
 A spec is ``{"layers": [...], "cost": name}``. Each layer is a dict with ``"type"`` (a
 key of ``LAYER_ARGS``) and every one of network3.py's constructor arguments for that
