@@ -15,6 +15,7 @@ read: absolute times drift with the machine's load.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -41,8 +42,9 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
     config = run_config.make_config(preset, epochs=epochs, limit=limit)
     tr, va, te = run_config.load_splits(config)
     cfg = run_config.sgd_of(config)
-    warm = train.SGDConfig(**{**config["sgd"], "epochs": 1})
-    train.fit(layers.build(config["spec"], seed=cfg.seed, init=config["init"]), warm, tr, va, te)
+    warm = dataclasses.replace(cfg, epochs=1)
+    train.fit_networks([layers.build(config["spec"], seed=cfg.seed, init=config["init"])], [warm],
+                       train.Splits(tr, va, te))
 
     saved, real_save = [0.0], RunDir.save
 
@@ -59,7 +61,7 @@ def bench(preset: str, limit: int, epochs: int, work: Path, rounds: int = 3) -> 
     for r in range(rounds):
         net = layers.build(config["spec"], seed=cfg.seed, init=config["init"])
         t = time.perf_counter()
-        train.fit(net, cfg, tr, va, te)
+        train.fit_networks([net], [cfg], train.Splits(tr, va, te))
         fits.append(time.perf_counter() - t)
         RunDir.save = timed_save
         saved[0] = 0.0

@@ -1,6 +1,6 @@
 """Seconds per training epoch of the chapter-6 conv nets, one formulation of the conv against another.
 
-Each row is the whole compiled training step (``nn3.train.Trainer.run_epoch``: one
+Each row is the whole compiled training step (``nn3.engine.trainer.Trainer.run_epoch``: one
 ``lax.scan`` over mini-batches of 10) on the first ``--n`` MNIST training images,
 scaled to 50,000. The formulations of ``nn3.conv`` are compiled side by side in one
 process and timed in interleaved rounds, so that a change in the machine's load hits
@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from nn3.engine import conv, layers, train  # noqa: E402
+from nn3.engine import conv, layers  # noqa: E402
+from nn3.engine.device_data import DeviceData  # noqa: E402
+from nn3.engine.settings import SGDConfig  # noqa: E402
+from nn3.engine.trainer import Trainer  # noqa: E402
 from nn3.engine.activations import FUNCTIONS  # noqa: E402
 
 FULL_EPOCH = 50_000
@@ -114,9 +117,9 @@ def make_trainer(net_key, form, x, y, args):
     for layer in net.layers:
         if isinstance(layer, layers.ConvPoolLayer):
             layer.bench_form = form  # static: a graphdef, hence a compiled step, per formulation
-    cfg = train.SGDConfig(epochs=1, mini_batch_size=10, eta=args.eta, lmbda=0.1, l2="batch",
-                          shuffle=False, drop_remainder=True, chunks=1, seed=args.seed)
-    tr = train.Trainer(net, cfg, (x, y))
+    cfg = SGDConfig(epochs=1, mini_batch_size=10, eta=args.eta, lmbda=0.1, l2="batch",
+                    shuffle=False, drop_remainder=True, chunks=1, seed=args.seed)
+    tr = Trainer([net], [cfg], DeviceData.from_arrays(x, y))
     start = time.perf_counter()
     tr.run_epoch(0, 0, args.eta)
     return tr, time.perf_counter() - start
@@ -131,7 +134,7 @@ def bench_net(net_key, forms, x, y, args) -> dict:
     for _ in range(args.rounds):
         for form, row in rows.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            losses, _ = row["trainer"].run_epoch(1, 0, args.eta)  # returns numpy: synchronous
+            row["trainer"].run_epoch(1, 0, args.eta)  # returns numpy losses: synchronous
             row["wall"].append((time.perf_counter() - wall) * scale)
             row["cpu"].append((time.process_time() - cpu) * scale)
             row["final_loss"] = float(np.mean(losses[-50:]))

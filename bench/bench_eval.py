@@ -31,19 +31,19 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     from nn3.store import data
-    from nn3.engine import layers, train
+    from nn3.engine import evaluation, layers, settings, train
     from nn3.runs import presets
     p = presets.get(a.preset)
     (tx, ty), validation, test = data.load_data(a.data)
-    cfg = train.SGDConfig(**{**p.sgd, "epochs": 1})
+    cfg = settings.SGDConfig(**{**p.sgd, "epochs": 1})
     net = layers.build(p.spec, seed=0, init=p.init)
-    train.fit(net, cfg, (tx[:a.train], ty[:a.train]))
-    counts = [train.evaluate(net, d)[:1] for d in (validation, test)]  # compiles
+    train.fit_networks([net], [cfg], train.Splits((tx[:a.train], ty[:a.train])))
+    counts = [evaluation.evaluate(net, d)[:1] for d in (validation, test)]  # compiles
     wall, cpu = [], []
     for _ in range(a.rounds):
         c0, t0 = time.process_time(), time.perf_counter()
         for d in (validation, test):
-            train.evaluate(net, d)
+            evaluation.evaluate(net, d)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     out = {"preset": a.preset, "images": len(validation[1]) + len(test[1]), "correct": [c[0] for c in counts],

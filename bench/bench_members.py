@@ -1,14 +1,14 @@
 """Seconds per training epoch of N members in one program against N lone runs, side by side.
 
 Each row trains N networks of one architecture (seeds 0..N-1) for one epoch on the first
-``--n`` MNIST training images, scaled to 50,000, as ``nn3.ensemble.EnsembleTrainer``
+``--n`` MNIST training images, scaled to 50,000, as ``nn3.engine.trainer.Trainer``
 does it, in each way of running the members (nn3.ensemble): ``vmap``, every op batched
 over the members, and ``loop``, the lone scan member after member in the one compiled
 call, both on one device; ``shard``, the members sharded over every device (the
 backend's way inside each), which is what ``nn3 train --members`` does on the CPU, with
 one host device per core (the bench starts JAX so unless XLA_FLAGS or --devices say
 otherwise); ``default``, the backend's way on one device. ``N lone`` is N lone
-``train.Trainer`` epochs (on one device, every core in XLA's pool) one after another,
+``Trainer`` epochs (on one device, every core in XLA's pool) one after another,
 timed as one block of about the members' length (on a loaded machine a short call is
 scheduled more kindly than a long one: 40 ms calls ran at a full core, 0.5 s ones at a
 third). Then a sweep, as ``nn3 train dbl_conv_relu --sweep lmbda=0,0.01,0.1,1 --seeds
@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 
 from nn3.store import data
-from nn3.engine import ensemble, layers, threads, train
+from nn3.engine import layers, settings, step, threads  # noqa: E402
+from nn3.engine.device_data import DeviceData  # noqa: E402
+from nn3.engine.trainer import Trainer  # noqa: E402
 from nn3.runs import presets  # noqa: E402
 
 FULL_EPOCH = 50_000
@@ -49,7 +51,7 @@ SWEEP = {"net": "dbl_conv_relu", "lmbda": [0.0, 0.01, 0.1, 1.0], "seeds": [0, 1]
 
 def _cfg(preset, **over):
     sgd = {k: v for k, v in presets.get(preset).sgd.items() if k in ("mini_batch_size", "eta", "lmbda", "l2")}
-    return train.SGDConfig(epochs=1, shuffle=False, drop_remainder=True, chunks=1, **{**sgd, **over})
+    return settings.SGDConfig(epochs=1, shuffle=False, drop_remainder=True, chunks=1, **{**sgd, **over})
 
 
 def _timed(fn):
@@ -61,11 +63,10 @@ def _timed(fn):
 def _members(spec, cfg, x, y, seeds, way, cfgs=None):
     """A timed epoch of ``seeds``' members run ``way`` (see the module's docstring)."""
     one = jax.devices()[:1]
-    tr = ensemble.EnsembleTrainer([layers.build(spec, seed=s) for s in seeds], cfg, (x, y), seeds, cfgs,
-                                  devices=None if way == "shard" else one)
-    if way in ensemble.HOW:
-        tr.statics["members_how"] = way
-    etas = np.array([c.eta for c in (cfgs or [cfg] * len(seeds))])
+    cfgs = cfgs or [dataclasses.replace(cfg, seed=s) for s in seeds]
+    tr = Trainer([layers.build(spec, seed=s) for s in seeds], cfgs, DeviceData.from_arrays(x, y),
+                 devices=None if way == "shard" else one, how=way if way in step.HOW else None)
+    etas = [c.eta for c in cfgs]
     return tr, lambda: tr.run_epoch(0, 0, etas)
 
 
@@ -92,7 +93,7 @@ def _one_after_another(fns):
 
 def bench_net(preset, counts, ways, x, y, rounds):
     spec, cfg = presets.get(preset).spec, _cfg(preset)
-    lone = train.Trainer(layers.build(spec, seed=0), cfg, (x, y))
+    lone = Trainer([layers.build(spec, seed=0)], [cfg], DeviceData.from_arrays(x, y))
     epoch = lambda: lone.run_epoch(0, 0, cfg.eta)  # noqa: E731
     rows, placed = {}, {}
     for n in counts:  # N lone epochs timed as one block: as long as the members' call, so that load hits both alike
@@ -120,8 +121,7 @@ def bench_net(preset, counts, ways, x, y, rounds):
 def _placed(tr):
     """How a trainer runs its members: the way inside a device, the devices, the padded count."""
     devices = 1 if tr.mesh is None else tr.mesh.size
-    how = tr.statics.get("members_how") or ensemble.how(tr.graphdef)
-    return {"how": "loop" if tr.width == devices else how, "devices": devices, "padded": tr.width}  # one a device: the lone scan
+    return {"how": "loop" if tr.width == devices else tr.statics["how"], "devices": devices, "padded": tr.width}  # one a device: the lone scan
 
 
 def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
@@ -132,7 +132,7 @@ def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
     cfgs = [dataclasses.replace(cfg, lmbda=lm, seed=s) for lm, s in members]
     lone = []
     for c in cfgs:  # each its own trainer: lmbda 0 compiles without the decay term, as a lone run does
-        tr = train.Trainer(layers.build(spec, seed=c.seed), c, (x, y))
+        tr = Trainer([layers.build(spec, seed=c.seed)], [c], DeviceData.from_arrays(x, y))
         lone.append((lambda tr, eta: lambda: tr.run_epoch(0, 0, eta))(tr, c.eta))
     rows, placed = {("lone", len(cfgs)): _one_after_another(lone)}, {}
     for way in ("shard", "default"):

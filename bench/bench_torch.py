@@ -34,23 +34,26 @@ def nn3_part(data_path, n, tree, n_threads=None):
     """nn3's side, in this process: the dbl_conv_relu preset's network and settings."""
     sys.path.insert(0, str(tree))
     from nn3.store import data
-    from nn3.engine import layers, threads, train
+    from nn3.engine import evaluation, layers, threads
+    from nn3.engine.device_data import DeviceData
+    from nn3.engine.settings import SGDConfig
+    from nn3.engine.trainer import Trainer
     from nn3.runs import presets
     threads.limit(n_threads)
     p = presets.get("dbl_conv_relu")
     (tx, ty), (vx, vy), (ex, ey) = data.load_data(data_path)
-    cfg = train.SGDConfig(**{**p.sgd, "epochs": 1})
+    cfg = SGDConfig(**{**p.sgd, "epochs": 1})
     net = layers.build(p.spec, seed=0, init=p.init)
-    tr = train.Trainer(net, cfg, (tx[:n], ty[:n]))
+    tr = Trainer([net], [cfg], DeviceData.from_arrays(tx[:n], ty[:n]))
     tr.run_epoch(0, 0, cfg.eta)  # compiles (and trains once)
     c0, t0 = time.process_time(), time.perf_counter()
     tr.run_epoch(1, 0, cfg.eta)
     train_s = (time.perf_counter() - t0) * FULL_EPOCH / n
     train_cpu_s = (time.process_time() - c0) * FULL_EPOCH / n
     tr.sync()
-    train.evaluate(net, (vx[:1000], vy[:1000]))  # compiles
+    evaluation.evaluate(net, (vx[:1000], vy[:1000]))  # compiles
     c0, t0 = time.process_time(), time.perf_counter()
-    right = sum(train.evaluate(net, d)[0] for d in ((vx, vy), (ex, ey)))  # as training does, one set after the other
+    right = sum(evaluation.evaluate(net, d)[0] for d in ((vx, vy), (ex, ey)))  # as training does, one set after the other
     return {"train_s": train_s, "eval_s": time.perf_counter() - t0, "eval_correct": right,
             "train_cpu_s": train_cpu_s, "eval_cpu_s": time.process_time() - c0}
 

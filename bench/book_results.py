@@ -3,7 +3,7 @@
     python bench/book_results.py ch1 ch1_100 ch3 --json bench/out/book.json
     python bench/book_results.py basic_conv dbl_conv_relu --epochs 2
 
-Each preset trains through nn3.train.fit with the book's settings (override --epochs),
+Each preset trains through nn3.engine.train.fit with the book's settings (override --epochs),
 on the book's data; reports the peak test accuracy (chapters 1 and 3 quote that) and the
 test accuracy at the epoch of best validation accuracy (chapter 6 quotes that).
 """
@@ -16,7 +16,7 @@ import sys
 import time
 
 from nn3.store import data
-from nn3.engine import layers, train
+from nn3.engine import layers, settings, train
 from nn3.runs import presets
 
 
@@ -25,7 +25,7 @@ def run(name, epochs=None, seed=0):
     sgd = dict(p.sgd, seed=seed)
     if epochs:
         sgd["epochs"] = epochs
-    cfg = train.SGDConfig(**sgd)
+    cfg = settings.SGDConfig(**sgd)
     tr, va, te = data.load_data()
     net = layers.build(p.spec, seed=seed, init=p.init)
     t0 = time.time()
@@ -36,7 +36,7 @@ def run(name, epochs=None, seed=0):
         print(f"  {name} epoch {record['epoch']}: validation {record['validation_accuracy']:.2%} "
               f"test {record['test_accuracy']:.2%}", flush=True)
 
-    loop = train.fit(net, cfg, tr, va, te, on_epoch=on_epoch)
+    loop = train.fit_networks([net], [cfg], train.Splits(tr, va, te), on_epoch=on_epoch).loops[0]
     h = loop.history
     best = max(h, key=lambda r: (r["validation_accuracy"], -r["epoch"]))
     out = {"preset": name, "epochs": len(h), "seed": seed, "book": p.book,

@@ -43,9 +43,9 @@ MAKE_CPU_RUN = """
 import json, sys
 from nn3.runs import config as run_config, inspect, session
 cfg = run_config.make_config("dbl_conv_relu", epochs=1, limit=int(sys.argv[2]), data_path=sys.argv[3] or None)
-run, net, loop = session.start(cfg, sys.argv[1])
+run, _, state = session.start(cfg, sys.argv[1])
 run.close()
-print(json.dumps({"test_accuracy": loop.history[-1]["test_accuracy"], "backend": run.config["backend"]}))
+print(json.dumps({"test_accuracy": state.history[-1]["test_accuracy"], "backend": run.config["backend"]}))
 """
 
 
@@ -114,7 +114,10 @@ def time_epochs(tr, rounds: int, n_images: int) -> dict:
 
 
 def speed(args, splits) -> dict:
-    from nn3.engine import backend, conv, ensemble, evaluation, layers, train
+    from nn3.engine import backend, conv, evaluation, layers
+    from nn3.engine.device_data import DeviceData
+    from nn3.engine.settings import SGDConfig
+    from nn3.engine.trainer import Trainer
     from nn3.runs import presets
     (x, y), _, (tx, ty) = splits
     test = (tx[:args.sizes["eval"]], ty[:args.sizes["eval"]])
@@ -123,9 +126,9 @@ def speed(args, splits) -> dict:
     def trainer(preset, n, form=None, **over):
         n = min(n, len(x))  # a small data set (tests) gives what it has
         p = presets.get(preset)
-        cfg = train.SGDConfig(**{**p.sgd, "epochs": 1, **over})
+        cfg = SGDConfig(**{**p.sgd, "epochs": 1, **over})
         net = layers.build(p.spec, seed=0, init=p.init, formulation=form)
-        return net, train.Trainer(net, cfg, (x[:n], y[:n]))
+        return net, Trainer([net], [cfg], DeviceData.from_arrays(x[:n], y[:n]))
 
     net, tr = trainer("ch1", args.sizes["ch1"])
     out["ch1"] = time_epochs(tr, args.rounds, tr.n_examples)
@@ -144,12 +147,11 @@ def speed(args, splits) -> dict:
     # Five members vmapped in one program against one net, on the same images, backend's formulation.
     n = min(args.sizes["ens"], len(x))
     p = presets.get("dbl_conv_relu")
-    cfg = train.SGDConfig(**{**p.sgd, "epochs": 1})
-    seeds = [0, 1, 2, 3, 4]
-    nets = [layers.build(p.spec, seed=s, init=p.init) for s in seeds]
-    ens = time_epochs(ensemble.EnsembleTrainer(nets, cfg, (x[:n], y[:n]), seeds), args.rounds, n)
-    one = time_epochs(train.Trainer(layers.build(p.spec, seed=0, init=p.init), cfg, (x[:n], y[:n])),
+    cfgs = [SGDConfig(**{**p.sgd, "epochs": 1, "seed": s}) for s in range(5)]
+    examples = DeviceData.from_arrays(x[:n], y[:n])
+    ens = time_epochs(Trainer([layers.build(p.spec, seed=c.seed, init=p.init) for c in cfgs], cfgs, examples),
                       args.rounds, n)
+    one = time_epochs(Trainer([layers.build(p.spec, seed=0, init=p.init)], cfgs[:1], examples), args.rounds, n)
     ens["ratio_to_one"] = ens["s_per_epoch"] / one["s_per_epoch"]
     out["ensemble5[vmapped]"] = ens
     out["ensemble5[one net]"] = one

@@ -30,12 +30,12 @@ from reference_vectorised import VectorisedNetwork  # noqa: E402
 
 def peak_nn3(sizes, seed, epochs, eta, m, data):
     """Peak test accuracy (fraction) of nn3's network.py façade over ``epochs`` epochs."""
-    from nn3.engine import layers, train
+    from nn3.engine import layers, settings, train
     from nn3.engine.spec import mlp_spec
     (x, y), (xt, yt) = data
     net = layers.build(mlp_spec(sizes, "QuadraticCost"), seed=seed, init="normal")
-    cfg = train.SGDConfig(epochs=epochs, mini_batch_size=m, eta=eta, seed=seed)
-    loop = train.fit(net, cfg, (x, y), test_data=(xt, yt))
+    cfg = settings.SGDConfig(epochs=epochs, mini_batch_size=m, eta=eta, seed=seed)
+    loop = train.fit_networks([net], [cfg], train.Splits((x, y), test=(xt, yt))).loops[0]
     return [r["test_accuracy"] for r in loop.history]
 
 

@@ -89,12 +89,14 @@ def child(variant: str, n: int, rounds: int) -> dict:
     if variant == "one":
         threads.limit(1)
     from nn3.store import data
-    from nn3.engine import layers, train
+    from nn3.engine import layers, settings, train
+    from nn3.engine.device_data import DeviceData
+    from nn3.engine.trainer import Trainer
     from nn3.runs import presets
     (x, y), _, _ = data.load_data()
     p = presets.get("dbl_conv_relu")
-    cfg = train.SGDConfig(**{**p.sgd, "epochs": 1, "chunks": 1})
-    tr = train.Trainer(layers.build(p.spec, seed=0, init=p.init), cfg, (x[:n], y[:n]))
+    cfg = settings.SGDConfig(**{**p.sgd, "epochs": 1, "chunks": 1})
+    tr = Trainer([layers.build(p.spec, seed=0, init=p.init)], [cfg], DeviceData.from_arrays(x[:n], y[:n]))
     tr.run_epoch(0, 0, cfg.eta)  # compiles; the pool's threads exist from here on
     pinned = []
     if variant == "pin" and hasattr(os, "sched_setaffinity"):

@@ -30,7 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3.engine import costs, layers, train
+from nn3.engine import costs, evaluation, layers
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.trainer import Trainer
 from nn3.book.facade import Facade, whole_number
 from nn3.engine.spec import mlp_spec
 
@@ -113,12 +116,12 @@ class Network(Facade):
 
     def evaluate(self, test_data):
         """How many of ``test_data`` the network classifies right (argmax of the output)."""
-        return train.evaluate(self.engine, test_data)[0]
+        return evaluation.evaluate(self.engine, test_data)[0]
 
     def _config(self, epochs, mini_batch_size, eta, **kw):
         # One compiled call per epoch: the book's programs show no progress within one.
         epochs, mini_batch_size = whole_number(epochs, "epochs"), whole_number(mini_batch_size, "mini_batch_size")
-        return train.SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=mini_batch_size, eta=eta,
+        return SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=mini_batch_size, eta=eta,
                                seed=self.seed, chunks=1, **kw)
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
@@ -139,12 +142,10 @@ class Network(Facade):
         if lmbda and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
             raise ValueError(f"update_mini_batch: n (the training set's size) must be a positive integer, "
                              f"got {n!r}")
-        data = train.as_arrays(mini_batch, self.sizes[0], self.sizes[-1])
-        cfg = train.SGDConfig(epochs=1, mini_batch_size=len(data[1]), eta=eta, lmbda=lmbda, shuffle=False,
-                              seed=self.seed, chunks=1)
-        trainer = train.Trainer(self.engine, cfg, data)
-        if lmbda:
-            trainer.decay = lmbda / n  # the book's (1 - eta*lmbda/n): n is the whole training set, not m
+        x, y = evaluation.as_arrays(mini_batch, self.sizes[0], self.sizes[-1])
+        cfg = SGDConfig(epochs=1, mini_batch_size=len(y), eta=eta, lmbda=lmbda, shuffle=False, seed=self.seed, chunks=1)
+        # The book's (1 - eta*lmbda/n): n is the whole training set's size, not the mini-batch's.
+        trainer = Trainer([self.engine], [cfg], DeviceData.from_arrays(x, y), decay_over=n if lmbda else None)
         trainer.run_epoch(0, 0, eta)
         trainer.sync()
 

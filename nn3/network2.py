@@ -26,7 +26,8 @@ import os
 import numpy as np
 
 from nn3.store import export
-from nn3.engine import layers, train
+from nn3.engine import evaluation, layers
+from nn3.engine.train import Loop
 from nn3 import network as _network
 from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
 from nn3.engine.spec import is_mlp, mlp_sizes, mlp_spec
@@ -88,7 +89,7 @@ class Network(_network.Network):
         # stays the one seed that, recorded, remakes the run.
         self.init = init
         self.engine = layers.build(mlp_spec(self.sizes, self.cost_name), seed=self.seed, init=init)
-        self.loop = train.Loop()
+        self.loop = Loop()
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, lmbda=0.0, evaluation_data=None,
             monitor_evaluation_cost=False, monitor_evaluation_accuracy=False,
@@ -133,13 +134,13 @@ class Network(_network.Network):
     def accuracy(self, data, convert=False):
         """How many of ``data`` are classified right; ``convert`` is accepted for the book's calls."""
         del convert  # labels may be one-hot or integers: as_arrays tells them apart
-        return train.evaluate(self.engine, data)[0]
+        return evaluation.evaluate(self.engine, data)[0]
 
     def total_cost(self, data, lmbda, convert=False):
         """Mean cost over ``data`` plus ``0.5*(lmbda/len(data))*sum ||w||^2``."""
         del convert
-        _, cost, n = train.evaluate(self.engine, data)
-        return cost + 0.5 * (lmbda / n) * train.l2_norm_sq(self.engine)
+        _, cost, n = evaluation.evaluate(self.engine, data)
+        return cost + 0.5 * (lmbda / n) * evaluation.l2_norm_sq(self.engine)
 
     def save(self, filename):
         """Write the network to ``filename`` in network2's JSON format, whatever its name.

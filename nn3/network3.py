@@ -30,7 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from nn3.store import data as _data
-from nn3.engine import ensemble, layers, train
+from nn3.engine import evaluation, layers
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.train import RunState, Splits, best_record, fit
+from nn3.engine.trainer import Trainer
 from nn3.book.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
 from nn3.engine.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
 from nn3.engine.spec import ACTIVATIONS
@@ -100,10 +104,10 @@ def size(data):
 def _config(epochs, mini_batch_size, eta, lmbda, n_train, **kw):
     """The SGDConfig of ``Network.SGD`` (and of each network of ``train_ensemble``)."""
     n_batches = n_train * (5 if kw.get("augment") == "expand" else 1) // mini_batch_size
-    return train.SGDConfig(epochs=epochs, mini_batch_size=mini_batch_size, eta=eta, lmbda=lmbda, l2="batch",
-                           drop_remainder=True, **kw,
-                           # a chunk per 1000 mini-batches: the book's progress lines appear on time
-                           chunks=max(1, n_batches // 1000))
+    return SGDConfig(epochs=epochs, mini_batch_size=mini_batch_size, eta=eta, lmbda=lmbda, l2="batch",
+                     drop_remainder=True, **kw,
+                     # a chunk per 1000 mini-batches: the book's progress lines appear on time
+                     chunks=max(1, n_batches // 1000))
 
 
 def _progress(step, say):
@@ -151,8 +155,7 @@ class Network(Facade):
                              f"{self.mini_batch_size}")
         epochs = whole_number(epochs, "epochs")
         say = print if verbose else (lambda *a: None)
-        training_data = train.as_arrays(training_data)  # once: the trainer takes the arrays as they are
-        cfg = _config(self.loop.epoch + epochs, self.mini_batch_size, eta, lmbda, len(training_data[1]),
+        cfg = _config(self.loop.epoch + epochs, self.mini_batch_size, eta, lmbda, self.examples(training_data).n,
                       shuffle=shuffle, augment=augment, early_stopping=early_stopping, momentum=momentum,
                       seed=self.seed)
         self._fit(cfg, training_data, validation_data, test_data, eta_fn=eta_fn,
@@ -168,16 +171,16 @@ class Network(Facade):
 
     def best(self):
         """The record of the epoch with the best validation accuracy so far, or None."""
-        return train.best_record(self.loop)
+        return best_record(self.loop)
 
     def accuracy(self, data):
         """The fraction of ``data`` classified right (the chapter-6 exercise)."""
-        right, _, n = train.evaluate(self.engine, data)
+        right, _, n = evaluation.evaluate(self.engine, data)
         return right / n
 
     def predict(self, x):
         """The predicted digit for each row of ``x`` (N, 784)."""
-        return train.predict(self.engine, x)
+        return evaluation.predict(self.engine, x)
 
 
 def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, validation_data, test_data,
@@ -189,7 +192,7 @@ def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, va
     ``layers_fn()`` gives one network's layer list (called ``n`` times, as the book's
     scripts build a ``Network``); the other arguments are ``SGD``'s. ``seeds`` gives each
     network's seed (default: drawn from numpy's global generator, as ``Network`` draws
-    one). The networks run in one compiled program (nn3.ensemble, as ``nn3 train
+    one). The networks run in one compiled program (nn3.engine.trainer, as ``nn3 train
     --members``), and network ``i`` ends exactly as ``Network(layers_fn(),
     mini_batch_size, seed=seeds[i]).SGD(...)`` would alone. After each epoch we print
     each network's lines with ``Network i:`` in front (``each=False``: one line of every
@@ -206,11 +209,10 @@ def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, va
                              "the networks of an ensemble share one architecture")
     epochs = whole_number(epochs, "epochs")
     say = print if verbose else (lambda *a: None)
-    training_data = train.as_arrays(training_data)
-    cfgs = [_config(epochs, mini_batch_size, eta, lmbda, len(training_data[1]), shuffle=shuffle, augment=augment,
+    examples = DeviceData.from_arrays(*evaluation.as_arrays(training_data, nets[0].engine.n_in, nets[0].engine.n_out))
+    cfgs = [_config(epochs, mini_batch_size, eta, lmbda, examples.n, shuffle=shuffle, augment=augment,
                     early_stopping=early_stopping, momentum=momentum, seed=net.seed) for net in nets]
-    engines = [net.engine for net in nets]
-    trainer = ensemble.EnsembleTrainer(engines, cfgs[0], training_data, [net.seed for net in nets], cfgs)
+    trainer = Trainer([net.engine for net in nets], cfgs, examples)
 
     def report(record, loop, tr):
         if each:
@@ -222,11 +224,11 @@ def train_ensemble(layers_fn, n, training_data, epochs, mini_batch_size, eta, va
         for line in epoch_lines(record, "network3"):
             say(f"Vote: {line}")
 
-    loop = ensemble.fit_members(engines, cfgs[0], training_data, validation_data, test_data, trainer=trainer,
-                                on_epoch=report, on_progress=_progress(0, say))
-    for net, lp, cfg in zip(nets, loop.loops, cfgs):
-        net.loop, net.last_config = lp, cfg
-    out = Ensemble(nets, loop)
+    run = fit(trainer, Splits(training_data, validation_data, test_data), RunState.fresh(cfgs), vote=True,
+              on_epoch=report, on_progress=_progress(0, say))
+    for net, loop, cfg in zip(nets, run.loops, cfgs):
+        net.loop, net.last_config = loop, cfg
+    out = Ensemble(nets, run)
     say(f"Finished training {n} networks.")
     best = out.best()
     if best:

@@ -23,7 +23,9 @@ from nn3 import network, network2, network3
 from nn3.runs import config as run_config, inspect
 from nn3.store import bundle, export
 from nn3.book import facade
-from nn3.engine import layers, train
+from nn3.engine import layers
+from nn3.engine.settings import SGDConfig
+from nn3.engine.train import Loop
 from nn3.store.rundir import RunDir
 from nn3.engine.spec import is_mlp, mlp_sizes
 
@@ -53,12 +55,14 @@ def load(path, *, step=None, best=False, member=None):
             if seeds is not None and member is None:
                 raise ValueError(f"{path}: a run of {len(seeds)} members; load one with member=K (0 to {len(seeds) - 1})")
             inspect.check_member(config, member, path)
-            _, net, loop, _ = inspect.restore(run, step=step, best=best)
+            got = inspect.restore(run, step=step, best=best)
         finally:
             run.close()
         style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)
+        k = 0 if member is None else member
+        net, loop = got.nets[k], got.state.loops[k]
         if member is not None:
-            net, loop, seed = net[member], loop.loops[member], seeds[member]
+            seed = seeds[member]
     else:
         doc, src = export.read_document(path)
         if bundle.is_bundle(doc):
@@ -71,7 +75,7 @@ def load(path, *, step=None, best=False, member=None):
         spec, params, _, meta = export.from_document(doc, src)
         net = layers.build(spec)
         layers.set_params(net, params)
-        loop = train.Loop()
+        loop = Loop()
         style, seed = "network2" if is_mlp(spec) else "network3", meta.get("seed")
     out = _facade(style, net.spec, seed=seed)
     if config is not None and style != "network3" and config.get("init"):
@@ -85,11 +89,11 @@ def load(path, *, step=None, best=False, member=None):
 def _ensemble(b: bundle.Bundle) -> facade.Ensemble:
     style = "network2" if is_mlp(b.spec) else "network3"
     members = []
-    known = {f.name for f in dataclasses.fields(train.SGDConfig)}
+    known = {f.name for f in dataclasses.fields(SGDConfig)}
     for params, seed, settings in zip(b.params, b.seeds, b.settings):
         one = _facade(style, b.spec, seed=seed, mini_batch_size=b.mini_batch_size)
         layers.set_params(one.engine, params)
         if settings:  # what it was trained with, so that saving it again writes it again
-            one.last_config = train.SGDConfig(**{k: v for k, v in settings.items() if k in known})
+            one.last_config = SGDConfig(**{k: v for k, v in settings.items() if k in known})
         members.append(one)
     return facade.Ensemble(members, source=b.source)

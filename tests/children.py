@@ -4,8 +4,9 @@
     children.wait_for_pause(proc, flag)        # the child now waits at step 140
     code, out, err, at = children.signalled([...], 140, signal.SIGTERM, tmp / "paused")
 
-The child pauses through nn3's test hook (``NN3_TEST_PAUSE``, see nn3.runs) and writes
-the file ``flag`` when it is there; only then is it signalled.
+The child (tests/paused_nn3.py) pauses through a hook the test injects into nn3's session
+(``runs.session.Watch``) and writes the file ``flag`` when it is there; only then is it
+signalled.
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def start(argv, pause_at, flag) -> subprocess.Popen:
     """``python -m nn3 *argv`` that pauses at ``pause_at`` (a step, or "loaded") until signalled."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NN3_TEST_PAUSE": str(pause_at), "NN3_TEST_PAUSE_FILE": str(flag)}
-    return subprocess.Popen([sys.executable, "-m", "nn3", *map(str, argv)],
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "paused_nn3.py"), str(pause_at), str(flag),
+                             *map(str, argv)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

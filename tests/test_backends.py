@@ -9,6 +9,7 @@ way round; bench/device_check.py runs in its CI mode. Both on conftest's synthet
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -22,7 +23,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3.engine import backend, conv, costs, evaluation, layers, threads, train
+from nn3.engine import backend, conv, costs, evaluation, layers, step, threads, train
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.trainer import Trainer
 from nn3.engine.spec import mlp_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +69,8 @@ def test_network_gradients_agree_across_formulations(small_conv_spec):
 
 def _trainer(spec, form, data, **sgd):
     net = layers.build(spec, seed=2, formulation=form)
-    cfg = train.SGDConfig(**{"epochs": 2, "mini_batch_size": 4, "eta": 0.1, **sgd})
-    return net, cfg, train.Trainer(net, cfg, data)
+    cfg = SGDConfig(**{"epochs": 2, "mini_batch_size": 4, "eta": 0.1, **sgd})
+    return net, cfg, Trainer([net], [cfg], DeviceData.from_arrays(*data))
 
 
 def test_short_training_agrees_across_formulations(small_conv_spec):
@@ -74,7 +78,7 @@ def test_short_training_agrees_across_formulations(small_conv_spec):
     out = {}
     for form in FORMS:
         net, cfg, tr = _trainer(small_conv_spec, form, data, momentum=0.5, lmbda=0.1)
-        loop = train.fit(net, cfg, data, test_data=data, trainer=tr)
+        loop = train.fit(tr, train.Splits(data, test=data), train.RunState.fresh([cfg])).loops[0]
         out[form] = (layers.get_params(net), [r["train_loss"] for r in loop.history])
     start = layers.get_params(layers.build(small_conv_spec, seed=2))
     assert not np.allclose(out["fused"][0][0]["w"], start[0]["w"])  # the conv weights did train
@@ -90,9 +94,10 @@ def test_each_formulation_compiles_a_different_training_step(small_conv_spec):
     text = {}
     for form in FORMS:
         _, _, tr = _trainer(small_conv_spec, form, data)
-        batches = np.arange(16, dtype=np.int32).reshape(4, 4)
-        args = (tr.state, tr.opt_state, tr.x, tr.y, batches, np.arange(4, dtype=np.int32), tr.keys)
-        text[form] = train._run_batches.lower(*args, **tr.statics).as_text()
+        batches = np.arange(16, dtype=np.int32).reshape(1, 4, 4)
+        args = (tr.state, tr.opt_state, tr.data.x, tr.data.y, batches, np.arange(4, dtype=np.int32), tr.keys,
+                np.ones(1, bool))
+        text[form] = step.run_members_jit.lower(*args, **tr.statics).as_text()
     assert len(set(text.values())) == 3
     assert "convolution" in text["xla"]  # XLA's conv, forward and backward
     assert "convolution" not in text["fused"] and "convolution" not in text["im2col"]
@@ -137,10 +142,12 @@ def test_an_accelerator_evaluates_in_its_own_batch_size(monkeypatch, small_conv_
 
 
 def test_compact_codes_follow_the_backend_unless_overridden(monkeypatch):
-    x = codes(4, 8, 6)[0]
-    assert train._compact(x).dtype == np.uint8
-    monkeypatch.setattr(train, "COMPACT", False)
-    assert train._compact(x).dtype == np.float32
+    x, y = codes(4, 8, 6)
+    assert DeviceData.from_arrays(x, y).x.dtype == np.uint8  # every backend's choice
+    assert DeviceData.from_arrays(x, y, compact=False).x.dtype == np.float32
+    real = backend._choices
+    monkeypatch.setattr(backend, "_choices", lambda name: dataclasses.replace(real(name), compact=False))
+    assert DeviceData.from_arrays(x, y).x.dtype == np.float32
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -167,7 +174,7 @@ from nn3.runs import config as run_config, inspect, session
 if jax.device_count() > 1:
     jax.config.update("jax_default_device", jax.devices()[1])  # not jax.devices()[0]
 cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=sys.argv[2])
-run, net, loop = session.start(cfg, sys.argv[1])
+run, (net,), loop = session.start(cfg, sys.argv[1])
 run.close()
 w = net.layers[0].w[...]
 print(json.dumps({"accuracy": loop.history[-1]["test_accuracy"], "devices": jax.device_count(),
@@ -250,10 +257,10 @@ def test_an_accelerator_traces_every_matmul_at_full_float32(monkeypatch, small_c
     for name, want in (("gpu", "[HIGHEST, HIGHEST]"), ("cpu", "[DEFAULT, DEFAULT]")):
         monkeypatch.setattr(jax, "default_backend", lambda: name)
         _, _, tr = _trainer(small_conv_spec, "fused", data)
-        args = (tr.state, tr.opt_state, tr.x, tr.y, np.arange(16, dtype=np.int32).reshape(4, 4),
-                np.arange(4, dtype=np.int32), tr.keys)
+        args = (tr.state, tr.opt_state, tr.data.x, tr.data.y, np.arange(16, dtype=np.int32).reshape(1, 4, 4),
+                np.arange(4, dtype=np.int32), tr.keys, np.ones(1, bool))
         # A jit of its own each time, so that nothing traced before is reused (in a real
-        # process the backend never changes, and train._run_batches traces once).
-        step = jax.jit(functools.partial(train.scan_batches), static_argnames=train.STATICS)
-        got = _dot_precisions(step.lower(*args, **tr.statics).as_text())
+        # process the backend never changes, and step.run_members_jit traces once).
+        once = jax.jit(functools.partial(step.run_members), static_argnames=step.STATICS + ("how", "mesh"))
+        got = _dot_precisions(once.lower(*args, **tr.statics).as_text())
         assert len(got) >= 6 and set(got) == {want}, (name, got)

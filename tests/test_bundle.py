@@ -16,7 +16,7 @@ import nn3
 from nn3 import cli
 from nn3.runs import config as run_config, inspect, session
 from nn3.store import bundle, export
-from nn3.engine import ensemble, layers, spec
+from nn3.engine import evaluation, layers, spec
 from nn3.book import facade
 
 SPEC = {"layers": [
@@ -72,7 +72,7 @@ def test_the_bundles_vote_equals_the_vote_the_run_recorded(synthetic_mnist, memb
     assert ens.accuracy(validation) == record["validation_accuracy"]
     assert ens.member_accuracies(test) == [r["test_accuracy"] for r in record["members"]]
     if epoch == 1:
-        assert np.array_equal(ens.predict(test[0]), ensemble.vote(nets, test[0]))
+        assert np.array_equal(ens.predict(test[0]), evaluation.vote(nets, test[0]))
 
 
 def test_nn3_evaluate_prints_each_member_and_the_vote(synthetic_as_default, member_run, exported, capsys):

@@ -22,6 +22,7 @@ from nn3 import cli
 from nn3.runs import checkpoint
 from nn3.store import data, export
 from nn3.engine import layers
+from nn3.engine.train import Loop
 from nn3.runs import presets
 from nn3.engine.spec import mlp_spec
 
@@ -152,8 +153,8 @@ def test_evaluate_takes_validation_as_replay_does(capsys, tmp_path, datasets):
     assert code == 0, err
     assert "validation accuracy" in out and "/ 10000)" in out
     net = layers.build(mlp_spec([784, 30, 10]), seed=5)
-    from nn3.engine import train
-    right, _, n = train.evaluate(net, data.load_data(cache=False)[1])
+    from nn3.engine import evaluation
+    right, _, n = evaluation.evaluate(net, data.load_data(cache=False)[1])
     assert f"({right} / {n})" in out
     code, out, err = nn3(capsys, "evaluate", src, "--data", datasets[1])
     assert code == 0 and f"{datasets[1]} test accuracy" in out, err
@@ -212,7 +213,7 @@ def test_replay_predicts_on_the_runs_own_data(capsys, tmp_path, datasets):
 
 
 def _subparsers():
-    return next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
 def test_every_option_says_what_it_does_and_its_default():
@@ -257,8 +258,8 @@ def test_plot_says_which_epoch_the_misclassified_digits_come_from(capsys, ch1_ru
 
 def test_a_checkpoint_saved_mid_epoch_is_named_so():
     from nn3.engine import train
-    assert checkpoint.position(train.Loop(epoch=2, batch=3, step=23)) == "in epoch 2, after mini-batch 3"
-    assert checkpoint.position(train.Loop(epoch=2, batch=0, step=20)) == "after epoch 1"
+    assert checkpoint.position(Loop(epoch=2, batch=3, step=23)) == "in epoch 2, after mini-batch 3"
+    assert checkpoint.position(Loop(epoch=2, batch=0, step=20)) == "after epoch 1"
 
 
 def test_train_monitors_training_accuracy(capsys, tmp_path):

@@ -147,3 +147,17 @@ def test_padding_units_are_not_computed():
                                           size=50)
     assert np.all(np.isfinite(np.asarray(total))) and np.asarray(total)[3] == 0 and np.asarray(right)[3] == 0
     assert np.asarray(total)[2] > 0
+
+
+def test_vote_is_a_plurality_with_ties_to_the_smaller_digit():
+    from nn3.engine import layers
+    from nn3.engine.spec import mlp_spec
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 12), dtype=np.float32), rng.integers(0, 4, 30)
+    nets = [layers.build(mlp_spec([12, 5, 4]), seed=s) for s in range(3)]
+    preds = np.stack([evaluation.predict(n, x) for n in nets])
+    got = evaluation.vote(nets, x)
+    for i in range(len(x)):
+        counts = np.bincount(preds[:, i], minlength=4)
+        assert got[i] == int(np.flatnonzero(counts == counts.max())[0])
+    assert evaluation.vote_accuracy(nets, (x, y)) == float(np.mean(got == y))

@@ -239,7 +239,7 @@ def test_cli_runs_print_the_facades_lines(capsys):
               "validation_accuracy": 0.7, "test_accuracy": 0.9, "best": True, "training_cost": 0.5,
               "training_correct": 3, "training_n": 4, "validation_cost": 0.25}
     for style, shown in (("network", ()), ("network2", ("validation_accuracy",)), ("network3", ())):
-        cli._reporter(style, monitor=("training_cost",))(record, None)
+        cli.report.reporter(style, monitor=("training_cost",))(record, None)
         assert capsys.readouterr().out.splitlines() == facade.epoch_lines(record, style, ("training_cost", *shown))
     assert facade.epoch_lines(record, "network2", ("validation_accuracy", "training_cost"), start=3) == [
         "Epoch 0 training complete", "Cost on training data: 0.5", "Accuracy on evaluation data: 7 / 10"]

@@ -105,9 +105,10 @@ def test_every_package_declares_what_it_offers():
         assert offered, f"{init}: no __all__"
         tree = ast.parse(init.read_text(encoding="utf-8"))
         defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        defined |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
         for name in offered:
             assert _is_module(f"nn3.{init.parent.name}.{name}") or name in defined, \
-                f"{init}: __all__ names {name}, which is neither a submodule nor defined there"
+                f"{init}: __all__ names {name}, which is neither a submodule nor defined or imported there"
 
 
 def test_other_packages_use_only_what_a_package_offers():

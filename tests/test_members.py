@@ -15,7 +15,8 @@ import pytest
 import children
 from nn3 import cli
 from nn3.runs import config as run_config, inspect, session
-from nn3.engine import ensemble, layers
+from nn3.engine import evaluation, layers
+from nn3.engine.train import RunState
 
 SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
@@ -38,9 +39,9 @@ def lone(synthetic_mnist, tmp_path_factory):
     out = {}
     for s in SEEDS:
         d = tmp_path_factory.mktemp(f"lone{s}") / "run"
-        run, net, loop = session.start(config(synthetic_mnist, members=None, seed=s), d)
+        run, (net,), state = session.start(config(synthetic_mnist, members=None, seed=s), d)
         run.close()
-        out[s] = (layers.get_params(net), loop, lines(d), d)
+        out[s] = (layers.get_params(net), state.loops[0], lines(d), d)
     return out
 
 
@@ -60,7 +61,7 @@ def assert_params_equal(a, b):
 
 def test_each_member_equals_a_lone_run_with_its_seed(lone, member_run):
     d, nets, loop = member_run
-    assert isinstance(loop, ensemble.Members) and loop.stop_reason == "epochs" and loop.epoch == 2
+    assert isinstance(loop, RunState) and loop.stop_reason == "epochs" and loop.epoch == 2
     for i, s in enumerate(SEEDS):
         params, alone, alone_lines, _ = lone[s]
         assert_params_equal(layers.get_params(nets[i]), params)
@@ -76,8 +77,8 @@ def test_metrics_record_the_vote_per_epoch(synthetic_mnist, member_run):
     assert [r["epoch"] for r in recorded] == [0, 1]
     _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text()))
     x, y = test
-    assert recorded[-1]["test_accuracy"] == float(np.mean(ensemble.vote(nets, x) == y))
-    assert recorded[-1]["validation_correct"] == int(np.sum(ensemble.vote(nets, validation[0]) == validation[1]))
+    assert recorded[-1]["test_accuracy"] == float(np.mean(evaluation.vote(nets, x) == y))
+    assert recorded[-1]["validation_correct"] == int(np.sum(evaluation.vote(nets, validation[0]) == validation[1]))
     assert json.loads((d / "config.json").read_text())["members"] == [{"seed": s} for s in SEEDS]
 
 
@@ -210,8 +211,9 @@ def test_a_member_that_stops_early_freezes_while_the_others_go_on(synthetic_mnis
     assert loop.stop_reason == "members_stopped" and len(set(ends)) > 1   # some went on after another stopped
     recorded = lines(tmp_path / "m")
     for i, s in enumerate(SEEDS):
-        run, net, alone = session.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
+        run, (net,), alone = session.start(config(synthetic_mnist, members=None, seed=s, **stop), tmp_path / f"lone{s}")
         run.close()
+        alone = alone.loops[0]
         assert alone.stop_reason == reason
         assert loop.loops[i].to_json() == alone.to_json()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
@@ -226,14 +228,16 @@ def test_a_sweep_is_one_program_whose_members_equal_lone_runs(synthetic_mnist, t
     """lmbda and momentum per member, as values in the optimiser's state: a member with
     lmbda 0 gets the decay term with the value 0, and still equals a lone run without it,
     bit for bit. (Momentum 0 beside momentum > 0 is an ulp off a lone run without momentum:
-    see ensemble.EnsembleTrainer.)"""
+    see engine.trainer.Trainer.)"""
     members = run_config.sweep_members([1, 2], SWEEP)
     assert len(members) == 8 and members[0] == {"lmbda": 0.0, "momentum": 0.2, "seed": 1}
     run, nets, loop = session.start(config(synthetic_mnist, members=members, epochs=1, eta=0.3), tmp_path / "m")
     run.close()
     for i, m in enumerate(members):
-        run, net, alone = session.start(config(synthetic_mnist, members=None, epochs=1, eta=0.3, **m), tmp_path / f"{i}")
+        run, (net,), alone = session.start(config(synthetic_mnist, members=None, epochs=1, eta=0.3, **m),
+                                           tmp_path / f"{i}")
         run.close()
+        alone = alone.loops[0]
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
         assert loop.loops[i].history == alone.history
     resumed = session.resume(tmp_path / "m", epochs=2)[1]   # the sweep's checkpoint restores, velocities too
@@ -248,8 +252,9 @@ def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_
     run.close()
     assert loop.diverged == [1] and loop.stop_reason == "epochs"
     for i, m in enumerate(members):
-        run, net, alone = session.start(config(synthetic_mnist, members=None, **sgd, **m), tmp_path / f"{i}")
+        run, (net,), alone = session.start(config(synthetic_mnist, members=None, **sgd, **m), tmp_path / f"{i}")
         run.close()
+        alone = alone.loops[0]
         assert alone.stop_reason == ("nan" if i == 1 else "epochs")
         assert loop.loops[i].to_json() == alone.to_json()
         assert_params_equal(layers.get_params(nets[i]), layers.get_params(net))
@@ -259,16 +264,18 @@ def test_a_diverging_member_freezes_at_its_last_good_epoch(synthetic_mnist, tmp_
 def test_members_train_on_the_full_training_sets_shape_in_unequal_calls():
     """The issue's crash: shallow's 5,000 mini-batches of the full set run as calls of 2,519
     and 2,481 (CHUNK_MACS), whose losses once failed to join for two members."""
-    from nn3.runs import presets
     from nn3.engine import train
+    from nn3.engine.device_data import DeviceData
+    from nn3.engine.settings import SGDConfig
+    from nn3.engine.trainer import Trainer
+    from nn3.runs import presets
     spec = presets.get("shallow").spec
     rng = np.random.default_rng(0)
     training = (rng.random((50_000, 784), dtype=np.float32), rng.integers(0, 10, 50_000))
-    cfg = train.SGDConfig(epochs=1, eta=0.1, shuffle=True)
-    nets = [layers.build(spec, seed=s) for s in (0, 1)]
-    tr = ensemble.EnsembleTrainer(nets, cfg, training, [0, 1])
+    cfgs = [SGDConfig(epochs=1, eta=0.1, shuffle=True, seed=s) for s in (0, 1)]
+    tr = Trainer([layers.build(spec, seed=s) for s in (0, 1)], cfgs, DeviceData.from_arrays(*training))
     assert (tr.n_batches, tr.chunk) == (5000, 2519)
-    loop = ensemble.fit_members(nets, cfg, training, trainer=tr)
+    loop = train.fit(tr, train.Splits(training), train.RunState.fresh(cfgs))
     assert loop.stop_reason == "epochs" and [lp.step for lp in loop.loops] == [5000, 5000]
     assert all(np.isfinite(r["train_loss"]) for r in loop.history[0]["members"])
 

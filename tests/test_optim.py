@@ -22,9 +22,12 @@ from flax import nnx
 
 from nn3 import cli
 from nn3.runs import inspect
-from nn3.engine import costs, ensemble, layers, optim, spec, train
+from nn3.engine import costs, evaluation, layers, optim, spec, step, train
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.trainer import Trainer as Engine
+from nn3.engine.trainer import checkpoint_arrays, member, stack
 from nn3.store import rundir
-from nn3.engine.train import SGDConfig, Trainer
 
 DROP_SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 8, "n_out": 6, "activation_fn": "sigmoid", "p_dropout": 0.5},
@@ -33,6 +36,56 @@ DROP_SPEC = {"layers": [
 
 def params_equal(a, b):
     return all(np.array_equal(p[k], q[k]) for p, q in zip(a, b) for k in ("w", "b"))
+
+
+class Trainer:
+    """The engine's trainer of one network, seen as the lone trainer the reference below was
+    written against: its state, keys, order and arrays without the member axis."""
+
+    def __init__(self, net, cfg, data):
+        self.engine = Engine([net], [cfg], DeviceData.from_arrays(*evaluation.as_arrays(data, net.n_in, net.n_out)))
+        self.net, self.cfg, self.rule, self.graphdef = net, cfg, self.engine.rule, self.engine.graphdef
+        self.statics, self.n_batches = self.engine.statics, self.engine.n_batches
+        self.x, self.y, self.keys = self.engine.data.x, self.engine.data.y, self.engine.keys[0]
+        self.decay, self.l1 = (float(self.engine.hyper[k][0]) for k in ("weight_decay", "l1"))
+
+    @property
+    def state(self):
+        return member(self.engine.state, 0)
+
+    @property
+    def opt_state(self):
+        return member(self.engine.opt_state, 0)
+
+    def order(self, epoch):
+        return self.engine.order(epoch)[0]
+
+    def run_epoch(self, epoch, start, eta):
+        return self.engine.run_epoch(epoch, start, eta)
+
+    def sync(self):
+        self.engine.sync()
+
+    def arrays(self):
+        return member(self.engine.arrays(), 0)
+
+    def load_arrays(self, arrays):
+        self.engine.load_arrays(stack([arrays]))
+
+
+def fit(net, cfg, data, *, trainer=None, loop=None, **kw):
+    """A lone run through the one loop; its Loop."""
+    tr = trainer.engine if trainer is not None else Trainer(net, cfg, data).engine
+    run = train.fit(tr, train.Splits(data), train.RunState.of_one(loop or train.Loop(eta=float(cfg.eta))),
+                    epochs=cfg.epochs, **kw)
+    tr.sync()
+    return run.loops[0]
+
+
+def per_layer(state):
+    """An nnx State's parameters as the per-layer ``{"w", "b"}`` lists a checkpoint holds."""
+    per = state["layers"]
+    return [{"w": np.asarray(per[i]["w"][...]), "b": np.asarray(per[i]["b"][...])} for i in sorted(per.keys())]
 
 
 # --------------------------------------------------------------------------- the hand-written step
@@ -98,25 +151,25 @@ def test_the_chain_equals_the_hand_written_step_bit_for_bit(case, tiny_data):
     tr.sync()
     assert params_equal(layers.get_params(tr.net), layers.get_params(nnx.merge(tr.graphdef, state)))
     if cfg.momentum:
-        assert params_equal(tr.arrays()["velocity"], train._per_layer(vel))
+        assert params_equal(tr.arrays()["velocity"], per_layer(vel))
 
 
 def test_a_checkpoint_of_the_hand_written_engine_carries_on_exactly(tiny_data):
     """Its arrays were {"params", "velocity"} (per-layer lists): the book's rule keeps that layout."""
     cfg = SGDConfig(epochs=2, mini_batch_size=6, eta=0.8, lmbda=3.0, momentum=0.6, seed=4)
     straight = layers.build(DROP_SPEC, seed=4)
-    train.fit(straight, cfg, tiny_data)
+    fit(straight, cfg, tiny_data)
     old = Trainer(layers.build(DROP_SPEC, seed=4), cfg, tiny_data)  # epoch 0 by the hand-written step
     batches = old.order(0).reshape(old.n_batches, -1)
     hyper = jnp.array([cfg.eta, old.decay, 0.0, cfg.momentum], jnp.float32)
     state, vel, _ = _hand_written(old)(old.state, jax.tree.map(jnp.zeros_like, old.state), batches,
                                        np.arange(old.n_batches, dtype=np.int32), hyper)
-    arrays = {"params": train._per_layer(state), "velocity": train._per_layer(vel)}
-    assert set(train.checkpoint_arrays(old.net, old.rule)) == set(arrays)  # the restore target's layout
+    arrays = {"params": per_layer(state), "velocity": per_layer(vel)}
+    assert set(checkpoint_arrays(old.net, old.rule)) == set(arrays)  # the restore target's layout
     net = layers.build(DROP_SPEC, seed=9)  # other values: all must come from the arrays
     tr = Trainer(net, cfg, tiny_data)
     tr.load_arrays(arrays)
-    train.fit(net, cfg, tiny_data, trainer=tr, loop=train.Loop(epoch=1, step=old.n_batches, eta=cfg.eta))
+    fit(net, cfg, tiny_data, trainer=tr, loop=train.Loop(epoch=1, step=old.n_batches, eta=cfg.eta))
     assert params_equal(layers.get_params(net), layers.get_params(straight))
 
 
@@ -150,14 +203,14 @@ def test_eta_changed_by_the_schedule_compiles_nothing(caplog, optimizer, extra):
     cfg = SGDConfig(epochs=1, mini_batch_size=4, eta=0.5, optimizer=optimizer, **extra)
     tr = Trainer(net, cfg, data)
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        loop = train.fit(net, cfg, data, trainer=tr)
+        loop = fit(net, cfg, data, trainer=tr)
         first = [m for m in (rec.getMessage() for rec in caplog.records) if "Compiling" in m]
         caplog.clear()
-        loop = train.fit(net, dataclasses.replace(cfg, epochs=4), data, trainer=tr, loop=loop,
+        loop = fit(net, dataclasses.replace(cfg, epochs=4), data, trainer=tr, loop=loop,
                          eta_fn=lambda epoch: 0.5 / (epoch + 1))
         second = [m for m in (rec.getMessage() for rec in caplog.records) if "Compiling" in m]
     assert [r["eta"] for r in loop.history] == [0.5, 0.25, 0.5 / 3, 0.125]
-    assert any("scan_batches" in m for m in first) and second == []
+    assert any("run_members" in m for m in first) and second == []
     assert float(tr.opt_state.hyperparams["learning_rate"]) == np.float32(0.125)
 
 
@@ -173,13 +226,13 @@ def test_members_each_with_their_own_eta_equal_lone_runs(tiny_data, optimizer, e
     cfg = SGDConfig(epochs=2, mini_batch_size=6, eta=0.1, optimizer=optimizer, **extra)
     seeds, etas = [0, 1], np.array([0.05, 0.4])
     nets = [layers.build(DROP_SPEC, seed=s) for s in seeds]
-    tr = ensemble.EnsembleTrainer(nets, cfg, tiny_data, seeds)
+    tr = Engine(nets, [dataclasses.replace(cfg, seed=s) for s in seeds], DeviceData.from_arrays(*tiny_data))
     for epoch in range(cfg.epochs):
         tr.run_epoch(epoch, 0, etas)
     tr.sync()
     for seed, eta, member in zip(seeds, etas, nets):
         alone = layers.build(DROP_SPEC, seed=seed)
-        train.fit(alone, dataclasses.replace(cfg, seed=seed, eta=float(eta)), tiny_data)
+        fit(alone, dataclasses.replace(cfg, seed=seed, eta=float(eta)), tiny_data)
         if optimizer == "sgd":
             assert params_equal(layers.get_params(member), layers.get_params(alone))
         for p, q in zip(layers.get_params(member), layers.get_params(alone)):
@@ -195,9 +248,9 @@ def test_adam_is_optax_adam_on_the_mean_gradient(tiny_data):
     cfg = SGDConfig(epochs=1, mini_batch_size=20, eta=0.01, optimizer="adam", shuffle=False, chunks=1)
     net = layers.build(DROP_SPEC, seed=3)
     graphdef, state = nnx.split(layers.build(DROP_SPEC, seed=3))
-    train.fit(net, cfg, tiny_data)
+    fit(net, cfg, tiny_data)
     x, y = tiny_data
-    tx, keys = optax.adam(0.01), train.step_keys(cfg.seed)
+    tx, keys = optax.adam(0.01), step.step_keys(cfg.seed)
     opt = tx.init(state)
     for s in range(3):
         sl = slice(20 * s, 20 * s + 20)
@@ -241,7 +294,7 @@ def test_an_adam_run_records_its_optimizer_and_resumes_and_replays_exactly(tmp_p
     assert params_equal(layers.get_params(a), layers.get_params(b))
     run = rundir.RunDir.open(tmp_path / "paused")
     try:
-        _, arrays, _ = run.restore(train.checkpoint_arrays(a, optim.Rule("adam", decay=True)))
+        _, arrays, _ = run.restore(checkpoint_arrays(a, optim.Rule("adam", decay=True)))
     finally:
         run.close()
     assert set(arrays) == {"params", "opt_state"} and len(arrays["opt_state"]) == 1 + 2 * 4  # count, mu, nu

@@ -4,7 +4,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from nn3.engine import layers, train
+from nn3.engine import evaluation, layers, train
+from nn3.engine.settings import SGDConfig
 from nn3.book import plots
 from nn3.runs import presets  # noqa: E402
 from nn3.engine.spec import mlp_spec  # noqa: E402
@@ -22,10 +23,11 @@ def test_three_figures(tmp_path):
     y = rng.integers(0, 10, 40)
     spec = presets.with_mini_batch(presets.get("basic_conv").spec, 10)
     net = layers.build(spec, seed=0)
-    loop = train.fit(net, train.SGDConfig(epochs=2, eta=0.1, l2="batch", drop_remainder=True), (x, y), (x, y), (x, y))
+    cfg = SGDConfig(epochs=2, eta=0.1, l2="batch", drop_remainder=True)
+    loop = train.fit_networks([net], [cfg], train.Splits((x, y), (x, y), (x, y))).loops[0]
     plots.learning_curves(loop.history, tmp_path / "c.png")
     wrong = plots.misclassified(net, (x, y), tmp_path / "m.png")
-    assert wrong == int(np.sum(train.predict(net, x) != y))
+    assert wrong == int(np.sum(evaluation.predict(net, x) != y))
     assert plots.filters(net, tmp_path / "f.png") == 20
     for name in ("c.png", "m.png", "f.png"):
         _png(tmp_path / name)

@@ -25,7 +25,8 @@ import pytest
 
 from nn3 import cli
 from nn3.store import data, files
-from nn3.engine import threads, train
+from nn3.engine import threads
+from nn3.engine.trainer import Trainer
 
 
 def write_idx_mnist(folder):
@@ -106,7 +107,7 @@ def test_train_ctrl_c_resume_replay_export_import_where_directories_cannot_be_op
     data.clear_cache()
     small = ["--limit", "300", "--epochs", "3", "--chunks", "3", "--quiet"]
 
-    real_run_epoch, calls = train.Trainer.run_epoch, []
+    real_run_epoch, calls = Trainer.run_epoch, []
 
     def run_epoch(self, *args, **kwargs):  # Ctrl-C once, in the second epoch
         calls.append(args[0])
@@ -115,7 +116,7 @@ def test_train_ctrl_c_resume_replay_export_import_where_directories_cannot_be_op
         return real_run_epoch(self, *args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(train.Trainer, "run_epoch", run_epoch)
+        m.setattr(Trainer, "run_epoch", run_epoch)
         assert cli.main(["train", "ch1", *small]) == cli.EXIT_INTERRUPTED
     assert len(calls) == 2, "training went on after Ctrl-C"
     runs_made = list((tmp_path / "checkpoints").iterdir())

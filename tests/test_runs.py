@@ -6,7 +6,7 @@ Each test trains the chapter-1 MLP on the tests' synthetic MNIST-shaped set, onc
 straight through in this process (the reference) and once in a real ``nn3 train``
 subprocess that is signalled, then resumed here; the final parameters and the metrics
 history must be those of the reference exactly. No test races its child: the child
-pauses at a known point (``NN3_TEST_PAUSE``, see nn3.runs) and says so in a file, and
+pauses at a known point (a hook the test injects, tests/children.py) and says so in a file, and
 only then is it signalled.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 import children
 from nn3 import cli
 from nn3.runs import config as run_config, inspect, saver, session
-from nn3.engine import layers, spec, train
+from nn3.engine import evaluation, layers, spec
 from nn3.store import rundir
 
 EPOCHS = 3
@@ -183,10 +183,9 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
         assert not (tmp_path / "a").exists()
         # Once training has begun, the request stops it at its first stopping point.
         run = rundir.RunDir.create(tmp_path / "b", cfg)
-        net = layers.build(cfg["spec"], seed=0, init=cfg["init"])
         splits = run_config.load_splits(cfg)
-        trainer = train.Trainer(net, train.SGDConfig(**cfg["sgd"]), splits[0])
-        loop = session._train(run, net, trainer, train.Loop(eta=3.0), splits)
+        trainer, state = session._trainer(cfg, splits)
+        loop = session._train(run, trainer, state, splits, session.Watch())
         run.close()
         assert loop.stop_reason == "interrupted" and loop.step == 0 and step_dirs(tmp_path / "b") == [0]
     finally:
@@ -196,10 +195,10 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
 def test_library_resume_and_replay(tmp_path, synthetic_mnist):
     """session.start / resume / replay without the command line."""
     cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
-    run, net, loop = session.start(cfg, tmp_path / "r")
+    run, (net,), loop = session.start(cfg, tmp_path / "r")
     run.close()
     assert loop.stop_reason == "epochs" and loop.epoch == 1
-    run, net2, loop = session.resume(tmp_path / "r", epochs=2)
+    run, (net2,), loop = session.resume(tmp_path / "r", epochs=2)
     run.close()
     assert loop.epoch == 2 and [r["epoch"] for r in loop.history] == [0, 1]
     res = inspect.replay(tmp_path / "r")
@@ -213,7 +212,7 @@ def test_a_new_best_epoch_is_saved_even_when_saves_are_spaced(tmp_path, monkeypa
     """dbl_conv_relu's 60 epochs once kept no checkpoint of their best epoch: saves were spaced."""
     monkeypatch.setattr(saver.Saver, "SPACING", 10 ** 9)  # nothing is due but what must be saved
     cfg = run_config.make_config("ch1", epochs=8, limit=300, eta=10.0, data_path=synthetic_mnist.path)
-    run, net, loop = session.start(cfg, tmp_path / "r")
+    run, (net,), loop = session.start(cfg, tmp_path / "r")
     run.close()
     best = [r for r in loop.history if r["best"]]
     assert len(best) >= 2 and loop.best_epoch == best[-1]["epoch"] < 7  # the last epoch is no best
@@ -326,16 +325,16 @@ def test_export_json_refuses_before_loading_anything(tmp_path):
 
 def test_replay_predicts_and_export_and_evaluate_agree(tmp_path, synthetic_mnist, synthetic_as_default):
     cfg = run_config.make_config("ch1", epochs=1, limit=300, data_path=synthetic_mnist.path)
-    run, net, _ = session.start(cfg, tmp_path / "r")
+    run, (net,), _ = session.start(cfg, tmp_path / "r")
     run.close()
     res = inspect.replay(tmp_path / "r", data_name="validation", predict=12)
     x, y = run_config.load_splits(cfg)[1]
     assert res["labels"] == [int(v) for v in y[:12]]
-    assert res["predicted"] == [int(v) for v in train.predict(net, x[:12])]
+    assert res["predicted"] == [int(v) for v in evaluation.predict(net, x[:12])]
     assert inspect.replay(tmp_path / "r")["predicted"] == []
     inspect.export_json(tmp_path / "r", tmp_path / "net.json")
     with pytest.raises(ValueError, match="exists"):
         inspect.export_json(tmp_path / "r", tmp_path / "net.json")
     inspect.export_json(tmp_path / "r", tmp_path / "net.json", force=True)
     res = inspect.evaluate_json(tmp_path / "net.json")  # the default data: the synthetic set, whole
-    assert (res["name"], res["correct"]) == ("test", train.evaluate(net, run_config.load_splits({**cfg, "limit": None})[2])[0])
+    assert (res["name"], res["correct"]) == ("test", evaluation.evaluate(net, run_config.load_splits({**cfg, "limit": None})[2])[0])

@@ -18,7 +18,8 @@ import pytest
 pytest.importorskip("werkzeug")
 
 from nn3.runs import config as run_config, inspect, session
-from nn3.engine import layers, train  # noqa: E402
+from nn3.engine import evaluation, layers  # noqa: E402
+from nn3.engine.train import Loop  # noqa: E402
 from nn3.store.rundir import RunDir  # noqa: E402
 from nn3.serve import app, digits  # noqa: E402
 
@@ -68,7 +69,7 @@ def _made_run(path, data_path=None):
     run = RunDir.create(path, config)
     net = layers.build(config["spec"], seed=3, init=config["init"])
     run.save(30, {"params": layers.get_params(net)},
-             {"epoch": 0, "step": 30, "loop": train.Loop(epoch=1, step=30).to_json(), "validation_accuracy": 0.5})
+             {"epoch": 0, "step": 30, "loop": Loop(epoch=1, step=30).to_json(), "validation_accuracy": 0.5})
     run.close()
 
 
@@ -145,8 +146,8 @@ def test_a_member_runs_checkpoint_views_show_one_member_as_replay_does(member_se
     assert status == 200 and filters["member"] == k and filters["kind"] == "units"
     assert filters["images"]["hi"] == pytest.approx(float(np.abs(np.asarray(net.layers[0].w[...])[:40]).max()))
     status, digit = _api(f"{base}/api/runs/many/digit?step=best&index=5{ask}")
-    x, _ = train.as_arrays(run_config.load_splits(RunDir.read_config(d))[2])
-    assert status == 200 and digit["member"] == k and digit["prediction"] == int(train.predict(net, x[5:6])[0])
+    x, _ = evaluation.as_arrays(run_config.load_splits(RunDir.read_config(d))[2])
+    assert status == 200 and digit["member"] == k and digit["prediction"] == int(evaluation.predict(net, x[5:6])[0])
     ink = np.zeros((140, 140))
     ink[20:120, 60:80] = 255
     status, drawn = _api(f"{base}/api/runs/many/draw?step=latest{ask}", data=_draw_body(ink), headers=JSON, method="POST")
@@ -269,7 +270,7 @@ def test_a_drawing_is_answered_through_the_replay_path(served):
     got = json.loads(body)
     net = inspect.load(root / "made", best=True)
     x = digits.mnist_style(ink / 255.0)
-    assert got["step"] == 30 and got["prediction"] == int(train.predict(net, x[None])[0])
+    assert got["step"] == 30 and got["prediction"] == int(evaluation.predict(net, x[None])[0])
     assert np.allclose(got["outputs"], np.asarray(net(x[None]))[0], atol=1e-6)
     assert np.isclose(sum(got["outputs"]), 1.0, atol=1e-5) and got["softmax"] is True
     sent = np.frombuffer(base64.b64decode(got["input"]["data"]), np.uint8) / 255.0

@@ -3,13 +3,13 @@ that move between device counts.
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_shard.py -q
 
-With more than one device nn3.ensemble shards the member axis over them (a mesh with a
+With more than one device nn3.engine.trainer shards the member axis over them (a mesh with a
 "members" axis; the members padded to a multiple of the devices used). Each device runs
 the very step of one device for its members, so a run is bit for bit the run on one
 device, parameters and metrics. The runs here are ``nn3`` child processes started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=K`` (the count is fixed when JAX
 starts): 4 host devices against 1, on the synthetic set. Stops are made at the
-NN3_TEST_PAUSE hook (tests/children.py): no sleeps, no timing.
+pause the tests inject (tests/children.py): no sleeps, no timing.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ import pytest
 
 import children
 from nn3.runs import config as run_config, inspect
-from nn3.engine import ensemble, layers, threads, train
+from nn3.engine import layers, step, threads, train
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.trainer import Trainer
 
 MLP = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
@@ -136,13 +139,13 @@ def test_a_checkpoint_moves_from_four_devices_to_one_and_back(synthetic_mnist, o
 
 
 def test_the_layout_uses_as_few_devices_as_the_busiest_needs():
-    assert ensemble.layout(4, 4) == (4, 4)
-    assert ensemble.layout(3, 4) == (3, 3)
-    assert ensemble.layout(5, 4) == (3, 6)     # 2 a device either way; 3 devices waste one member, 4 would waste 3
-    assert ensemble.layout(5, 2) == (2, 6)
-    assert ensemble.layout(10, 4) == (4, 12)
-    assert ensemble.layout(7, 1) == (1, 7)
-    assert ensemble.layout(1, 4) == (1, 1)
+    assert step.layout(4, 4) == (4, 4)
+    assert step.layout(3, 4) == (3, 3)
+    assert step.layout(5, 4) == (3, 6)     # 2 a device either way; 3 devices waste one member, 4 would waste 3
+    assert step.layout(5, 2) == (2, 6)
+    assert step.layout(10, 4) == (4, 12)
+    assert step.layout(7, 1) == (1, 7)
+    assert step.layout(1, 4) == (1, 1)
 
 
 def test_one_member_in_one_program_equals_its_lone_run():
@@ -150,14 +153,13 @@ def test_one_member_in_one_program_equals_its_lone_run():
     or one member a device): it now runs the lone scan."""
     rng = np.random.default_rng(4)
     x, y = rng.random((80, 784), dtype=np.float32), rng.integers(0, 10, 80)
-    cfg = train.SGDConfig(epochs=2, eta=0.1, lmbda=0.1, l2="batch", momentum=0.5, chunks=3)
-    tr = ensemble.EnsembleTrainer([layers.build(MLP, seed=3)], cfg, (x, y), [3])
-    tr.statics["members_how"] = "vmap"
+    cfg = SGDConfig(epochs=2, eta=0.1, lmbda=0.1, l2="batch", momentum=0.5, chunks=3, seed=3)
+    tr = Trainer([layers.build(MLP, seed=3)], [cfg], DeviceData.from_arrays(x, y), how="vmap")
     for epoch in range(2):
         tr.run_epoch(epoch, 0, cfg.eta)
     tr.sync()
     alone = layers.build(MLP, seed=3)
-    train.fit(alone, dataclasses.replace(cfg, seed=3), (x, y))
+    train.fit_networks([alone], [cfg], train.Splits((x, y)))
     for p, q in zip(layers.get_params(tr.nets[0]), layers.get_params(alone)):
         np.testing.assert_array_equal(p["w"], q["w"])
         np.testing.assert_array_equal(p["b"], q["b"])

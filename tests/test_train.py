@@ -17,10 +17,28 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from nn3.engine import augment, costs, layers, train
+from nn3.engine import augment, costs, evaluation, layers, step, train
+from nn3.engine.device_data import DeviceData, compact_codes
+from nn3.engine.settings import SGDConfig
 from nn3.engine.spec import input_size, mlp_spec
-from nn3.engine.train import Loop, SGDConfig, Trainer
+from nn3.engine.train import Loop, RunState, Splits
+from nn3.engine.trainer import chunk_length
+from nn3.engine.trainer import Trainer as Engine
 import references
+
+
+def Trainer(net, cfg, data, compact=None):  # noqa: N802  (a lone run's trainer, as the tests below build it)
+    """The trainer of one network: the engine's Trainer with N = 1."""
+    return Engine([net], [cfg], DeviceData.from_arrays(*evaluation.as_arrays(data, net.n_in, net.n_out), compact=compact))
+
+
+def fit(net, cfg, data, validation=None, test=None, *, trainer=None, loop=None, **kw) -> Loop:
+    """A lone run through the one loop (train.fit of one network) for ``cfg.epochs``; its Loop."""
+    tr = trainer or Trainer(net, cfg, data)
+    run = train.fit(tr, Splits(data, validation, test), RunState.of_one(loop or Loop(eta=float(cfg.eta))),
+                    epochs=cfg.epochs, **kw)
+    tr.sync()
+    return run.loops[0]
 
 DROP_SPEC = {"layers": [
     {"type": "FullyConnectedLayer", "n_in": 8, "n_out": 6, "activation_fn": "sigmoid", "p_dropout": 0.5},
@@ -118,7 +136,7 @@ def test_one_engine_step_on_a_conv_net_is_p_minus_eta_grad(small_conv_spec):
     shadow = nnx.clone(net)
     nnx.update(shadow, jax.jit(jax.grad(loss))(state))
     want = [{k: p[k] - 0.3 * g[k] for k in p} for p, g in zip(layers.get_params(net), layers.get_params(shadow))]
-    train.fit(net, SGDConfig(epochs=1, mini_batch_size=4, eta=0.3, shuffle=False), (x, y))
+    fit(net, SGDConfig(epochs=1, mini_batch_size=4, eta=0.3, shuffle=False), (x, y))
     assert_params_close(net, want, rtol=1e-5, atol=1e-6)
 
 
@@ -140,7 +158,7 @@ def test_sgd_updates_match_numpy(cost, extra, tiny_data):
     per = {"example": 6, "batch": 2}[cfg.l2]
     want = references.sgd(params64(net), x, y, cost, epochs=2, m=3, eta=0.5, decay=cfg.lmbda / per,
                   l1=cfg.l1 / per, mu=cfg.momentum)
-    loop = train.fit(net, cfg, (x, y))
+    loop = fit(net, cfg, (x, y))
     assert loop.step == 4 and loop.epoch == 2 and loop.stop_reason == "epochs"
     assert_params_close(net, want)
 
@@ -151,7 +169,7 @@ def test_remainder_batch_is_trained_or_dropped(drop, tiny_data):
     net = layers.build(mlp_spec([8, 4, 3], "QuadraticCost"), seed=3, init="normal")
     want = references.sgd(params64(net), x, y, "QuadraticCost", epochs=2, m=5, eta=1.0, drop_remainder=drop)
     cfg = SGDConfig(epochs=2, mini_batch_size=5, eta=1.0, shuffle=False, drop_remainder=drop, chunks=2)
-    loop = train.fit(net, cfg, (x, y))
+    loop = fit(net, cfg, (x, y))
     per_epoch = 4 if drop else 5
     assert loop.step == 2 * per_epoch and [r["step"] for r in loop.history] == [per_epoch, 2 * per_epoch]
     assert_params_close(net, want)
@@ -160,9 +178,9 @@ def test_remainder_batch_is_trained_or_dropped(drop, tiny_data):
 # --------------------------------------------------------------------------- determinism and resume
 
 
-def _fit(spec, cfg, data, seed=1, **kw):
+def _fit(spec, cfg, data, seed=1, trainer_compact=None, **kw):
     net = layers.build(spec, seed=seed)
-    loop = train.fit(net, cfg, data, **kw)
+    loop = fit(net, cfg, data, trainer=Trainer(net, cfg, data, compact=trainer_compact), **kw)
     return layers.get_params(net), loop
 
 
@@ -187,13 +205,13 @@ def _resumed(spec, cfg, data, val, *, first_cfg=None, should_stop=None):
     first_cfg = first_cfg or cfg
     net = layers.build(spec, seed=1)
     tr = Trainer(net, first_cfg, data)
-    loop = train.fit(net, first_cfg, data, val, trainer=tr, should_stop=should_stop)
+    loop = fit(net, first_cfg, data, val, trainer=tr, should_stop=should_stop)
     saved = json.loads(json.dumps(loop.to_json()))
     arrays = tr.arrays()
     net2 = layers.build(spec, seed=5)  # other values: all must come from the arrays
     tr2 = Trainer(net2, cfg, data)
     tr2.load_arrays(arrays)
-    loop2 = train.fit(net2, cfg, data, val, trainer=tr2, loop=Loop.from_json(saved))
+    loop2 = fit(net2, cfg, data, val, trainer=tr2, loop=Loop.from_json(saved))
     return net2, tr2, loop, loop2
 
 
@@ -204,7 +222,7 @@ def test_resume_at_an_epoch_boundary_is_bit_identical(case, tiny_data):
     val = (tiny_data[0][:20], tiny_data[1][:20])
     straight = layers.build(spec, seed=1)
     tr = Trainer(straight, cfg, tiny_data)
-    loop = train.fit(straight, cfg, tiny_data, val, trainer=tr)
+    loop = fit(straight, cfg, tiny_data, val, trainer=tr)
     net2, tr2, first, loop2 = _resumed(spec, cfg, tiny_data, val, first_cfg=dataclasses.replace(cfg, epochs=1))
     assert first.epoch == 1 and first.stop_reason == "epochs"
     assert loop2.epoch == 2 and loop2.step == 12 and loop2.stop_reason == "epochs"
@@ -227,11 +245,11 @@ def test_interrupted_mid_epoch_then_continued_is_bit_identical(tiny_data):
     net = layers.build(DROP_SPEC, seed=1)
     start = layers.get_params(net)
     tr = Trainer(net, cfg, tiny_data)
-    loop = train.fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(1))  # after chunk 1
+    loop = fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(1))  # after chunk 1
     assert loop.stop_reason == "interrupted"
     assert (loop.epoch, loop.batch, loop.step) == (0, 2, 2) and loop.history == []
     assert params_differ(layers.get_params(net), start)  # the synced params are the chunk's
-    loop = train.fit(net, cfg, tiny_data, trainer=tr, loop=loop)  # the same Trainer carries on
+    loop = fit(net, cfg, tiny_data, trainer=tr, loop=loop)  # the same Trainer carries on
     assert loop.stop_reason == "epochs" and loop.step == 12
     assert_params_equal(straight, net)
 
@@ -269,10 +287,10 @@ def test_a_stop_asked_during_a_chunk_drops_the_one_dispatched_behind_it(tiny_dat
     cfg = SGDConfig(epochs=1, mini_batch_size=10, eta=0.5, chunks=3)
     net = layers.build(DROP_SPEC, seed=1)
     tr = Trainer(net, cfg, tiny_data)
-    loop = train.fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(2))
+    loop = fit(net, cfg, tiny_data, trainer=tr, should_stop=stop_from_poll(2))
     assert (loop.stop_reason, loop.batch) == ("interrupted", 2)
     once = layers.build(DROP_SPEC, seed=1)
-    train.fit(once, cfg, tiny_data, should_stop=stop_from_poll(1))  # stopped before chunk 2 was dispatched
+    fit(once, cfg, tiny_data, should_stop=stop_from_poll(1))  # stopped before chunk 2 was dispatched
     assert_params_equal(once, net)
 
 
@@ -280,7 +298,7 @@ def test_a_stop_asked_before_an_epoch_runs_nothing(tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5)
     net = layers.build(DROP_SPEC, seed=1)
     start = layers.get_params(net)
-    loop = train.fit(net, cfg, tiny_data, should_stop=lambda: True)
+    loop = fit(net, cfg, tiny_data, should_stop=lambda: True)
     assert (loop.stop_reason, loop.epoch, loop.step) == ("interrupted", 0, 0)
     assert not params_differ(layers.get_params(net), start)
 
@@ -294,16 +312,16 @@ def test_second_epoch_compiles_nothing(caplog):
     tr = Trainer(net, cfg, data)
     kw = dict(trainer=tr, monitor=("training_cost", "training_accuracy", "validation_cost"))
     with jax.log_compiles(), caplog.at_level(logging.WARNING):
-        loop = train.fit(net, cfg, data, data, data, **kw)
+        loop = fit(net, cfg, data, data, data, **kw)
         first = [rec.getMessage() for rec in caplog.records if "Compiling" in rec.getMessage()]
-        size = train._run_batches._cache_size()
+        size = step.run_members_jit._cache_size()
         caplog.clear()
-        loop = train.fit(net, dataclasses.replace(cfg, epochs=2), data, data, data, loop=loop, **kw)
+        loop = fit(net, dataclasses.replace(cfg, epochs=2), data, data, data, loop=loop, **kw)
         second = [rec.getMessage() for rec in caplog.records if "Compiling" in rec.getMessage()]
     assert loop.epoch == 2 and loop.step == 20
-    assert any("scan_batches" in m or "_run_batches" in m for m in first)
+    assert any("run_members" in m for m in first)
     assert second == []
-    assert train._run_batches._cache_size() == size
+    assert step.run_members_jit._cache_size() == size
 
 
 # --------------------------------------------------------------------------- stops
@@ -314,7 +332,7 @@ def test_nan_stops_and_keeps_the_last_good_epoch(tiny_data):
     net = layers.build(LINEAR_SPEC, seed=0)
     snaps = []
     cfg = SGDConfig(epochs=3, mini_batch_size=4, eta=0.01)
-    loop = train.fit(net, cfg, (x, y), eta_fn=lambda e: [0.01, 1e6, 0.01][e],
+    loop = fit(net, cfg, (x, y), eta_fn=lambda e: [0.01, 1e6, 0.01][e],
                      on_epoch=lambda rec, lp, tr: snaps.append(layers.get_params(net)))
     assert loop.stop_reason == "nan"
     assert (loop.epoch, loop.batch, loop.step) == (1, 0, 10) and len(loop.history) == 1
@@ -326,7 +344,7 @@ def test_overflow_on_the_last_update_stops_too(tiny_data):
     x, y = tiny_data[0][:8] * 100, tiny_data[1][:8]
     net = layers.build(LINEAR_SPEC, seed=0)
     snaps = []
-    loop = train.fit(net, SGDConfig(epochs=2, mini_batch_size=8, eta=0.01, shuffle=False), (x, y),
+    loop = fit(net, SGDConfig(epochs=2, mini_batch_size=8, eta=0.01, shuffle=False), (x, y),
                      eta_fn=lambda e: [1e-6, 1e38][e], on_epoch=lambda *a: snaps.append(layers.get_params(net)))
     assert loop.stop_reason == "nan"
     assert_params_equal(net, snaps[0])
@@ -336,7 +354,7 @@ def _constant_accuracy_fit(tiny_data, **kw):
     # eta so small that float32 weights do not move: the validation accuracy never improves.
     net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     cfg = SGDConfig(mini_batch_size=20, eta=1e-12, **kw)
-    return train.fit(net, cfg, tiny_data, tiny_data)
+    return fit(net, cfg, tiny_data, tiny_data)
 
 
 def test_plateau_halves_eta_after_patience_and_stops_at_the_floor(tiny_data):
@@ -365,14 +383,14 @@ def test_early_stopping_stops(tiny_data):
 
 def test_early_stopping_needs_data_to_judge(tiny_data):
     net = layers.build(mlp_spec([8, 5, 3]), seed=0)
-    loop = train.fit(net, SGDConfig(epochs=4, mini_batch_size=20, eta=1e-12, early_stopping=1), tiny_data)
+    loop = fit(net, SGDConfig(epochs=4, mini_batch_size=20, eta=1e-12, early_stopping=1), tiny_data)
     assert loop.stop_reason == "epochs" and loop.epoch == 4
 
 
 def test_eta_fn_sets_each_epochs_eta(tiny_data):
     cfg = SGDConfig(epochs=2, mini_batch_size=20, eta=9.0, shuffle=False)
     net = layers.build(mlp_spec([8, 5, 3]), seed=0)
-    loop = train.fit(net, cfg, tiny_data, eta_fn=lambda e: [0.3, 0.7][e])
+    loop = fit(net, cfg, tiny_data, eta_fn=lambda e: [0.3, 0.7][e])
     assert [r["eta"] for r in loop.history] == [0.3, 0.7]
     ref = layers.build(mlp_spec([8, 5, 3]), seed=0)
     tr = Trainer(ref, cfg, tiny_data)
@@ -412,7 +430,7 @@ def test_expand_epoch_has_five_times_the_steps_and_trains_on_the_shifts(mnist_li
     def shift(xb):
         return np.stack([references.shift_image(img.reshape(28, 28), *NP_SHIFTS[i % 5]).reshape(784) for i, img in enumerate(xb)])
     want = references.sgd(params64(net), xs, ys, "CrossEntropyCost", epochs=1, m=5, eta=0.5, shift=shift)
-    loop = train.fit(net, cfg, (x, y))
+    loop = fit(net, cfg, (x, y))
     assert loop.step == 5
     assert_params_close(net, want)
 
@@ -447,16 +465,16 @@ def test_affine_training_is_deterministic(mnist_like):
 # --------------------------------------------------------------------------- evaluation
 
 
-@pytest.mark.parametrize("n", [7, train.EVAL_BATCH, 1234])
+@pytest.mark.parametrize("n", [7, evaluation.EVAL_BATCH, 1234])
 def test_evaluate_and_predict_match_numpy(n):
     r = np.random.default_rng(12)
     x, y = r.random((n, 8), dtype=np.float32), r.integers(0, 3, n)
     net = layers.build(mlp_spec([8, 5, 3], "QuadraticCost"), seed=0, init="normal")
     z = references.last_z(params64(net), x)
-    right, cost, count = train.evaluate(net, (x, y))
+    right, cost, count = evaluation.evaluate(net, (x, y))
     assert count == n and right == int(np.sum(np.argmax(z, 1) == y))
     np.testing.assert_allclose(cost, np.mean(0.5 * np.sum((references.sigmoid(z) - np.eye(3)[y]) ** 2, 1)), rtol=1e-5)
-    pred = train.predict(net, x)
+    pred = evaluation.predict(net, x)
     assert pred.shape == (n,)
     np.testing.assert_array_equal(pred, np.argmax(z, 1))
 
@@ -470,7 +488,7 @@ def test_evaluate_uses_dropout_scaling(tiny_data):
     z = references.last_z(params64(net), x, drop=(0.5, 0.3))
     logp = z - z.max(1, keepdims=True)
     logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
-    right, cost, n = train.evaluate(net, (x, y))
+    right, cost, n = evaluation.evaluate(net, (x, y))
     assert right == int(np.sum(np.argmax(z, 1) == y)) and n == 60
     np.testing.assert_allclose(cost, -np.mean(logp[np.arange(60), y]), rtol=1e-5)
 
@@ -479,7 +497,7 @@ def test_evaluate_takes_the_books_pairs(tiny_data):
     x, y = tiny_data
     net = layers.build(mlp_spec([8, 5, 3]), seed=0)
     pairs = [(xi.reshape(8, 1), int(yi)) for xi, yi in zip(x, y)]
-    assert train.evaluate(net, pairs) == train.evaluate(net, (x, y))
+    assert evaluation.evaluate(net, pairs) == evaluation.evaluate(net, (x, y))
 
 
 # --------------------------------------------------------------------------- data and settings
@@ -490,7 +508,7 @@ def test_as_arrays_takes_arrays_and_the_books_pairs(mnist_like):
     for data in [(x, y), (x, np.eye(10)[y]), (x, y.astype(np.float64)),
                  [(xi.reshape(784, 1), np.eye(10)[yi].reshape(10, 1)) for xi, yi in zip(x, y)],
                  [(xi.reshape(784, 1), np.int64(yi)) for xi, yi in zip(x, y)]]:
-        gx, gy = train.as_arrays(data, 784)
+        gx, gy = evaluation.as_arrays(data, 784)
         assert gx.dtype == np.float32 and gx.shape == (5, 784) and gy.dtype == np.int32
         np.testing.assert_array_equal(gx, x.astype(np.float32))
         np.testing.assert_array_equal(gy, y)
@@ -505,7 +523,7 @@ def test_as_arrays_takes_arrays_and_the_books_pairs(mnist_like):
 ], ids=["rows", "width", "labels", "empty", "pairs-width"])
 def test_as_arrays_rejects_what_does_not_fit(data, n_in):
     with pytest.raises(ValueError) as e:
-        train.as_arrays(data, n_in)
+        evaluation.as_arrays(data, n_in)
     assert "\n" not in str(e.value)
 
 
@@ -546,38 +564,37 @@ def test_conv_nets_evaluate_in_their_own_batch_size(small_conv_spec, n):
     x = rng.random((n, input_size(small_conv_spec)), dtype=np.float32)
     y = rng.integers(0, small_conv_spec["layers"][-1]["n_out"], n)
     want = int(np.sum(np.argmax(np.asarray(net(x)), axis=1) == y))
-    assert train.evaluate(net, (x, y))[0] == want
-    np.testing.assert_array_equal(train.predict(net, x), np.argmax(np.asarray(net(x)), axis=1))
+    assert evaluation.evaluate(net, (x, y))[0] == want
+    np.testing.assert_array_equal(evaluation.predict(net, x), np.argmax(np.asarray(net(x)), axis=1))
 
 
 def test_labels_that_do_not_fit_the_network_are_refused(tiny_data):
     """No silent clipping or broadcasting of labels (the one-hot and take_along_axis would)."""
     x, y = tiny_data
     net = layers.build(mlp_spec([x.shape[1], 4, 3], "CrossEntropyCost"))
-    cfg = train.SGDConfig(epochs=1, mini_batch_size=5, eta=0.1)
+    cfg = SGDConfig(epochs=1, mini_batch_size=5, eta=0.1)
     with pytest.raises(ValueError, match="labels run from 0 to 7, the network has 3 outputs"):
-        train.fit(net, cfg, (x, np.arange(len(y)) % 8))
+        fit(net, cfg, (x, np.arange(len(y)) % 8))
     with pytest.raises(ValueError, match="one-hot labels have 10 columns, the network has 3 outputs"):
-        train.evaluate(net, (x, np.eye(10)[np.arange(len(y)) % 3]))
+        evaluation.evaluate(net, (x, np.eye(10)[np.arange(len(y)) % 3]))
     with pytest.raises(ValueError, match="labels run from -1"):
-        train.evaluate(net, (x, -np.ones(len(y), int)))
+        evaluation.evaluate(net, (x, -np.ones(len(y), int)))
 
 
 # --------------------------------------------------------------------------- compact images
 
 
 @pytest.mark.parametrize("augment", ["none", "expand", "affine"])
-def test_pixels_of_k_over_256_train_as_uint8_codes_with_the_same_bits(augment, monkeypatch):
+def test_pixels_of_k_over_256_train_as_uint8_codes_with_the_same_bits(augment):
     r = np.random.default_rng(5)
     x = (r.integers(0, 256, (40, 784)) / 256).astype(np.float32)  # what the book's images hold
     y = r.integers(0, 10, 40)
     cfg = SGDConfig(epochs=2, mini_batch_size=10, eta=0.5, augment=augment)
     spec = mlp_spec([784, 12, 10])
-    assert Trainer(layers.build(spec, seed=1), cfg, (x, y)).x.dtype == np.uint8
-    compact, _ = _fit(spec, cfg, (x, y))
-    monkeypatch.setattr(train, "COMPACT", False)
-    assert Trainer(layers.build(spec, seed=1), cfg, (x, y)).x.dtype == np.float32
-    plain, _ = _fit(spec, cfg, (x, y))
+    assert Trainer(layers.build(spec, seed=1), cfg, (x, y), compact=True).data.x.dtype == np.uint8
+    compact, _ = _fit(spec, cfg, (x, y), trainer_compact=True)
+    assert Trainer(layers.build(spec, seed=1), cfg, (x, y), compact=False).data.x.dtype == np.float32
+    plain, _ = _fit(spec, cfg, (x, y), trainer_compact=False)
     assert_params_equal(compact, plain)
 
 
@@ -585,18 +602,18 @@ def test_pixels_of_k_over_256_train_as_uint8_codes_with_the_same_bits(augment, m
 def test_other_pixels_stay_float32(change):
     x = (np.arange(80, dtype=np.float32).reshape(10, 8) / 256)
     x[3, 4] = {"off the grid": 0.3, "negative": -1 / 256, "one": 1.0, "nan": np.nan}[change]
-    assert train._compact(x) is x
-    assert train._compact(np.arange(80, dtype=np.float32).reshape(10, 8) / 256).dtype == np.uint8
+    assert compact_codes(x) is None
+    assert compact_codes(np.arange(80, dtype=np.float32).reshape(10, 8) / 256).dtype == np.uint8
 
 
 def test_automatic_chunks_are_at_most_ten_and_none_too_short():
     from nn3.runs import presets
     cfg = SGDConfig(epochs=1, mini_batch_size=10)
-    assert train._chunk_length(presets.get("ch1").spec, cfg, 5000) == 5000  # one call: ~0.1 s of work
-    assert train._chunk_length(presets.get("ch1_100").spec, cfg, 5000) == 2519  # two
-    assert train._chunk_length(presets.get("dbl_conv_relu").spec, cfg, 5000) == 500  # ten
-    assert train._chunk_length(presets.get("dbl_conv_relu").spec, cfg, 7) == 7  # too little to cut
-    assert train._chunk_length(presets.get("ch1").spec, dataclasses.replace(cfg, chunks=3), 5000) == 1667
+    assert chunk_length(presets.get("ch1").spec, cfg, 5000) == 5000  # one call: ~0.1 s of work
+    assert chunk_length(presets.get("ch1_100").spec, cfg, 5000) == 2519  # two
+    assert chunk_length(presets.get("dbl_conv_relu").spec, cfg, 5000) == 500  # ten
+    assert chunk_length(presets.get("dbl_conv_relu").spec, cfg, 7) == 7  # too little to cut
+    assert chunk_length(presets.get("ch1").spec, dataclasses.replace(cfg, chunks=3), 5000) == 1667
     with pytest.raises(ValueError, match="chunks must be a positive integer"):
         SGDConfig(epochs=1, chunks=0).check(100)
 

@@ -4,8 +4,8 @@ never reaches the array cache.
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_writable_data.py -q
 
 The book's scripts write into their data (blanking part of an image for a figure, say).
-load_data() hands out copy-on-write maps of the cache's files; the trainers still reuse
-the device copy of data that nobody changed.
+load_data() hands out copy-on-write maps of the cache's files; a façade network copies the
+arrays it trains on to the device once.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import pytest
 
 from nn3 import mnist_loader, network3
 from nn3.store import data
-from nn3.engine import train
 
 SIZES = (50, 10, 10)
 
@@ -95,21 +94,20 @@ def test_the_book_loaders_hand_out_writable_data(tmp_path, book_file):
     np.testing.assert_array_equal(rvx, book_file[1][0])
 
 
-def test_unchanged_copies_share_one_device_copy(book_file):
-    (a, _), _, _ = data.load_data()
-    (b, _), _, _ = data.load_data()
-    assert a is not b and a.flags.writeable
-    first = train._on_device(a, compact=True)
-    assert train._on_device(b, compact=True) is first  # a second SGD call: no new copy
-    b[0, 0] = 0.5 if b[0, 0] != 0.5 else 0.25
-    changed = train._on_device(b, compact=True)
-    assert changed is not first
-    assert float(train._pixels(changed)[0, 0]) == float(b[0, 0])
-    b[0, 0] = a[0, 0]  # written back as it was: the same bits again
-    assert train._on_device(b, compact=True) is first
-    mine = np.array(a)
-    assert data.shared_original(mine) is mine  # an array load_data did not hand out is itself
-    # A script's reshape of unchanged loaded data (bench_mlp's x.reshape(len(x), -1)) shares it too;
-    # a part of it does not.
-    assert train._on_device(b.reshape(len(b), -1), compact=True) is first
-    assert data.shared_original(b[:10]) is not None and train._on_device(b[:10], compact=True) is not first
+def test_a_network_copies_its_training_data_to_the_device_once(book_file, monkeypatch):
+    """A façade holds the device copy of the arrays it last trained on, as the book's
+    load_data_shared put the data on the GPU once: SGD on the same arrays again copies
+    nothing; other arrays (a new copy, a slice) are copied anew."""
+    from nn3.book import facade
+    made = []
+    real = facade.DeviceData.from_arrays
+    monkeypatch.setattr(facade.DeviceData, "from_arrays", lambda *a, **k: made.append(1) or real(*a, **k))
+    training, validation, test = network3.load_data_shared()
+    net = network3.Network([network3.FullyConnectedLayer(784, 10), network3.SoftmaxLayer(10, 10)], 10, seed=0)
+    net.SGD(training, 1, 10, 0.1, validation, test, verbose=False)
+    first = net.examples(training)
+    net.SGD(training, 1, 10, 0.1, validation, test, verbose=False)
+    assert made == [1] and net.examples(training) is first
+    assert net.examples((training[0], training[1])) is first  # the same two arrays in a new pair
+    assert net.examples((np.array(training[0]), training[1])) is not first  # equal values, new arrays
+    assert net.examples((training[0][:20], training[1][:20])).n == 20

@@ -138,7 +138,7 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
             + f": preset {r.preset}" + (f", {r.members} members" if r.members else "")
             + (f", seed {seed}" if seed != DEFAULT_SEED else ""))
 
-        def report(record, loop, label=label, cfg=cfg):
+        def report(record, state, label=label, cfg=cfg):
             progress.epoch(label, cfg, record)
 
         began = time.time()
@@ -146,9 +146,11 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
         try:
             if st.state == "new":
                 path.parent.mkdir(parents=True, exist_ok=True)
-                run, _, loop = session.start(cfg, path, report=report, on_progress=progress.ticker(label))
+                run, _, state = session.start(cfg, path, watch=session.Watch(on_progress=progress.ticker(label),
+                                                                              on_epoch=report))
             else:
-                run, _, loop = session.resume(path, report=report, on_progress=progress.ticker(label))
+                run, _, state = session.resume(path, watch=session.Watch(on_progress=progress.ticker(label),
+                                                                         on_epoch=report))
             run.close()
         finally:
             progress.clear()
@@ -156,8 +158,8 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
             spent["machine"] = here
             bookdir.mkdir(parents=True, exist_ok=True)
             write_ledger(bookdir, ledger)
-        message = session.stop_message(loop, path)
-        if loop.stop_reason == "interrupted":
+        message = session.stop_message(state, path, members="members" in cfg)
+        if state.stop_reason == "interrupted":
             say(f"[{label}] {message}; the book carries on with the same nn3 book command")
             return "interrupted"
         progress.end()
@@ -245,7 +247,7 @@ class Progress:
     def ticker(self, label):
         done = [0]
 
-        def tick(n, per_epoch):  # a line rewritten in place, on a terminal only, at most once a second
+        def tick(n, per_epoch, step):  # a line rewritten in place, on a terminal only, at most once a second
             done[0] = (done[0] + n) % per_epoch
             if self.tty and self.clock() - self.last_tick >= 1:
                 self.last_tick = self.clock()

@@ -28,11 +28,16 @@ import dataclasses
 
 import numpy as np
 
-from nn3.runs import checkpoint, config as run_config
-from nn3.store import bundle, export, metrics
-from nn3.engine import ensemble, layers, train
-from nn3.store.rundir import RunDir
+from nn3.engine import evaluation, layers
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
 from nn3.engine.spec import is_mlp
+from nn3.engine.train import Loop, RunState, Splits, best_record, fit
+from nn3.engine.trainer import Trainer, checkpoint_arrays
+from nn3.runs import checkpoint
+from nn3.runs import config as run_config
+from nn3.store import bundle, export, metrics
+from nn3.store.rundir import RunDir
 
 # network2's monitors, in the order the book prints them: (the key a run records, its line)
 MONITOR_LINES = {
@@ -89,6 +94,13 @@ def draw_seed(seed=None) -> int:
     return int(seed)
 
 
+def _same(a, b) -> bool:
+    """Whether ``a`` and ``b`` are the same data: one object, or pairs of the same two arrays."""
+    if a is b:
+        return True
+    return isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2 and a[0] is b[0] and a[1] is b[1]
+
+
 def whole_number(v, name):
     """``v`` as an int; a float is accepted when it is whole.
 
@@ -118,16 +130,33 @@ class Facade:
         self.seed = draw_seed(seed)
         self.engine = layers.build(spec, seed=self.seed, init=self.init)
         # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
-        self.loop = train.Loop()
+        self.loop = Loop()
         self.last_config = None  # the settings of the last SGD call (saved with the network)
         self.run_config = None   # the config.json of the run this network was loaded from, if any
+        self._examples = None    # (the training arrays last trained on, their DeviceData)
 
     def _fit(self, cfg, training_data, validation_data=None, test_data=None, **kw):
-        """Train on with ``cfg`` (its ``epochs`` counted from the run's start)."""
+        """Train on with ``cfg`` (its ``epochs`` counted from the run's start); ``kw``: ``train.fit``'s."""
         self.last_config = cfg
         self.loop.stop_reason = None
         self.loop.eta = float(cfg.eta)
-        self.loop = train.fit(self.engine, cfg, training_data, validation_data, test_data, loop=self.loop, **kw)
+        trainer = Trainer([self.engine], [cfg], self.examples(training_data))
+        run = fit(trainer, Splits(training_data, validation_data, test_data), RunState.of_one(self.loop), **kw)
+        self.loop = run.loops[0]
+
+    def examples(self, training_data) -> DeviceData:
+        """``training_data`` on the device, copied there once for as long as SGD is given
+        the same arrays (the same ``(x, y)`` arrays, or the same book list).
+
+        Like network3's ``load_data_shared``, which put the data on the GPU once: an
+        array changed in place after the first SGD call that saw it is not copied again;
+        pass the changed data as new arrays.
+        """
+        given = training_data.arrays() if hasattr(training_data, "arrays") else training_data
+        if self._examples is None or not _same(given, self._examples[0]):
+            x, y = evaluation.as_arrays(training_data, self.engine.n_in, self.engine.n_out)
+            self._examples = (given, DeviceData.from_arrays(x, y))
+        return self._examples[1]
 
     def _print_epoch(self, start, monitor=(), say=print):
         """An ``on_epoch`` callback that prints the book's lines for this network's style."""
@@ -151,9 +180,9 @@ class Facade:
         try:
             # SGD calls do not carry the optimiser's state between them: a resumed run starts
             # it fresh (zero velocity; a new optax state), in the layout its rule restores.
-            rule = train.SGDConfig(**config["sgd"]).rule()
-            arrays = train.checkpoint_arrays(self.engine, rule)
-            run.save(self.loop.step, arrays, checkpoint.info(self.loop))
+            rule = SGDConfig(**config["sgd"]).rule()
+            arrays = checkpoint_arrays(self.engine, rule)
+            run.save(self.loop.step, arrays, checkpoint.info(RunState.of_one(self.loop), stacked=False))
             for record in self.loop.history:
                 metrics.append(run.path, record)
         finally:
@@ -177,7 +206,7 @@ class Facade:
         elif loaded:
             sgd = dict(loaded["sgd"])
         else:
-            sgd = dataclasses.asdict(train.SGDConfig(epochs=max(self.loop.epoch, 1), seed=self.seed))
+            sgd = dataclasses.asdict(SGDConfig(epochs=max(self.loop.epoch, 1), seed=self.seed))
         return {**config, "style": self.style, "spec": self.engine.spec, "init": self.init,
                 "sgd": sgd, "versions": run_config.versions()}
 
@@ -186,8 +215,8 @@ class Ensemble:
     """Book networks that vote, as chapter 6's five: ``members``, each a façade network.
 
     ``predict`` and ``accuracy`` are the plurality vote's (a tie goes to the smallest
-    digit: nn3.ensemble.vote). ``loop``, when the members were trained together here
-    (``network3.train_ensemble``), is their ``ensemble.Members``: the vote's history and
+    digit: nn3.engine.evaluation.vote). ``loop``, when the members were trained together here
+    (``network3.train_ensemble``), is their ``train.RunState``: the vote's history and
     best epoch; each member's own is ``members[i].loop``.
     """
 
@@ -211,23 +240,23 @@ class Ensemble:
 
     def predict(self, x):
         """The vote's digit for each row of ``x`` (N, 784)."""
-        return ensemble.vote([m.engine for m in self.members], x)
+        return evaluation.vote([m.engine for m in self.members], x)
 
     def accuracy(self, data):
         """The fraction of ``data`` the vote classifies right."""
-        return ensemble.accuracy([m.engine for m in self.members], data)
+        return evaluation.vote_accuracy([m.engine for m in self.members], data)
 
     def member_accuracies(self, data):
         """Each member's fraction of ``data`` classified right, alone."""
         out = []
         for m in self.members:
-            right, _, n = train.evaluate(m.engine, data)
+            right, _, n = evaluation.evaluate(m.engine, data)
             out.append(right / n)
         return out
 
     def best(self):
         """The vote's record of its best epoch (trained here), or None."""
-        return None if self.loop is None else train.best_record(self.loop)
+        return None if self.loop is None else best_record(self.loop)
 
     def save_json(self, path):
         """Save as one ensemble bundle (nn3.bundle): each member's network, seed and settings."""

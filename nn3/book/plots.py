@@ -23,7 +23,7 @@ import pathlib
 import numpy as np
 
 from nn3.runs import checkpoint, config as run_config, inspect
-from nn3.engine import ensemble, train
+from nn3.engine import evaluation
 from nn3.store import metrics
 from nn3.store.rundir import RunDir
 from nn3.engine.spec import has_conv
@@ -83,8 +83,8 @@ def misclassified(net, data, path, n=24, which=None) -> int:
 
     ``which`` names the network (e.g. "after epoch 29 (step 150000)"); it goes into the title.
     """
-    x, y = train.as_arrays(data, net.n_in)
-    return _wrong(x, y, train.predict(net, x), path, n, which and f"the network {which}")
+    x, y = evaluation.as_arrays(data, net.n_in)
+    return _wrong(x, y, evaluation.predict(net, x), path, n, which and f"the network {which}")
 
 
 def wrong_digits(nets, data, path, n=60, who=None) -> int:
@@ -92,8 +92,8 @@ def wrong_digits(nets, data, path, n=60, who=None) -> int:
     run's), showing up to ``n`` (the book shows its vote's 33 misses all at once); ``who``
     ends the title ("the vote of 5 at its best epoch")."""
     one = not isinstance(nets, (list, tuple))
-    x, y = train.as_arrays(data, (nets if one else nets[0]).n_in)
-    return _wrong(x, y, train.predict(nets, x) if one else ensemble.vote(nets, x), path, n, who)
+    x, y = evaluation.as_arrays(data, (nets if one else nets[0]).n_in)
+    return _wrong(x, y, evaluation.predict(nets, x) if one else evaluation.vote(nets, x), path, n, who)
 
 
 def _wrong(x, y, pred, path, n, who) -> int:
@@ -181,9 +181,10 @@ def of_run(run_dir, out) -> dict:
         config = run.config
         if run_config.member_seeds(config) is not None:
             raise ValueError(f"{run_dir}: plots of a member run are not built yet (its metrics.jsonl holds them)")
-        step, net, loop, _ = inspect.restore(run)
+        got = inspect.restore(run)
     finally:
         run.close()
+    step, net, loop = got.step, got.nets[0], got.state
     history = metrics.read(run_dir)
     learning_curves(history, out / "curves.png", title=config.get("preset"))
     which = f"{checkpoint.position(loop)} (step {step})"

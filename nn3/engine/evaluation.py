@@ -21,7 +21,9 @@ its padding units are not computed.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from nn3.engine import backend, costs
+from nn3.engine.layers import Network
 from nn3.engine.spec import has_conv
 
 EVAL_BATCH = backend.choices("cpu").eval_batch  # the CPU's sizes, for reference; eval_batch picks per backend
@@ -163,3 +166,18 @@ def predict(net, x) -> np.ndarray:
 def l2_norm_sq(net) -> float:
     """Sum of squared weights over all layers (biases excluded)."""
     return float(sum(jnp.sum(l.w[...] ** 2) for l in net.layers))
+
+
+def vote(nets: Sequence[Network], x: np.ndarray) -> np.ndarray:
+    """(N,) the plurality vote of the networks' predicted classes for inputs (N, n_in);
+    a tie goes to the smallest class (the rule an ensemble bundle records)."""
+    preds = np.stack([predict(n, x) for n in nets])  # (networks, N)
+    n_classes = nets[0].n_out
+    counts = np.apply_along_axis(np.bincount, 0, preds, minlength=n_classes)  # (classes, N)
+    return np.argmax(counts, axis=0)
+
+
+def vote_accuracy(nets: Sequence[Network], data: Any) -> float:
+    """The fraction of ``data`` (see ``as_arrays``) that the networks' vote classifies right."""
+    x, y = as_arrays(data)
+    return float(np.mean(vote(nets, x) == y))

@@ -18,8 +18,8 @@ import json
 import pathlib
 import time
 
-from nn3.engine import layers, train
-from nn3.engine.ensemble import SWEEPABLE
+from nn3.engine import layers
+from nn3.engine.settings import SWEEPABLE, SGDConfig
 from nn3.engine.spec import validate
 from nn3.runs import presets
 from nn3.store import data, export
@@ -43,14 +43,14 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
 
     ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
     ``members``, a list of seeds, makes a member run: one network per seed, trained in one
-    program, voting (nn3.ensemble); ``sgd``'s seed is then unused. A member may be a dict
+    program, voting (nn3.engine.train); ``sgd``'s seed is then unused. A member may be a dict
     instead, its seed and the settings of ``SWEEPABLE`` it has of its own (a
     sweep, see ``sweep_members``). Unknown fields and bad values raise one-line ValueErrors.
     """
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer, got {limit!r}")
     p = presets.get(preset)
-    fields = {f.name for f in dataclasses.fields(train.SGDConfig)}
+    fields = {f.name for f in dataclasses.fields(SGDConfig)}
     unknown = set(sgd) - fields
     if unknown:
         raise ValueError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
@@ -59,7 +59,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     if "mini_batch_size" in merged:
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
-    train.SGDConfig(**merged)  # field types; values are checked against the data at start
+    SGDConfig(**merged)  # field types; values are checked against the data at start
     config = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
               "dataset": dataset, "data": None if data_path is None else str(data_path),
               "limit": limit, "monitor": [], "versions": versions()}
@@ -78,7 +78,7 @@ def _checked_members(members, merged) -> list:
         if unknown:
             raise ValueError(f"members: {', '.join(sorted(unknown))} cannot differ per member "
                              f"(these can: {', '.join(SWEEPABLE)})")
-        train.SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
+        SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
     if len({json.dumps(m, sort_keys=True) for m in out}) != len(out):
         raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
     return out
@@ -94,7 +94,10 @@ def sweep_members(seeds, sweeps: dict) -> list:
 
 
 def member_sgd(config) -> list:
-    """The SGDConfig of each member of a member run: the run's, with the member's own values."""
+    """The SGDConfig of each network of a run: a lone run's one, or each member's (the
+    run's settings with the member's own seed and values)."""
+    if config.get("members") is None:
+        return [sgd_of(config)]
     return [sgd_of({**config, "sgd": {**config["sgd"], **m}}) for m in config["members"]]
 
 
@@ -198,8 +201,9 @@ def describe_settings(config) -> str:
             f"monitor: {', '.join(config['monitor']) or 'none'}")
 
 
-def sgd_of(config) -> train.SGDConfig:
-    return train.SGDConfig(**config["sgd"])
+def sgd_of(config) -> SGDConfig:
+    """The run's own SGDConfig (a member run's members each change some of it: ``member_sgd``)."""
+    return SGDConfig(**config["sgd"])
 
 
 def load_splits(config):

@@ -12,7 +12,7 @@ shown at a checkpoint (errors, filters, a drawing) is one member's network, ``me
 (0 unless asked), and its answers name the member and its seed.
 
 The network of a chosen step is rebuilt through nn3's replay path (``inspect.restore``);
-accuracy and the predicted classes come from ``train.evaluate`` and ``train.predict``,
+accuracy and the predicted classes come from ``evaluation.evaluate`` and ``evaluation.predict``,
 so the page shows the numbers ``nn3 replay`` prints. A restored network is kept per
 (run, step) with its output function compiled on first load, so a drawn digit costs one
 small forward pass. Images travel as base64 bytes (0-255 over a stated range), drawn by
@@ -32,7 +32,7 @@ import numpy as np
 from flax import nnx
 
 from nn3.runs import checkpoint, config as run_config, inspect
-from nn3.engine import layers, train
+from nn3.engine import evaluation, layers
 from nn3.store import metrics
 from nn3.engine.spec import forward_macs, output_shape, param_shapes
 from nn3.store.rundir import RunDir
@@ -98,11 +98,12 @@ class Model:
     def __init__(self, path: pathlib.Path, step: int, member: int | None = None):
         run = RunDir.open(path, read_only=True)
         try:
-            self.step, self.net, self.loop, self.info = inspect.restore(run, step=step)
+            got = inspect.restore(run, step=step)
         finally:
             run.close()
-        if member is not None:  # a member run: keep member K's network, loop and recorded accuracies
-            self.net, self.loop = self.net[member], self.loop.loops[member]
+        self.step, self.info = got.step, got.info
+        self.net, self.loop = got.nets[member or 0], got.state.loops[member or 0]
+        if member is not None:  # a member run: member K's network, loop and recorded accuracies
             self.info = (self.info.get("members") or [{}] * (member + 1))[member] or {}
         self.graphdef, self.state = nnx.split(self.net)
         self.is_conv = hasattr(self.net.layers[0], "poolsize")
@@ -199,7 +200,7 @@ class RunView:
 
     def test_data(self):
         if self._test is None:
-            x, y = train.as_arrays(run_config.load_splits(self.config)[2])
+            x, y = evaluation.as_arrays(run_config.load_splits(self.config)[2])
             self._test = (x, y)
         return self._test
 
@@ -210,8 +211,8 @@ class RunView:
         with model.lock:
             if model.wrong is None:
                 x, y = self.test_data()
-                right, _, n = train.evaluate(model.net, (x, y))  # replay's numbers
-                pred = train.predict(model.net, x)
+                right, _, n = evaluation.evaluate(model.net, (x, y))  # replay's numbers
+                pred = evaluation.predict(model.net, x)
                 idx = np.flatnonzero(pred != y)
                 model.wrong = {"step": model.step, "position": checkpoint.position(model.loop), "correct": right, "n": n,
                                "accuracy": right / n, "recorded": model.info.get("test_accuracy"),

@@ -26,7 +26,6 @@ import pickle
 import struct
 import tempfile
 import urllib.request
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -411,15 +410,12 @@ def _load_cached(source: Source, sizes, _stamp) -> tuple:
     return splits
 
 
-_ORIGINALS: dict[int, tuple[weakref.ref, np.ndarray]] = {}
-
-
 def _private(a: np.ndarray) -> np.ndarray:
     """A writable array of its own with ``a``'s contents, for one caller of load_data.
 
     From the array cache: a copy-on-write map of ``a``'s file (mode "c"): a few ms,
     pages shared until written, a write kept in this process's memory and never carried
-    to the file. Otherwise a copy. ``shared_original`` finds ``a`` again from it.
+    to the file. Otherwise a copy.
     """
     path = getattr(a, "filename", None)
     b = None
@@ -430,41 +426,7 @@ def _private(a: np.ndarray) -> np.ndarray:
             b = None
     if b is None or b.shape != a.shape or b.dtype != a.dtype:
         b = np.array(a)
-    _ORIGINALS[id(b)] = (weakref.ref(b), a)
-    weakref.finalize(b, _ORIGINALS.pop, id(b), None)
     return b
-
-
-def shared_original(a):
-    """The read-only array that load_data handed ``a`` out as a private copy of, when ``a``
-    is still bit for bit the same; otherwise ``a`` itself.
-
-    ``a`` may also be a whole, contiguous view of such a copy with its dtype (a script's
-    ``x.reshape(len(x), -1)``): then the same view of the original is returned.
-
-    A trainer keys its device copies by this, so that a second ``SGD`` call on unchanged
-    data reuses the first one's: comparing MNIST's training images took 13 ms where
-    copying and packing them again took 79 ms (the 2-core machine, idle; 30 and 340 ms
-    when busy).
-    """
-    b = a
-    while True:  # from a view to the array load_data handed out, if it is one
-        hit = _ORIGINALS.get(id(b))
-        if hit is not None and hit[0]() is b:
-            break
-        if not isinstance(b.base, np.ndarray):
-            return a
-        b = b.base
-    original = hit[1]
-    if b.shape != original.shape or b.dtype != original.dtype:
-        return a
-    if a is not b and not (a.dtype == b.dtype and a.size == b.size and a.flags.c_contiguous
-                           and b.flags.c_contiguous and a.ctypes.data == b.ctypes.data):
-        return a  # a part of it, or its bytes read another way: not worth a device copy of its own
-    bits = f"u{b.dtype.itemsize}"  # compared as bits: -0.0 is not 0.0, NaN is NaN
-    if not np.array_equal(b.view(bits), original.view(bits)):
-        return a
-    return original if a is b else original.reshape(a.shape)
 
 
 def clear_cache():
