@@ -5,7 +5,8 @@
     python bench/same_numbers.py --old /tmp/nn3-old --only ch1
 
 Each case is a list of ``nn3`` commands run by each checkout's own package (PYTHONPATH),
-in a folder of its own; then every metrics.jsonl is compared line for line and every
+one checkout after the other in the same folder (a bundle names its run directory), each
+result then moved aside; then every metrics.jsonl is compared line for line and every
 exported file byte for byte. What a refactoring must not change is every number: this
 says in one table whether it did. Data: $NN3_DATA_DIR (the book's mnist.pkl.gz).
 """
@@ -77,8 +78,11 @@ def main(argv=None) -> int:
         for name, commands in CASES.items():
             if a.only not in name:
                 continue
-            t_old, _ = run_case(Path(a.old).resolve(), commands, Path(tmp) / name / "old")
-            t_new, said = run_case(NEW, commands, Path(tmp) / name / "new")
+            work = Path(tmp) / name / "work"
+            t_old, _ = run_case(Path(a.old).resolve(), commands, work)
+            work.rename(Path(tmp) / name / "old")
+            t_new, said = run_case(NEW, commands, work)
+            work.rename(Path(tmp) / name / "new")
             results[name] = {**compare(Path(tmp) / name / "old", Path(tmp) / name / "new"),
                              "seconds_old": round(t_old, 1), "seconds_new": round(t_new, 1), "commands": said}
             r = results[name]

@@ -35,7 +35,7 @@ os.environ.pop("NN3_CACHE_DIR", None)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from nn3.store import data  # noqa: E402
+from nn3.store import data, sources  # noqa: E402
 
 
 def _find_real_mnist() -> tuple[Path | None, str]:
@@ -123,7 +123,7 @@ def synthetic_as_default(synthetic_mnist, monkeypatch) -> Synthetic:
     """The synthetic set as the data nn3 finds by itself, in this process only: for commands
     that take no --data. $NN3_DATA_DIR points at its folder and its sizes count as standard."""
     monkeypatch.setenv("NN3_DATA_DIR", str(synthetic_mnist.path.parent))
-    monkeypatch.setattr(data, "STANDARD_SIZES", synthetic_mnist.sizes)
+    monkeypatch.setattr(sources, "STANDARD_SIZES", synthetic_mnist.sizes)
     return synthetic_mnist
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nn3.store import data
+from nn3.store import data, readers, sources
 from nn3.store.data import DataError
 
 SIZES = (50, 10, 10)   # synthetic training, validation, test
@@ -70,7 +70,7 @@ def isolated(tmp_path, monkeypatch):
     Debian Fashion-MNIST folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NN3_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     data.clear_cache()
 
 
@@ -114,7 +114,7 @@ def test_search_order_and_fashion_folders(tmp_path, pixels, monkeypatch):
 
 def test_debian_fashion_folder_comes_last(tmp_path, pixels, monkeypatch):
     debian = write_idx_set(tmp_path / "debian", *pixels)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", debian)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_DIR", debian)
     assert data.find_source(dataset="fashion").files[0].parent == debian
     write_idx_set(Path("data/fashion-mnist"), *pixels)
     assert data.find_source(dataset="fashion").files[0].parent.name == "fashion-mnist"
@@ -123,9 +123,9 @@ def test_debian_fashion_folder_comes_last(tmp_path, pixels, monkeypatch):
 def test_cache_is_keyed_by_mtime(tmp_path, pixels, monkeypatch):
     pkl = write_pkl(tmp_path / "m.pkl.gz", book_splits(*pixels))
     a = data.load_data(pkl, sizes=SIZES)
-    decoded, real = [], data._load_source
+    decoded, real = [], readers.load_source
     with monkeypatch.context() as m:
-        m.setattr(data, "_load_source", lambda *args: decoded.append(1) or real(*args))
+        m.setattr(readers, "load_source", lambda *args: decoded.append(1) or real(*args))
         b = data.load_data(pkl, sizes=SIZES)
         assert decoded == [] and np.array_equal(a[0][0], b[0][0])  # one decoded set behind both
         os.utime(pkl, ns=(1, 1))
@@ -140,7 +140,7 @@ def test_decoded_arrays_are_kept_for_the_next_process(tmp_path, pixels, monkeypa
     first = data.load_data(pkl, sizes=SIZES)
     data.clear_cache()  # as a new process would start
     with monkeypatch.context() as m:
-        m.setattr(data, "_load_source", lambda *a: pytest.fail("decoded again"))
+        m.setattr(readers, "load_source", lambda *a: pytest.fail("decoded again"))
         again = data.load_data(pkl, sizes=SIZES)
     for (x0, y0), (x1, y1) in zip(first, again):
         np.testing.assert_array_equal(x0, x1)
@@ -456,7 +456,7 @@ def test_the_books_expanded_file_of_lists_loads(tmp_path, pixels, protocol, monk
     np.testing.assert_array_equal(vx, splits[1][0])
     # network3's loader, as conv.py's expanded_data() calls it (sizes as MNIST's, scaled down)
     from nn3 import network3
-    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)
+    monkeypatch.setattr(sources, "STANDARD_SIZES", SIZES)
     data.clear_cache()
     training, validation, test = network3.load_data_shared(str(out))
     np.testing.assert_array_equal(training[0], tx)
@@ -487,7 +487,7 @@ def test_lists_in_a_pickle_are_checked_item_by_item(tmp_path, pixels, fault, mat
 
 
 def test_verify_checks_an_expanded_set_by_its_derivation(tmp_path, pixels, monkeypatch):
-    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)     # MNIST's sizes, scaled down: sizes=None below
+    monkeypatch.setattr(sources, "STANDARD_SIZES", SIZES)     # MNIST's sizes, scaled down: sizes=None below
     splits = book_splits(*pixels)
     original = write_pkl(tmp_path / "mnist.pkl.gz", splits)
     monkeypatch.setitem(data.HASHES["mnist"], data.PICKLE_NAME, "sha256:" + data.file_digest(original))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nn3 import mnist_loader
-from nn3.store import data
+from nn3.store import data, sources
 from nn3.mnist_loader import PairSequence
 
 
@@ -25,7 +25,7 @@ def book_file(tmp_path, monkeypatch):
     """A small mnist.pkl.gz in ./data, taken as the standard size for the test."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NN3_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)
+    monkeypatch.setattr(sources, "STANDARD_SIZES", SIZES)
     data.clear_cache()
     rng = np.random.default_rng(0)
     splits = [(rng.integers(0, 256, (n, 784)).astype(np.float32) / 256,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from nn3 import mnist_loader, network3
-from nn3.store import data
+from nn3.store import data, sources
 
 SIZES = (50, 10, 10)
 
@@ -34,7 +34,7 @@ def book_file(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     with gzip.open(tmp_path / "data" / "mnist.pkl.gz", "wb", compresslevel=1) as f:
         pickle.dump(splits, f, protocol=2)
-    monkeypatch.setattr(data, "STANDARD_SIZES", SIZES)
+    monkeypatch.setattr(sources, "STANDARD_SIZES", SIZES)
     monkeypatch.setenv("NN3_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NN3_DATA_CACHE", str(tmp_path / "arrays"))
     data.clear_cache()

@@ -351,7 +351,6 @@ class RunDir:
         state = jax.tree.map(jax.device_put, state)  # the default device, as every other array
         return state, info
 
-
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
