@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nn3.book.facade import Facade, whole_number
 from nn3.engine import costs, evaluation, layers
 from nn3.engine.device_data import DeviceData
 from nn3.engine.settings import SGDConfig
-from nn3.engine.trainer import Trainer
-from nn3.book.facade import Facade, whole_number
 from nn3.engine.spec import mlp_spec
+from nn3.engine.trainer import Trainer
 
 
 def sigmoid(z):

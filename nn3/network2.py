@@ -25,12 +25,12 @@ import os
 
 import numpy as np
 
-from nn3.store import export
-from nn3.engine import evaluation, layers
-from nn3.engine.train import Loop
 from nn3 import network as _network
-from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
+from nn3.engine import evaluation, layers
 from nn3.engine.spec import is_mlp, mlp_sizes, mlp_spec
+from nn3.engine.train import Loop
+from nn3.network import sigmoid, sigmoid_prime  # noqa: F401  the book's module functions
+from nn3.store import export
 
 
 class QuadraticCost:

@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from nn3.store import data as _data
+from nn3.book.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
 from nn3.engine import evaluation, layers
+from nn3.engine.activations import FUNCTIONS, linear, sigmoid, tanh  # noqa: F401  the book's names
 from nn3.engine.device_data import DeviceData
 from nn3.engine.settings import SGDConfig
+from nn3.engine.spec import ACTIVATIONS
 from nn3.engine.train import RunState, Splits, best_record, fit
 from nn3.engine.trainer import Trainer
-from nn3.book.facade import Ensemble, Facade, epoch_lines, members_line, whole_number
-from nn3.engine.activations import FUNCTIONS, linear, relu as ReLU, sigmoid, tanh  # noqa: F401  the book's names
-from nn3.engine.spec import ACTIVATIONS
+from nn3.store import data as _data
 
 _ACTIVATION_NAMES = {FUNCTIONS[name]: name for name in ACTIVATIONS}
 
@@ -129,7 +129,7 @@ class Network(Facade):
     init = "network3"
 
     def __init__(self, layers_, mini_batch_size, seed=None, cost="LogLikelihoodCost"):
-        specs = [l.spec() if hasattr(l, "spec") else dict(l) for l in layers_]
+        specs = [layer.spec() if hasattr(layer, "spec") else dict(layer) for layer in layers_]
         if not isinstance(mini_batch_size, (int, np.integer)) or mini_batch_size < 1:
             raise ValueError(f"Network: mini_batch_size must be a positive integer, got {mini_batch_size!r}")
         self.layers = list(layers_)

@@ -20,14 +20,15 @@ import dataclasses
 import os
 
 from nn3 import network, network2, network3
-from nn3.runs import config as run_config, inspect
-from nn3.store import bundle, export
 from nn3.book import facade
 from nn3.engine import layers
 from nn3.engine.settings import SGDConfig
-from nn3.engine.train import Loop
-from nn3.store.rundir import RunDir
 from nn3.engine.spec import is_mlp, mlp_sizes
+from nn3.engine.train import Loop
+from nn3.runs import config as run_config
+from nn3.runs import inspect
+from nn3.store import bundle, export
+from nn3.store.rundir import RunDir
 
 
 def _facade(style, spec, seed=None, mini_batch_size=None):
@@ -35,7 +36,8 @@ def _facade(style, spec, seed=None, mini_batch_size=None):
         return network.Network(mlp_sizes(spec), seed=seed)
     if style == "network2":
         return network2.Network(mlp_sizes(spec), cost=spec["cost"], seed=seed)
-    mb = next((l["image_shape"][0] for l in spec["layers"] if l["type"] == "ConvPoolLayer"), mini_batch_size or 10)
+    mb = next((layer["image_shape"][0] for layer in spec["layers"] if layer["type"] == "ConvPoolLayer"),
+              mini_batch_size or 10)
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
 
@@ -53,7 +55,8 @@ def load(path, *, step=None, best=False, member=None):
             config = run.config
             seeds = run_config.member_seeds(config)
             if seeds is not None and member is None:
-                raise ValueError(f"{path}: a run of {len(seeds)} members; load one with member=K (0 to {len(seeds) - 1})")
+                raise ValueError(f"{path}: a run of {len(seeds)} members; load one with member=K "
+                                 f"(0 to {len(seeds) - 1})")
             inspect.check_member(config, member, path)
             got = inspect.restore(run, step=step, best=best)
         finally:

@@ -32,15 +32,36 @@ import signal
 import sys
 import time
 
-from nn3.runs import config as run_config, session
-from nn3.engine import backend, threads
-from nn3.runs import stop
-from nn3.book.table import (  # noqa: F401  (re-exported: the book's table is book.ROWS, book.row, ...)
-    AT_BEST_VALIDATION, BEYOND, COMPARED, DEFAULT_SEED, FINAL, LEDGER, PEAK_TEST, PEAK_VALIDATION, QUICK_LIMIT,
-    QUICK_SETTINGS, ROWS, Row, Status, config, entry, machine, measured, read_ledger, row, run_dir, select,
-    status, write_ledger)
 from nn3.book.report import FIGURES, REPORT, duration, write_report  # noqa: F401
+from nn3.book.table import (  # noqa: F401  (re-exported: the book's table is book.ROWS, book.row, ...)
+    AT_BEST_VALIDATION,
+    BEYOND,
+    COMPARED,
+    DEFAULT_SEED,
+    FINAL,
+    LEDGER,
+    PEAK_TEST,
+    PEAK_VALIDATION,
+    QUICK_LIMIT,
+    QUICK_SETTINGS,
+    ROWS,
+    Row,
+    Status,
+    config,
+    entry,
+    machine,
+    measured,
+    read_ledger,
+    row,
+    run_dir,
+    select,
+    status,
+    write_ledger,
+)
+from nn3.engine import backend, threads
 from nn3.engine.spec import forward_macs, has_conv
+from nn3.runs import config as run_config
+from nn3.runs import session, stop
 
 
 def default_dir(quick=False) -> str:

@@ -22,11 +22,12 @@ import pathlib
 
 import numpy as np
 
-from nn3.runs import checkpoint, config as run_config, inspect
 from nn3.engine import evaluation
+from nn3.engine.spec import has_conv
+from nn3.runs import checkpoint, inspect
+from nn3.runs import config as run_config
 from nn3.store import metrics
 from nn3.store.rundir import RunDir
-from nn3.engine.spec import has_conv
 
 
 def _pyplot():
@@ -149,7 +150,7 @@ def accuracy_grid(panels, path, title=None) -> pathlib.Path:
 def filters(net, path) -> int:
     """The first conv layer's filters as images; returns how many were drawn."""
     plt = _pyplot()
-    conv = next((l for l in net.layers if hasattr(l, "poolsize")), None)
+    conv = next((layer for layer in net.layers if hasattr(layer, "poolsize")), None)
     if conv is None:
         raise ValueError("plots.filters: the network has no conv layer")
     w = np.asarray(conv.w[...])  # (n_filters, n_in_maps, h, w)

@@ -20,13 +20,26 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
-from nn3.runs import config as run_config, inspect
-from nn3.store import files, metrics
-from nn3.runs import presets
-from nn3.book.table import (BEYOND, DEFAULT_SEED, QUICK_LIMIT, QUICK_SETTINGS, ROWS, Row,
-                           Status, config, file_seconds, measured, read_ledger, run_dir, status)
-from nn3.store.rundir import RunDir
+from nn3.book.table import (
+    BEYOND,
+    DEFAULT_SEED,
+    QUICK_LIMIT,
+    QUICK_SETTINGS,
+    ROWS,
+    Row,
+    Status,
+    config,
+    file_seconds,
+    measured,
+    read_ledger,
+    run_dir,
+    status,
+)
 from nn3.engine.spec import has_conv
+from nn3.runs import config as run_config
+from nn3.runs import inspect, presets
+from nn3.store import files, metrics
+from nn3.store.rundir import RunDir
 
 REPORT, FIGURES = "REPORT.md", "figures"
 

@@ -31,8 +31,8 @@ import json
 import pathlib
 import platform
 
-from nn3.runs import config as run_config
 from nn3.engine import backend, threads
+from nn3.runs import config as run_config
 from nn3.store import files, metrics
 from nn3.store.rundir import RunDir, RunDirError
 

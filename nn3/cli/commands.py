@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from nn3.cli.flags import (EXIT_FAULT, UsageError, checkpoint_choice, data_choice, flag_name, seeds,
-                           training_flags)
+from nn3.cli.flags import EXIT_FAULT, UsageError, checkpoint_choice, data_choice, flag_name, seeds, training_flags
 from nn3.cli.flags import positive_int as count
 from nn3.cli.report import best_phrase, finish, progress_bar, reporter, say, verdict
 

@@ -64,9 +64,9 @@ def finish(state, run_dir, started: float, members: bool) -> int:
 
     ``state`` is the run's ``RunState``; ``members``: a member run (each member's best first).
     """
+    from nn3.cli.flags import EXIT_DIVERGED
     from nn3.engine.train import best_record
     from nn3.runs import inspect, session, stop
-    from nn3.cli.flags import EXIT_DIVERGED
     for i, loop in enumerate(state.loops if members else ()):
         if inspect.best_of(loop):
             say(f"member {i}: {best_phrase(inspect.best_of(loop))}")

@@ -10,7 +10,7 @@ use is nn3.spec's to say; tests/test_spec.py checks that every one has a functio
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -68,10 +68,11 @@ def choices(name: str | None = None) -> Choices:
     return _choices(name or jax.default_backend())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _choices(name: str) -> Choices:
     if name == "cpu":
-        return Choices(backend="cpu", conv="fused", conv_members="loop", compact=True, eval_batch=1000, conv_eval_batch=100,
+        return Choices(backend="cpu", conv="fused", conv_members="loop", compact=True, eval_batch=1000,
+                       conv_eval_batch=100,
                        conv_forward_batch=50, dense_transposed_grad=True, pin_threads=True, matmul_precision=None)
     return Choices(backend=name, conv="xla", conv_members="vmap", compact=True, eval_batch=ACCELERATOR_EVAL_BATCH,
                    conv_eval_batch=ACCELERATOR_EVAL_BATCH, conv_forward_batch=ACCELERATOR_EVAL_BATCH,

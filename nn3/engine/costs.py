@@ -17,7 +17,7 @@ registry, never as a module attribute.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

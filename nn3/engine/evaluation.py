@@ -138,7 +138,8 @@ def as_arrays(data, n_in=None, n_out=None):
 
 
 def evaluate(net, data) -> tuple[int, float, int]:
-    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)`` (see the module's docstring)."""
+    """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)`` (see the
+    module's docstring)."""
     x, y = as_arrays(data, net.n_in, net.n_out)
     n = len(y)
     if n == 0:
@@ -165,7 +166,7 @@ def predict(net, x) -> np.ndarray:
 
 def l2_norm_sq(net) -> float:
     """Sum of squared weights over all layers (biases excluded)."""
-    return float(sum(jnp.sum(l.w[...] ** 2) for l in net.layers))
+    return float(sum(jnp.sum(layer.w[...] ** 2) for layer in net.layers))
 
 
 def vote(nets: Sequence[Network], x: np.ndarray) -> np.ndarray:

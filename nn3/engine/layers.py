@@ -149,9 +149,9 @@ class Network(nnx.Module):
         if init not in INITS:
             raise ValueError(f"unknown initialisation {init!r} (known: {', '.join(INITS)})")
         made = []
-        for i, l in enumerate(spec["layers"]):
-            args = {k: v for k, v in l.items() if k != "type"}
-            cls = CLASSES[l["type"]]
+        for i, layer in enumerate(spec["layers"]):
+            args = {k: v for k, v in layer.items() if k != "type"}
+            cls = CLASSES[layer["type"]]
             if cls is ConvPoolLayer:
                 args["formulation"] = formulation
             # Layer i's weights then biases come from its own stream of (seed, i).
@@ -198,7 +198,7 @@ def build(spec, seed=0, init=None, formulation=None) -> Network:
 
 def get_params(net) -> list[dict[str, np.ndarray]]:
     """The parameters as numpy, one ``{"w", "b"}`` dict per layer (layouts above)."""
-    return [{"w": np.asarray(l.w[...]), "b": np.asarray(l.b[...])} for l in net.layers]
+    return [{"w": np.asarray(layer.w[...]), "b": np.asarray(layer.b[...])} for layer in net.layers]
 
 
 def set_params(net, params) -> None:

@@ -222,7 +222,7 @@ class Trainer:
         """Writes the trained parameters back into the networks."""
         state = self.state if self.mesh is None else jax.device_get(self.state)
         for i, net in enumerate(self.nets):
-            nnx.update(net, jax.tree_util.tree_map(lambda a: jnp.asarray(a[i]), state))
+            nnx.update(net, member(state, i))
 
     def arrays(self) -> dict:
         """Every network's ``checkpoint_arrays``, stacked on a leading member axis, as numpy

@@ -63,7 +63,8 @@ def info(state: RunState, stacked: bool) -> dict:
         "validation_accuracy": last.get("validation_accuracy") if measured else None,
         "test_accuracy": last.get("test_accuracy") if measured else None}
     if stacked:
-        out["members"] = [{k: ((r or {}).get(k) if measured else None) for k in ("validation_accuracy", "test_accuracy")}
+        keys = ("validation_accuracy", "test_accuracy")
+        out["members"] = [{k: ((r or {}).get(k) if measured else None) for k in keys}
                           for r in last.get("members", [{}] * len(state.loops))]
     return out
 

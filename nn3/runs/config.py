@@ -26,7 +26,6 @@ from nn3.store import data, export
 from nn3.store.rundir import CONFIG
 
 
-
 def versions() -> dict:
     out = {}
     for name in ("nn3", "jax", "flax", "orbax-checkpoint", "numpy"):

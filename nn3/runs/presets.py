@@ -135,8 +135,8 @@ def get(name: str) -> Preset:
 
 def with_mini_batch(spec: dict, mini_batch_size: int) -> dict:
     """``spec`` with every conv layer's image_shape carrying ``mini_batch_size`` (network3's habit)."""
-    layers = [dict(l, image_shape=[mini_batch_size] + list(l["image_shape"][1:])) if l["type"] == "ConvPoolLayer"
-              else dict(l) for l in spec["layers"]]
+    layers = [dict(layer, image_shape=[mini_batch_size] + list(layer["image_shape"][1:]))
+              if layer["type"] == "ConvPoolLayer" else dict(layer) for layer in spec["layers"]]
     return {**spec, "layers": layers}
 
 

@@ -11,7 +11,6 @@ from nn3.store import metrics
 from nn3.store.rundir import RunDir
 
 
-
 class Saver:
     """Writes checkpoints on one background thread, so that training does not wait for disk.
 

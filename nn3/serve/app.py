@@ -38,11 +38,11 @@ from werkzeug.serving import make_server as _werkzeug_server
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
+from nn3.serve import runview
+from nn3.serve.catalog import Catalog
 from nn3.store import metrics
 from nn3.store.metrics import MetricsError
 from nn3.store.rundir import RunDirError
-from nn3.serve import runview
-from nn3.serve.catalog import Catalog
 
 STATIC = pathlib.Path(__file__).parent / "static"
 MAX_BODY = 1 << 20        # a 1024x1024 drawing as base64 is 1.4 MB; the page sends 280x280 (105 kB)
@@ -151,7 +151,7 @@ class App:
 
     def on_runs(self, request):
         listed = []
-        for name, path in self.catalog.runs().items():
+        for name in self.catalog.runs():
             try:
                 view = self.view(name)
                 records = metrics.read(view.path)  # the log alone: no checkpoint manager per listed run

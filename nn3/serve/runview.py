@@ -31,12 +31,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from nn3.runs import checkpoint, config as run_config, inspect
-from nn3.engine import evaluation, layers
-from nn3.store import metrics
+from nn3.engine import evaluation
 from nn3.engine.spec import forward_macs, output_shape, param_shapes
-from nn3.store.rundir import RunDir
+from nn3.runs import checkpoint, inspect
+from nn3.runs import config as run_config
 from nn3.serve import digits
+from nn3.store import metrics
+from nn3.store.rundir import RunDir
 
 SHOWN_WRONG = 120   # misclassified digits sent to the page (the count says how many there are)
 SHOWN_UNITS = 40    # first-layer units of a fully connected net drawn as 28x28 weight images
@@ -72,19 +73,19 @@ def pack(a, lo=None, hi=None) -> dict:
 def network_summary(spec) -> list[dict]:
     """One row per layer: type, activation, input and output shapes, parameter count."""
     rows = []
-    for l in spec["layers"]:
-        if l["type"] == "ConvPoolLayer":
-            nf, _, fh, fw = l["filter_shape"]
-            _, c, h, w = l["image_shape"]
-            oc, oh, ow = output_shape(l)
-            rows.append({"type": l["type"], "activation": l.get("activation_fn", "sigmoid"),
-                         "detail": f"{nf} filters {fh}x{fw}, pool {'x'.join(map(str, l.get('poolsize', (2, 2))))}",
-                         "input": [c, h, w], "output": [oc, oh, ow], "params": _count(l)})
+    for layer in spec["layers"]:
+        if layer["type"] == "ConvPoolLayer":
+            nf, _, fh, fw = layer["filter_shape"]
+            _, c, h, w = layer["image_shape"]
+            oc, oh, ow = output_shape(layer)
+            rows.append({"type": layer["type"], "activation": layer.get("activation_fn", "sigmoid"),
+                         "detail": f"{nf} filters {fh}x{fw}, pool {'x'.join(map(str, layer.get('poolsize', (2, 2))))}",
+                         "input": [c, h, w], "output": [oc, oh, ow], "params": _count(layer)})
         else:
-            act = "softmax" if l["type"] == "SoftmaxLayer" else l.get("activation_fn", "sigmoid")
-            p = l.get("p_dropout", 0.0)
-            rows.append({"type": l["type"], "activation": act, "detail": f"dropout {p}" if p else "",
-                         "input": [l["n_in"]], "output": [l["n_out"]], "params": _count(l)})
+            act = "softmax" if layer["type"] == "SoftmaxLayer" else layer.get("activation_fn", "sigmoid")
+            p = layer.get("p_dropout", 0.0)
+            rows.append({"type": layer["type"], "activation": act, "detail": f"dropout {p}" if p else "",
+                         "input": [layer["n_in"]], "output": [layer["n_out"]], "params": _count(layer)})
     return rows
 
 
@@ -148,7 +149,8 @@ class RunView:
             return None
         member = 0 if member is None else member
         if not 0 <= member < len(self.seeds):
-            raise NotFound(f"{self.path.name}: no member {member} (a run of {len(self.seeds)} members: 0 to {len(self.seeds) - 1})")
+            raise NotFound(f"{self.path.name}: no member {member} (a run of {len(self.seeds)} members: "
+                           f"0 to {len(self.seeds) - 1})")
         return member
 
     def _named(self, member) -> dict:
@@ -214,7 +216,8 @@ class RunView:
                 right, _, n = evaluation.evaluate(model.net, (x, y))  # replay's numbers
                 pred = evaluation.predict(model.net, x)
                 idx = np.flatnonzero(pred != y)
-                model.wrong = {"step": model.step, "position": checkpoint.position(model.loop), "correct": right, "n": n,
+                model.wrong = {"step": model.step, "position": checkpoint.position(model.loop),
+                               "correct": right, "n": n,
                                "accuracy": right / n, "recorded": model.info.get("test_accuracy"),
                                "count": int(len(idx)),
                                "index": idx[:SHOWN_WRONG].tolist(), "label": y[idx[:SHOWN_WRONG]].tolist(),
@@ -245,7 +248,8 @@ class RunView:
         else:
             return {"step": model.step, **self._named(member), "kind": "none", "count": 0}
         m = float(np.abs(images).max()) or 1.0
-        return {"step": model.step, **self._named(member), "kind": kind, "count": int(len(w)), "images": pack(images, -m, m)}
+        return {"step": model.step, **self._named(member), "kind": kind, "count": int(len(w)),
+                "images": pack(images, -m, m)}
 
     def draw(self, which, ink: np.ndarray, member=None) -> dict:
         """A drawing (H, W) in [0, 1] made MNIST-style, and what the network at ``which`` says of it."""

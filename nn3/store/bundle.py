@@ -49,8 +49,8 @@ import json
 import os
 from typing import Any
 
-from nn3.store import export
 from nn3.engine.spec import describe, error, integer, require_keys
+from nn3.store import export
 
 VERSION = 1
 VOTE = {"rule": "plurality", "ties": "smallest"}  # the one rule: nn3.ensemble.vote's

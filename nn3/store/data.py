@@ -35,11 +35,11 @@ from nn3.store.expanded import check_hashes as check_hashes
 from nn3.store.expanded import expand as expand
 from nn3.store.readers import NumpyUnpickler as NumpyUnpickler
 from nn3.store.sources import ALGO_NAMES, SPLITS
-from nn3.store.sources import DataError as DataError
 from nn3.store.sources import HASHES as HASHES
+from nn3.store.sources import PICKLE_NAME as PICKLE_NAME
+from nn3.store.sources import DataError as DataError
 from nn3.store.sources import HashMismatch as HashMismatch
 from nn3.store.sources import NotFound as NotFound
-from nn3.store.sources import PICKLE_NAME as PICKLE_NAME
 from nn3.store.sources import Source as Source
 from nn3.store.sources import file_digest as file_digest
 from nn3.store.sources import find_source as find_source

@@ -17,8 +17,17 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from nn3.store.sources import ALGO_NAMES, BASE_URLS, HASHES, IDX_NAMES, PICKLE_NAME, DataError, HashMismatch
-from nn3.store.sources import check_dataset, file_digest
+from nn3.store.sources import (
+    ALGO_NAMES,
+    BASE_URLS,
+    HASHES,
+    IDX_NAMES,
+    PICKLE_NAME,
+    DataError,
+    HashMismatch,
+    check_dataset,
+    file_digest,
+)
 
 __all__ = ["fetch", "temp_beside"]
 

@@ -19,8 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from nn3.store import readers
-from nn3.store.sources import ALGO_NAMES, HASHES, PICKLE_NAME, SPLITS, DataError, HashMismatch, Source
-from nn3.store.sources import file_digest, find_source
+from nn3.store.sources import (
+    ALGO_NAMES,
+    HASHES,
+    PICKLE_NAME,
+    SPLITS,
+    DataError,
+    HashMismatch,
+    Source,
+    file_digest,
+    find_source,
+)
 
 __all__ = ["SHIFTS", "check_expanded", "check_hashes", "expand"]
 

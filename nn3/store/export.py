@@ -71,9 +71,21 @@ from typing import Any
 
 import numpy as np
 
+from nn3.engine.spec import (
+    MAX_SIZE,
+    NonFinite,
+    SpecError,
+    describe,
+    error,
+    integer,
+    is_mlp,
+    mlp_sizes,
+    mlp_spec,
+    param_shapes,
+    require_keys,
+    validate,
+)
 from nn3.store.files import atomic_write
-from nn3.engine.spec import (MAX_SIZE, NonFinite, SpecError, describe, error, integer, is_mlp, mlp_sizes, mlp_spec,
-                      param_shapes, require_keys, validate)
 
 MAX_FILE_BYTES = 256 << 20
 FORMAT, VERSION = "nn3-network3", 1

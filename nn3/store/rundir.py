@@ -94,7 +94,7 @@ def _checked(path, keep_latest: int) -> pathlib.Path:
     return path
 
 
-_OPEN_RUNS: "weakref.WeakSet[RunDir]" = weakref.WeakSet()
+_OPEN_RUNS: weakref.WeakSet[RunDir] = weakref.WeakSet()
 
 
 @atexit.register
@@ -390,7 +390,8 @@ def _check_structure(run_path, n, saved, want) -> None:
         diff = sorted(set(saved_keys) ^ set(want_keys))[:3] or ["leaf order"]
         raise RunDirError(
             f"{run_path}: checkpoint step {n} has a different state structure than the target "
-            f"(another architecture?): {len(saved_keys)} saved leaves vs {len(want_keys)}, differing at {', '.join(diff)}")
+            f"(another architecture?): {len(saved_keys)} saved leaves vs {len(want_keys)}, "
+            f"differing at {', '.join(diff)}")
     for (p, m), (_, t) in zip(saved, want):
         t_shape, t_dtype = tuple(np.shape(t)), np.dtype(getattr(t, "dtype", np.result_type(t)))
         if tuple(m.shape) != t_shape or np.dtype(m.dtype) != t_dtype:
