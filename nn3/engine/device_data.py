@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nn3.engine import backend
+from nn3.engine import backend, processes
 
 __all__ = ["DeviceData", "compact_codes", "pixels"]
 
@@ -84,5 +84,6 @@ class DeviceData:
         return self.x.dtype == jnp.uint8
 
     def replicated(self, sharding: jax.sharding.Sharding) -> DeviceData:
-        """The same examples laid out by ``sharding`` (a whole copy on every device of a mesh)."""
-        return DeviceData(jax.device_put(self.x, sharding), jax.device_put(self.y, sharding))
+        """The same examples laid out by ``sharding`` (a whole copy on every device of a
+        mesh, those of other processes too: each process supplies its own devices' copies)."""
+        return DeviceData(*processes.place((np.asarray(self.x), np.asarray(self.y)), sharding))

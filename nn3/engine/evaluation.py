@@ -169,13 +169,16 @@ def l2_norm_sq(net) -> float:
     return float(sum(jnp.sum(layer.w[...] ** 2) for layer in net.layers))
 
 
-def vote(nets: Sequence[Network], x: np.ndarray) -> np.ndarray:
-    """(N,) the plurality vote of the networks' predicted classes for inputs (N, n_in);
-    a tie goes to the smallest class (the rule an ensemble bundle records)."""
-    preds = np.stack([predict(n, x) for n in nets])  # (networks, N)
-    n_classes = nets[0].n_out
+def plurality(preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N,) the plurality vote of predicted classes (networks, N); a tie goes to the
+    smallest class (the rule an ensemble bundle records)."""
     counts = np.apply_along_axis(np.bincount, 0, preds, minlength=n_classes)  # (classes, N)
     return np.argmax(counts, axis=0)
+
+
+def vote(nets: Sequence[Network], x: np.ndarray) -> np.ndarray:
+    """(N,) the networks' plurality vote for inputs (N, n_in) (see ``plurality``)."""
+    return plurality(np.stack([predict(n, x) for n in nets]), nets[0].n_out)
 
 
 def vote_accuracy(nets: Sequence[Network], data: Any) -> float:

@@ -196,9 +196,13 @@ def layout(n_members: int, n_devices: int) -> tuple[int, int]:
 
 def member_mesh(n_members: int, devices: list | None = None) -> jax.sharding.Mesh | None:
     """The mesh (one ``AXIS`` axis) that ``n_members`` members are sharded over, or None
-    when they run on one device. ``devices``: those to use (default: JAX's devices)."""
-    devices = list(jax.devices() if devices is None else devices)
-    used, _ = layout(n_members, len(devices))
+    when they run on one device. ``devices``: those to use (default: JAX's devices).
+
+    In one process, as few devices as ``layout`` says. Across processes, every device of
+    every process, in process order: each process must hold a part of the program it runs.
+    """
+    devices = sorted(jax.devices() if devices is None else devices, key=lambda d: (d.process_index, d.id))
+    used = len(devices) if len({d.process_index for d in devices}) > 1 else layout(n_members, len(devices))[0]
     if used < 2:
         return None
     return jax.make_mesh((used,), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:used])

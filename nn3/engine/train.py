@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from nn3.engine import evaluation
+from nn3.engine import evaluation, processes
 from nn3.engine.device_data import DeviceData
 from nn3.engine.layers import Network
 from nn3.engine.settings import SGDConfig
@@ -189,8 +189,9 @@ def fit(trainer: Trainer, splits: Splits, run: RunState, *, epochs: int | None =
         if ran.done < trainer.n_batches:
             run.stop_reason = "interrupted"
             break
-        records = [_network_record(trainer, i, run.loops[i], etas[i], splits, monitor) if i in training else None
-                   for i in range(trainer.n)]
+        measured = _measured(trainer, training, splits, monitor)
+        records = [_network_record(trainer, i, run.loops[i], etas[i], measured[i], splits, monitor)
+                   if i in training else None for i in range(trainer.n)]
         if vote:
             record = _vote_record(trainer, run, records, splits)
             if all(loop.stop_reason is not None for loop in run.loops):
@@ -223,26 +224,57 @@ def _follow(run: RunState, loop: Loop) -> None:
     run.best_accuracy, run.best_epoch, run.best_step = loop.best_accuracy, loop.best_epoch, loop.best_step
 
 
-def _network_record(trainer: Trainer, i: int, loop: Loop, eta: float, splits: Splits,
+def _sets(splits: Splits, monitor: Sequence[str]) -> dict[str, Any]:
+    """The data sets each network is measured on after an epoch, by the name its record uses."""
+    out = {key: data for key, data in (("validation", splits.validation), ("test", splits.test)) if data is not None}
+    if "training_cost" in monitor or "training_accuracy" in monitor:
+        out["training"] = splits.training
+    return out
+
+
+def _measured(trainer: Trainer, which: Sequence[int], splits: Splits, monitor: Sequence[str]) -> list[dict]:
+    """For each network in ``which``, ``{set name: (correct, mean cost, n)}`` on the sets of
+    ``_sets``: measured by the process that holds the network, known to every process."""
+    sets = _sets(splits, monitor)
+    table = np.zeros((trainer.n, len(sets), 3))  # correct, mean cost, n: float64 holds each exactly
+    for i in which:
+        if trainer.owns(i):
+            for j, data in enumerate(sets.values()):
+                table[i, j] = evaluation.evaluate(trainer.nets[i], data)
+    table = _from_owners(trainer, table)
+    return [{key: (int(table[i, j, 0]), float(table[i, j, 1]), int(table[i, j, 2])) for j, key in enumerate(sets)}
+            for i in range(trainer.n)]
+
+
+def _from_owners(trainer: Trainer, values: np.ndarray) -> np.ndarray:
+    """``values`` (networks first), each network's row as the process that holds it has it."""
+    every = processes.gather(values)  # (processes, networks, ...)
+    return np.stack([every[trainer.owner(i), i] for i in range(trainer.n)])
+
+
+def _network_record(trainer: Trainer, i: int, loop: Loop, eta: float, measured: dict, splits: Splits,
                     monitor: Sequence[str]) -> dict:
-    """Network ``i``'s record of the epoch just trained (its accuracies, cost, monitors),
-    with its loop moved past the epoch: best epoch, eta schedule, early stopping."""
+    """Network ``i``'s record of the epoch just trained (its accuracies, costs, monitors) from
+    what was ``measured``, with its loop moved past the epoch: best epoch, eta schedule, early stopping."""
     net, cfg = trainer.nets[i], trainer.cfgs[i]
     record = {"epoch": loop.epoch, "step": loop.step, "eta": eta, "train_loss": loop.loss_sum / trainer.n_batches}
     loop.loss_sum = 0.0
-
-    def regulariser(n: int) -> float:  # the L2 term of the total cost on n examples
-        return 0.5 * cfg.lmbda * evaluation.l2_norm_sq(net) / cfg.l2_divisor(n, trainer.n_full)
-
-    if splits.validation is not None:
-        _measure(net, splits.validation, "validation", record, regulariser if "validation_cost" in monitor else None)
-    if splits.test is not None:
-        _measure(net, splits.test, "test", record)
-    if "training_cost" in monitor or "training_accuracy" in monitor:
-        _measure(net, splits.training, "training", record, regulariser if "training_cost" in monitor else None)
+    costs = {"validation": "validation_cost" in monitor, "training": "training_cost" in monitor}
+    for key, (right, cost, n) in measured.items():
+        record[f"{key}_accuracy"], record[f"{key}_correct"], record[f"{key}_n"] = right / n, right, n
+        if costs.get(key):
+            record[f"{key}_cost"] = cost + _l2_term(cfg, evaluation.l2_norm_sq(net), n, trainer.n_full)
     _advance(loop, cfg, record, splits.judge is not None)
     loop.history.append(record)
     return record
+
+
+def _l2_term(cfg: SGDConfig, l2: float, n: int, n_batches: int) -> float:
+    """The L2 term of the total cost on ``n`` examples, for weights whose squares sum to
+    ``l2``: network2's ``0.5*(lmbda/n)*sum w^2``, or network3's ``0.5*lmbda*sum w^2/num_batches``."""
+    if cfg.l2 == "example":
+        return 0.5 * cfg.lmbda / n * l2
+    return 0.5 * cfg.lmbda * l2 / n_batches
 
 
 def _advance(loop: Loop, cfg: SGDConfig, record: dict, judged: bool) -> None:
@@ -271,19 +303,14 @@ def _vote_record(trainer: Trainer, run: RunState, records: list, splits: Splits)
     for key, data in (("validation", splits.validation), ("test", splits.test)):
         if data is not None:
             x, y = evaluation.as_arrays(data)
-            right = int(np.sum(evaluation.vote(trainer.nets, x) == y))
+            preds = np.stack([evaluation.predict(net, x) if trainer.owns(i) else np.zeros(len(y), np.int32)
+                              for i, net in enumerate(trainer.nets)])  # each network's by the process holding it
+            votes = evaluation.plurality(_from_owners(trainer, preds), trainer.nets[0].n_out)
+            right = int(np.sum(votes == y))
             record[f"{key}_accuracy"], record[f"{key}_correct"], record[f"{key}_n"] = right / len(y), right, len(y)
     record["members"] = records
     _judge(run, record, splits.judge is not None)
     return record
-
-
-def _measure(net: Network, data: Any, key: str, record: dict, regulariser: Callable[[int], float] | None = None):
-    """Adds ``net``'s accuracy on ``data`` to ``record`` (and its total cost, with ``regulariser``)."""
-    right, cost, n = evaluation.evaluate(net, data)
-    record[f"{key}_accuracy"], record[f"{key}_correct"], record[f"{key}_n"] = right / n, right, n
-    if regulariser is not None:
-        record[f"{key}_cost"] = cost + regulariser(n)
 
 
 def _judge(holder: Loop | RunState, record: dict, judged: bool) -> bool:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nn3.engine import backend, optim, step
+from nn3.engine import backend, optim, processes, step
 from nn3.engine.device_data import DeviceData
 from nn3.engine.layers import Network, get_params, set_params
 from nn3.engine.settings import SGDConfig, union
@@ -113,7 +113,8 @@ class Trainer:
                             dropout=any(getattr(layer, "p_dropout", 0.0) > 0 for layer in self.nets[0].layers),
                             how=how)
         self.mesh = step.member_mesh(len(self.nets), devices)
-        self.width = step.layout(len(self.nets), 1 if self.mesh is None else self.mesh.size)[1]  # with padding
+        size = 1 if self.mesh is None else self.mesh.size
+        self.width = -(-len(self.nets) // size) * size  # members with padding: a multiple of the devices
         if self.mesh is not None:
             self.data = data.replicated(self._sharding(every=True))  # a copy on every device, once
         padded = self.pad(self.cfgs)
@@ -142,8 +143,19 @@ class Trainer:
 
     def _place(self, tree: Any, every: bool = False) -> Any:
         """``tree`` sharded over the mesh along its leading member axis (padded), or whole
-        on every device (``every``); as it is without a mesh."""
-        return tree if self.mesh is None else jax.device_put(tree, self._sharding(every))
+        on every device (``every``); as it is without a mesh. Every process passes the same
+        values and supplies the shards of its own devices."""
+        return tree if self.mesh is None else processes.place(tree, self._sharding(every))
+
+    def owner(self, i: int) -> int:
+        """The process whose devices hold network ``i`` (0 in one process)."""
+        if self.mesh is None:
+            return processes.index()
+        return self.mesh.devices.flat[i // (self.width // self.mesh.size)].process_index
+
+    def owns(self, i: int) -> bool:
+        """Whether network ``i`` is on this process's devices (always, in one process)."""
+        return self.owner(i) == processes.index()
 
     def order(self, epoch: int) -> np.ndarray:
         """(width, n_examples) int32: each member's order of ``epoch``'s examples, a lone run's."""
@@ -202,7 +214,7 @@ class Trainer:
         if diverged:
             back = np.zeros(self.width, bool)
             back[sorted(diverged)] = True
-            self.state, self.opt_state = _where(back, began, (self.state, self.opt_state))
+            self.state, self.opt_state = _where(self._place(back), began, (self.state, self.opt_state))
         shape = (self.n, 0)
         out = np.concatenate(losses, -1)[:self.n] if losses else np.zeros(shape, np.float32)
         return Ran(out, done, sorted(diverged))
@@ -210,8 +222,9 @@ class Trainer:
     def _collect(self, pending, live_now, losses, diverged, on_progress) -> None:
         """Reads a finished call back: its losses, and which live members it saw diverge (they stop)."""
         ls, finite, n = pending
-        losses.append(np.asarray(ls))
-        bad = np.flatnonzero(~np.asarray(finite) & live_now)
+        ls, finite = processes.to_host((ls, finite))
+        losses.append(ls)
+        bad = np.flatnonzero(~finite & live_now)
         for i in bad[bad < self.n]:
             diverged.add(int(i))
         live_now[bad] = False
@@ -219,8 +232,9 @@ class Trainer:
             on_progress(n)
 
     def sync(self) -> None:
-        """Writes the trained parameters back into the networks."""
-        state = self.state if self.mesh is None else jax.device_get(self.state)
+        """Writes the trained parameters back into the networks (every process gets every
+        network's: a collective when there are several processes)."""
+        state = self.state if self.mesh is None else processes.to_host(self.state)
         for i, net in enumerate(self.nets):
             nnx.update(net, member(state, i))
 
@@ -228,12 +242,13 @@ class Trainer:
         """Every network's ``checkpoint_arrays``, stacked on a leading member axis, as numpy
         (the real members only: the same on any number of devices)."""
         self.sync()
-        opt_state = jax.device_get(self.opt_state)
+        opt_state = processes.to_host(self.opt_state)
         return stack([checkpoint_arrays(net, self.rule, member(opt_state, i)) for i, net in enumerate(self.nets)])
 
     def load_arrays(self, arrays: dict) -> None:
-        """Takes up stacked arrays of ``arrays()``; a part they lack stays as it is."""
-        opt_state = jax.device_get(self.opt_state)
+        """Takes up stacked arrays of ``arrays()`` (the same on every process); a part they
+        lack stays as it is."""
+        opt_state = processes.to_host(self.opt_state)
         opts = []
         for i, net in enumerate(self.nets):
             mine = member(arrays, i)
@@ -243,10 +258,11 @@ class Trainer:
         self.opt_state = self._place(stack(self.pad(opts)))
 
 
-def _where(mask: np.ndarray, yes: Any, no: Any) -> Any:
+@jax.jit
+def _where(mask: jax.Array, yes: Any, no: Any) -> Any:
     """``yes`` where ``mask`` (over the leading member axis) is True, else ``no``: bit for bit."""
     def pick(a, b):
-        return jnp.where(jnp.asarray(mask).reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+        return jnp.where(mask.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
     return jax.tree_util.tree_map(pick, yes, no)
 
 
