@@ -185,7 +185,7 @@ def test_a_swallowed_interrupt_still_stops_training(tmp_path, synthetic_mnist):
         run = rundir.RunDir.create(tmp_path / "b", cfg)
         splits = run_config.load_splits(cfg)
         trainer, state = session._trainer(cfg, splits)
-        loop = session._train(run, trainer, state, splits, session.Watch())
+        loop = session._train(run, cfg, trainer, state, splits, session.Watch())
         run.close()
         assert loop.stop_reason == "interrupted" and loop.step == 0 and step_dirs(tmp_path / "b") == [0]
     finally:

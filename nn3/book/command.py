@@ -27,6 +27,7 @@ command carries on where it stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import signal
 import sys
@@ -58,10 +59,10 @@ from nn3.book.table import (  # noqa: F401  (re-exported: the book's table is bo
     status,
     write_ledger,
 )
-from nn3.engine import backend, threads
+from nn3.engine import backend, processes, threads
 from nn3.engine.spec import forward_macs, has_conv
+from nn3.runs import cluster, session, stop
 from nn3.runs import config as run_config
-from nn3.runs import session, stop
 
 
 def default_dir(quick=False) -> str:
@@ -74,48 +75,64 @@ def configs(rows, seeds=(DEFAULT_SEED,), *, quick=False, data_path=None) -> list
     return [(r, seed, config(r, seed, quick=quick, data_path=data_path)) for r in rows for seed in seeds]
 
 
-def limit_threads(cfgs) -> None:
+def limit_threads(cfgs, setup=None) -> None:
     """Start JAX as ``nn3 train`` would for these rows (session.limit_threads), from their
     configs alone: opening a run directory starts JAX, so this comes before ``plan``.
 
     A row with members gets one CPU device per core (the most members any row has; the
     lone rows then share the pool of every core); rows that all want the same pool get
-    it (one thread for small MLPs); a mix of MLPs and conv nets gets every core.
+    it (one thread for small MLPs); a mix of MLPs and conv nets gets every core. With
+    ``setup`` (a ``runs.cluster.Setup``), this process joins the other processes of the book.
     """
     cfgs = list(cfgs)
     voting = [c for c in cfgs if len(run_config.member_seeds(c) or ()) > 1]
     if voting:
-        session.limit_threads(max(voting, key=lambda c: len(c["members"])))
+        session.limit_threads(max(voting, key=lambda c: len(c["members"])), setup)
     elif len({threads.for_spec(c["spec"], c["sgd"].get("mini_batch_size", 10)) for c in cfgs}) == 1:
         session.limit_threads(cfgs[0])
 
 
 def plan(bookdir, configured) -> list:
-    """(row, seed, config, path, Status) for each of ``configs``' triples, checked before anything trains."""
-    out = []
-    for r, seed, cfg in configured:
-        path = run_dir(bookdir, r, seed)
-        out.append((r, seed, cfg, path, status(path, cfg)))
-    return out
+    """(row, seed, config, path, Status) for each of ``configs``' triples, checked before anything
+    trains. In a book of several processes, process 0 reads the directories and the others take its word."""
+    states, error = [], None
+    if processes.is_primary():
+        try:
+            states = [dataclasses.asdict(status(run_dir(bookdir, r, seed), cfg)) for r, seed, cfg in configured]
+        except ValueError as e:  # RunDirError: a directory holding another run
+            error = str(e)
+    cluster.first_error(error)
+    states = cluster.agree(states)
+    return [(r, seed, cfg, run_dir(bookdir, r, seed), Status(**st)) for (r, seed, cfg), st in zip(configured, states)]
 
 
 def command(bookdir=None, *, rows=None, beyond=False, seeds=None, quick=False, data_path=None,
-            report_only=False, say=print, warn=None) -> int:
+            report_only=False, say=print, warn=None, setup=None) -> int:
     """``nn3 book``: train the rows (``select(rows, beyond=beyond)``, each seed of ``seeds``)
     that are not done in ``bookdir`` (default: ``default_dir``), then write the report.
 
     Lines go to ``say``, the one saying that the book stopped to ``warn`` (stderr by
     default). Returns the exit status: 0, or 130 / 143 when Ctrl-C or SIGTERM stopped the
     book (the report is then not rewritten). Bad rows, seeds or directories raise one-line
-    ValueErrors before anything is written.
+    ValueErrors before anything is written. With ``setup`` (a ``runs.cluster.Setup``) the
+    book's vote rows train across the processes of the setup; its rows of one network
+    are left to a book of one process, and process 0 writes the report.
     """
     warn = warn or (lambda line: print(line, file=sys.stderr))
     picked = select(rows, beyond=beyond)
+    if setup is not None:
+        lone = [r.name for r in picked if not r.members]
+        picked = [r for r in picked if r.members]
+        if not picked:
+            raise cluster.ClusterError("none of these rows is a vote: rows of one network train on one process "
+                                       "(leave out --coordinator)")
+        if lone:
+            say(f"rows of one network, left to a book of one process: {', '.join(lone)}")
     bookdir = pathlib.Path(bookdir or default_dir(quick))
     configured = configs(picked, sorted(set(seeds or [DEFAULT_SEED])), quick=quick, data_path=data_path)
     started = time.time()
     if not report_only:
-        limit_threads(c for _, _, c in configured)
+        limit_threads((c for _, _, c in configured), setup)
     planned = plan(bookdir, configured)
     if not report_only:
         say(backend.describe())
@@ -126,6 +143,9 @@ def command(bookdir=None, *, rows=None, beyond=False, seeds=None, quick=False, d
         if stopped == "interrupted":
             warn(f"the book stopped; {REPORT} not rewritten (nn3 book --report-only writes it)")
             return stop.exit_code(stop.requested() or signal.SIGINT)
+    if not processes.is_primary():
+        say("process 0 writes the report")
+        return 0
     made = write_report(bookdir, quick=quick, data_path=data_path)
     for name, value in made["rows"]:
         say(f"{name:20s} {'—' if value is None else f'{value:.2%}'}")
@@ -146,7 +166,8 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
     checkpoint, and the next ``nn3 book`` carries on there).
     """
     bookdir = pathlib.Path(bookdir)
-    ledger = read_ledger(bookdir) if bookdir.is_dir() else {"rows": {}}
+    writes = processes.is_primary()  # in a book of several processes, process 0 keeps the ledger
+    ledger = read_ledger(bookdir) if writes and bookdir.is_dir() else {"rows": {}}
     here = machine()
     progress = Progress(planned, say)
     for i, (r, seed, cfg, path, st) in enumerate(planned):
@@ -166,19 +187,22 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
         progress.row()
         try:
             if st.state == "new":
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if writes:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 run, _, state = session.start(cfg, path, watch=session.Watch(on_progress=progress.ticker(label),
                                                                               on_epoch=report))
             else:
                 run, _, state = session.resume(path, watch=session.Watch(on_progress=progress.ticker(label),
                                                                          on_epoch=report))
-            run.close()
+            if run is not None:
+                run.close()
         finally:
             progress.clear()
             spent["seconds"] += time.time() - began
             spent["machine"] = here
-            bookdir.mkdir(parents=True, exist_ok=True)
-            write_ledger(bookdir, ledger)
+            if writes:
+                bookdir.mkdir(parents=True, exist_ok=True)
+                write_ledger(bookdir, ledger)
         message = session.stop_message(state, path, members="members" in cfg)
         if state.stop_reason == "interrupted":
             say(f"[{label}] {message}; the book carries on with the same nn3 book command")
@@ -186,7 +210,7 @@ def train_rows(bookdir, planned, *, say=print) -> str | None:
         progress.end()
         if message:
             say(f"[{label}] {message}")
-    if ledger["rows"] and bookdir.is_dir():  # the runs adopted here, done ones too
+    if writes and ledger["rows"] and bookdir.is_dir():  # the runs adopted here, done ones too
         write_ledger(bookdir, ledger)
     return None
 

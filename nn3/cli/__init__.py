@@ -108,18 +108,25 @@ def main(argv: list[str] | None = None) -> int:
             return a.run_cmd(a)
     except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
         signum = stop.requested() or signal.SIGINT
-        print(f"nn3: interrupted ({stop.name(signum)}) before training began; nothing was written",
-              file=sys.stderr)
-        return stop.exit_code(signum)
+        return _failed(f"interrupted ({stop.name(signum)}) before training began; nothing was written",
+                       stop.exit_code(signum))
     except UsageError as e:
         print(f"{e}", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
-        print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
-        return EXIT_FAULT
+        return _failed(f"error: {_first_line(e)}", EXIT_FAULT)
     except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
         if os.environ.get("NN3_DEBUG"):
             raise
-        print(f"nn3: internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
-              f"{_first_line(e)}", file=sys.stderr)
-        return EXIT_FAULT
+        return _failed(f"internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
+                       f"{_first_line(e)}", EXIT_FAULT)
+
+
+def _failed(line: str, status: int) -> int:
+    """Say ``line`` (``nn3: ...``) and return ``status``; in a run of several processes,
+    end this one at once, leaving the line for the others (nn3.runs.cluster)."""
+    from nn3.runs import cluster
+    if cluster.started():
+        cluster.fail(line, status, own=True)
+    print(f"nn3: {line}", file=sys.stderr, flush=True)
+    return status

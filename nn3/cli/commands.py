@@ -11,7 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from nn3.cli.flags import EXIT_FAULT, UsageError, checkpoint_choice, data_choice, flag_name, seeds, training_flags
+from nn3.cli.flags import (
+    EXIT_FAULT,
+    UsageError,
+    checkpoint_choice,
+    data_choice,
+    flag_name,
+    process_flags,
+    seeds,
+    training_flags,
+)
 from nn3.cli.flags import positive_int as count
 from nn3.cli.report import best_phrase, finish, progress_bar, reporter, say, verdict
 
@@ -53,6 +62,7 @@ def _add_train(sub) -> None:
                    help="a run's config.json, or its run directory, to train again (default: none)")
     t.add_argument("--run", metavar="DIR", help="the run directory (default: checkpoints/PRESET-TIME)")
     training_flags(t, "the preset's, or the config's", ", or the config's")
+    process_flags(t)
     t.set_defaults(run_cmd=cmd_train)
 
 
@@ -60,10 +70,11 @@ def cmd_train(a) -> int:
     from nn3.runs import config as run_config
     if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
+    setup = _setup(a)
     config = run_config.train_config(a.preset, recorded=run_config.read_recorded(a.config) if a.config else None,
                                      dataset=a.dataset, data_path=a.data, limit=a.limit, monitor=a.monitor,
                                      members=_members(a), **_settings_given(a))
-    return _start(config, a.run or run_config.default_run_dir(config["preset"]), a.quiet)
+    return _start(config, a.run or run_config.default_run_dir(config["preset"]), a.quiet, setup=setup)
 
 
 def _add_resume(sub) -> None:
@@ -72,14 +83,20 @@ def _add_resume(sub) -> None:
     r.add_argument("run", help="the run directory")
     r.add_argument("--epochs", type=count, help="train to this many epochs in all (default: the run's)")
     r.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
+    process_flags(r)
     r.set_defaults(run_cmd=cmd_resume)
 
 
 def cmd_resume(a) -> int:
-    from nn3.runs import session
+    from nn3.runs import cluster, session
     from nn3.store.rundir import RunDir
-    recorded = RunDir.read_config(a.run)
-    session.limit_threads(recorded)
+    setup = _setup(a)
+    # Only process 0 of a run of several reads the run's directory; the others start JAX
+    # for a member run and take process 0's config.
+    primary = setup is None or setup.process_id in (0, None)
+    recorded = RunDir.read_config(a.run) if primary else {"members": []}
+    session.limit_threads(recorded, setup)
+    recorded = cluster.agree(recorded)
     tick, close = progress_bar(a.quiet)
     started = time.time()
     watch = session.Watch(on_progress=tick,
@@ -88,7 +105,8 @@ def cmd_resume(a) -> int:
         run, _, state = session.resume(a.run, epochs=a.epochs, watch=watch)
     finally:
         close()
-    run.close()
+    if run is not None:
+        run.close()
     return finish(state, a.run, started, members="members" in recorded)
 
 
@@ -101,6 +119,7 @@ def _add_import(sub) -> None:
     i.add_argument("json", help="a network2 or nn3 JSON file")
     i.add_argument("--run", required=True, metavar="DIR", help="the run directory to create (required)")
     training_flags(i, "the matching preset's, else plain settings")
+    process_flags(i)
     i.set_defaults(run_cmd=cmd_import)
 
 
@@ -111,7 +130,7 @@ def cmd_import(a) -> int:
     given = ", ".join(flag_name(k) for k, v in _settings_given(a).items() if v is not None)
     say(f"importing {a.json}: {why}" + (f", with {given} as given" if given else ""))
     say(f"settings: {run_config.describe_settings(config)}")
-    return _start(config, a.run, a.quiet, params=params)
+    return _start(config, a.run, a.quiet, params=params, setup=_setup(a))
 
 
 def _members(a) -> list | None:
@@ -129,20 +148,31 @@ def _settings_given(a) -> dict:
     return {k: getattr(a, k) for k in run_config.SETTINGS}
 
 
-def _start(config: dict, run_dir, quiet: bool, params=None) -> int:
+def _setup(a):
+    """The processes this command's run spans (``runs.cluster.Setup``), or None for one."""
+    from nn3.runs import cluster
+    return cluster.Setup.from_flags(a.coordinator, a.num_processes, a.process_id)
+
+
+def _start(config: dict, run_dir, quiet: bool, params=None, setup=None) -> int:
     """Train ``config`` in a new ``run_dir`` (from ``params`` if given): train's and import's end."""
-    from nn3.runs import session
-    session.limit_threads(config)
+    from nn3.runs import cluster, session
+    if setup is not None and "members" not in config:
+        raise cluster.ClusterError("a run of one network cannot use more than one process "
+                                   "(give --members, --seeds or --sweep)")
+    session.limit_threads(config, setup)
     from nn3.engine import backend
     say(backend.describe())  # after limit_threads: JAX starts here
     tick, close = progress_bar(quiet)
     started = time.time()
     watch = session.Watch(on_progress=tick, on_epoch=reporter(config["style"], close, config["monitor"]))
+    run_dir = cluster.agree(str(run_dir))  # process 0's
     try:
         run, _, state = session.start(config, run_dir, params=params, watch=watch)
     finally:
         close()
-    run.close()
+    if run is not None:
+        run.close()
     return finish(state, run_dir, started, members="members" in config)
 
 
@@ -265,14 +295,15 @@ def _add_book(sub) -> None:
     b.add_argument("--data", metavar="PATH", help="a data file or directory (default: $NN3_DATA_DIR, then ./data)")
     b.add_argument("--report-only", action="store_true",
                    help="write REPORT.md and figures/ from the runs there; train nothing (default: off)")
+    process_flags(b)
     b.set_defaults(run_cmd=cmd_book)
 
 
 def cmd_book(a) -> int:
     from nn3.book import command
     return command.command(a.dir, rows=a.rows, beyond=a.beyond, seeds=a.seeds, quick=a.quick, data_path=a.data,
-                           report_only=a.report_only, say=say,
-                           warn=lambda line: print(f"nn3: {line}", file=sys.stderr))
+                           report_only=a.report_only, say=say, warn=lambda line: print(f"nn3: {line}", file=sys.stderr),
+                           setup=_setup(a))
 
 
 def _add_presets(sub) -> None:

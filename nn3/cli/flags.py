@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["EXIT_DIVERGED", "EXIT_FAULT", "EXIT_INTERRUPTED", "EXIT_USAGE", "MONITORS", "Parser", "UsageError",
-           "checkpoint_choice", "data_choice", "flag_name", "number", "positive_int", "seeds", "sweep",
-           "training_flags"]
+__all__ = ["EXIT_DIVERGED", "EXIT_FAULT", "EXIT_INTERRUPTED", "EXIT_PEER_FAILED", "EXIT_USAGE", "MONITORS", "Parser",
+           "UsageError", "checkpoint_choice", "data_choice", "flag_name", "number", "positive_int", "process_flags",
+           "seeds", "sweep", "training_flags"]
 
-EXIT_USAGE, EXIT_FAULT, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 3, 130
+EXIT_USAGE, EXIT_FAULT, EXIT_DIVERGED, EXIT_PEER_FAILED, EXIT_INTERRUPTED = 2, 1, 3, 4, 130
 MONITORS = ("training_accuracy", "training_cost", "validation_cost")
 
 
@@ -109,6 +109,19 @@ def training_flags(p: argparse.ArgumentParser, source: str, recorded: str = "") 
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help=f"use only the first N examples of each split (default: all{recorded})")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on a terminal)")
+
+
+def process_flags(p: argparse.ArgumentParser) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``: one run over several
+    processes or hosts (nn3.runs.cluster); the same from NN3_COORDINATOR & co."""
+    g = p.add_argument_group("several processes or hosts (a member run, a sweep, the book's vote)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address, where JAX's coordinator listens (default: $NN3_COORDINATOR, "
+                        "a scheduler's, or none: one process)")
+    g.add_argument("--num-processes", type=positive_int, metavar="P",
+                   help="how many processes the run has (default: $NN3_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, metavar="I",
+                   help="this process's index, 0 to P-1; process 0 writes the run (default: $NN3_PROCESS_ID)")
 
 
 def data_choice(p: argparse.ArgumentParser) -> None:

@@ -23,13 +23,13 @@ from nn3.engine.layers import Network
 from nn3.engine.settings import union
 from nn3.engine.spec import is_mlp, validate
 from nn3.engine.train import Loop, RunState, best_record
-from nn3.engine.trainer import Trainer
 from nn3.runs import checkpoint
 from nn3.runs import config as run_config
 from nn3.store import bundle, data, export
 from nn3.store.rundir import RunDir, RunDirError
 
-__all__ = ["Restored", "best_of", "check_member", "evaluate_json", "export_json", "load", "replay", "restore"]
+__all__ = ["Restored", "best_of", "check_member", "evaluate_json", "export_json", "load", "networks", "read", "replay",
+           "restore"]
 
 
 @dataclasses.dataclass
@@ -43,33 +43,40 @@ class Restored:
     members: bool
 
 
-def restore(run: RunDir, *, step: int | None = None, best: bool = False,
-            trainer: Trainer | None = None) -> Restored:
+def restore(run: RunDir, *, step: int | None = None, best: bool = False) -> Restored:
     """The networks and state saved in ``run``; falls back past damaged steps (with a warning).
 
     ``step``: that checkpoint; ``best``: the one of the best validation accuracy; else
-    the newest intact one. With ``trainer`` (a resume), the arrays go into it, its
-    optimiser state included, and its networks are the ones returned.
+    the newest intact one.
     """
+    nets = networks(run)
+    n, arrays, info = read(run, nets, step=step, best=best)
+    for i, net in enumerate(nets):
+        layers.set_params(net, [{k: v[i] for k, v in p.items()} for p in arrays["params"]])
+    stacked = run_config.member_seeds(run.config) is not None
+    return Restored(n, nets, checkpoint.state_of(info, stacked), info, stacked)
+
+
+def networks(run: RunDir) -> list[Network]:
+    """Fresh networks of the run in ``run`` (one, or one per member), to restore into."""
     config = run.config
     try:
         validate(config["spec"])
-        cfgs = run_config.member_sgd(config)
+        return [layers.build(config["spec"], seed=c.seed, init=config.get("init"))
+                for c in run_config.member_sgd(config)]
     except (KeyError, TypeError, ValueError) as e:
         raise RunDirError(f"{run.path}: its config.json does not describe a network ({e})") from None
+
+
+def read(run: RunDir, nets: list[Network], *, step: int | None = None, best: bool = False) -> tuple[int, dict, dict]:
+    """(step, arrays, info) of a checkpoint of ``run``, whose networks are ``nets``: the
+    arrays stacked on a leading member axis (a lone run's too), as numpy."""
     if not run.steps():
         raise RunDirError(f"{run.path}: holds no checkpoint yet")
-    stacked = run_config.member_seeds(config) is not None
-    nets = trainer.nets if trainer is not None else [layers.build(config["spec"], seed=c.seed, init=config.get("init"))
-                                                     for c in cfgs]
-    n, saved, info = run.restore(checkpoint.target(nets, union(cfgs).rule(), stacked), step=step, best=best)
-    arrays = checkpoint.stacked_arrays(checkpoint.as_numpy(saved), stacked)
-    if trainer is not None:
-        trainer.load_arrays(arrays)
-    else:
-        for i, net in enumerate(nets):
-            layers.set_params(net, [{k: v[i] for k, v in p.items()} for p in arrays["params"]])
-    return Restored(n, nets, checkpoint.state_of(info, stacked), info, stacked)
+    stacked = run_config.member_seeds(run.config) is not None
+    rule = union(run_config.member_sgd(run.config)).rule()
+    n, saved, info = run.restore(checkpoint.target(nets, rule, stacked), step=step, best=best)
+    return n, checkpoint.stacked_arrays(checkpoint.as_numpy(saved), stacked), info
 
 
 def replay(run_dir: str | os.PathLike, *, step: int | None = None, best: bool = False, data_name: str = "test",

@@ -32,23 +32,22 @@ class Saver:
     def __init__(self, run: RunDir):
         self.run = run
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nn3-save")
-        self.pending = None
-        self.records = []         # metrics of epochs not yet written
-        self.last_end = None      # perf_counter when the last save finished
+        self.pending: concurrent.futures.Future | None = None
+        self.records: list[dict] = []   # metrics of epochs not yet written
+        self.last_end: float | None = None  # perf_counter when the last save finished
         self.last_took = 0.0
-        self.last_step = None     # the step of the newest save submitted
-        self.last_reason = None   # and the stop reason its loop had
 
     def due(self) -> bool:
+        """Whether enough time has passed since the last save for another (see the class)."""
         return self.last_end is None or time.perf_counter() - self.last_end >= self.SPACING * self.last_took
 
-    def submit(self, step, arrays, info):
+    def submit(self, step: int, arrays: dict, info: dict) -> None:
+        """Write checkpoint ``step`` (and the records waiting) once the save in flight has landed."""
         self.wait()
-        self.last_step, self.last_reason = step, info["loop"]["stop_reason"]
         records, self.records = self.records, []
         self.pending = self.pool.submit(self._write, step, arrays, info, records)
 
-    def _write(self, step, arrays, info, records):
+    def _write(self, step: int, arrays: dict, info: dict, records: list[dict]) -> None:
         began = time.perf_counter()
         self.run.save(step, arrays, info)
         for record in records:
@@ -56,7 +55,8 @@ class Saver:
         self.last_end = time.perf_counter()
         self.last_took = self.last_end - began
 
-    def wait(self):
+    def wait(self) -> None:
+        """Block until the save in flight (if any) has landed; re-raise its error."""
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.result()

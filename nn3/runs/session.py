@@ -27,17 +27,17 @@ from typing import Any
 
 import jax
 
-from nn3.engine import backend, layers, threads
+from nn3.engine import backend, layers, processes, threads
 from nn3.engine.device_data import DeviceData
 from nn3.engine.evaluation import as_arrays
 from nn3.engine.layers import Network
 from nn3.engine.train import RunState, Splits, fit
 from nn3.engine.trainer import Trainer
-from nn3.runs import checkpoint, inspect, stop
+from nn3.runs import checkpoint, cluster, inspect, stop
 from nn3.runs import config as run_config
 from nn3.runs.saver import Saver
 from nn3.store import metrics
-from nn3.store.rundir import CONFIG, RunDir, RunDirError
+from nn3.store.rundir import CONFIG, RunDir
 
 __all__ = ["Watch", "limit_threads", "resume", "start", "stop_message"]
 
@@ -62,25 +62,29 @@ class Watch:
     settled: bool = False
 
 
-def limit_threads(config: dict) -> None:
-    """Start JAX with the CPU pool that suits ``config``'s network (nn3.engine.threads); a
-    command calls this before anything runs on JAX, a library caller may not.
+def limit_threads(config: dict, setup: cluster.Setup | None = None) -> None:
+    """Start JAX as ``config``'s run wants it (a command calls this before anything runs on
+    JAX; a library caller may not): its CPU devices and thread pool (nn3.engine.threads),
+    and, with ``setup``, the other processes of the run (nn3.runs.cluster).
 
     A member run gets one CPU device per core (no more than it has members), each
     running its share of the members, and every core in the pool (unless
     NN3_CPU_THREADS says otherwise): the devices share it.
     """
     seeds = run_config.member_seeds(config)
-    if seeds is not None and len(seeds) > 1:
+    many = seeds is not None and len(seeds) > 1
+    if many:
         threads.host_devices(min(len(seeds), threads.cores()))
-        if os.environ.get(threads.ENV) is None:
-            return
-    m = (config.get("sgd") or {}).get("mini_batch_size", 10)
-    threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
+    if setup is not None:
+        cluster.join(setup)
+    if not many or os.environ.get(threads.ENV) is not None:
+        m = (config.get("sgd") or {}).get("mini_batch_size", 10)
+        threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
+    cluster.start()
 
 
 def start(config: dict, run_dir: str | os.PathLike, *, params: list | None = None,
-          watch: Watch = Watch()) -> tuple[RunDir, list[Network], RunState]:
+          watch: Watch = Watch()) -> tuple[RunDir | None, list[Network], RunState]:
     """Create ``run_dir`` for ``config`` and train it.
 
     Args:
@@ -89,49 +93,77 @@ def start(config: dict, run_dir: str | os.PathLike, *, params: list | None = Non
       params: a params list to start every network from instead of a fresh draw (import).
       watch: what to call as the run goes.
     Returns:
-      (the run directory, still open; the trained networks; the RunState).
+      (the run directory, still open, or None on a process other than the primary of a
+      run of several; the trained networks; the RunState).
     """
-    where = pathlib.Path(run_dir)  # refused before anything is loaded
-    if where.exists() and not where.is_dir():
-        raise RunDirError(f"{run_dir}: exists and is not a directory")
-    if (where / CONFIG).exists():
-        raise RunDirError(f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}")
+    cluster.check_same("settings", {k: v for k, v in config.items() if k != "versions"})
+    cluster.check_same("nn3, JAX and their libraries' versions", config.get("versions"))
+    cluster.first_error(_refusal(run_dir) if processes.is_primary() else None)  # before anything is loaded
     splits = run_config.load_splits(config)
     trainer, state = _trainer(config, splits, params)
     if watch.on_ready:
         watch.on_ready()
-    if stop.requested() is not None:  # a Ctrl-C that a library swallowed while loading: no directory yet
+    if cluster.any_stop(stop.requested()) is not None:  # a Ctrl-C swallowed while loading: no directory yet
         raise KeyboardInterrupt
     # The backend's choices (a replay elsewhere compares them) and where the members ran (not compared).
     config = {**config, "backend": {**backend.choices().record(), **_placement(trainer, config)}}
-    with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
-        run = RunDir.create(run_dir, config)
-    return run, trainer.nets, _train(run, trainer, state, splits, watch)
+    run = None
+    if processes.is_primary():
+        with stop.handlers(raising=False):  # never half a directory: a signal now stops at the first call
+            run = RunDir.create(run_dir, config)
+    return run, trainer.nets, _train(run, config, trainer, state, splits, watch)
+
+
+def _refusal(run_dir: str | os.PathLike) -> str | None:
+    """Why ``run_dir`` cannot hold a new run, in one line, or None."""
+    where = pathlib.Path(run_dir)
+    if where.exists() and not where.is_dir():
+        return f"{run_dir}: exists and is not a directory"
+    if (where / CONFIG).exists():
+        return f"{run_dir}: already holds an nn3 run; carry on with: nn3 resume {run_dir}"
+    return None
 
 
 def resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
-           watch: Watch = Watch()) -> tuple[RunDir, list[Network], RunState]:
-    """Carry on the run in ``run_dir`` (to ``epochs`` in all, if given); returns what ``start`` does."""
-    run = RunDir.open(run_dir)
-    config = run.config
-    if epochs is not None:
-        config["sgd"]["epochs"] = epochs
+           watch: Watch = Watch()) -> tuple[RunDir | None, list[Network], RunState]:
+    """Carry on the run in ``run_dir`` (to ``epochs`` in all, if given); returns what ``start`` does.
+
+    In a run of several processes only the primary reads the directory: the others get
+    its config, arrays and state through the collectives.
+    """
+    run, config, error = None, None, None
+    if processes.is_primary():
+        try:
+            run = RunDir.open(run_dir)
+            config = run.config
+            if epochs is not None:
+                config["sgd"]["epochs"] = epochs
+            if not run.steps() and config.get("imported_from"):
+                error = (f"{run_dir}: holds no checkpoint yet and began from {config['imported_from']}; "
+                         f"import it again")
+        except ValueError as e:  # RunDirError: one line
+            error = str(e)
+    cluster.first_error(error)
+    config = cluster.agree(config)
+    if cluster.started() and run_config.member_seeds(config) is None:
+        raise cluster.ClusterError(f"{run_dir}: a run of one network cannot use more than one process")
     splits = run_config.load_splits(config)
     trainer, state = _trainer(config, splits)
-    if run.steps():
-        state = inspect.restore(run, trainer=trainer).state
-    elif config.get("imported_from"):
-        raise RunDirError(f"{run_dir}: holds no checkpoint yet and began from {config['imported_from']}; "
-                          f"import it again")
+    if cluster.agree(bool(run is not None and run.steps())):
+        target = checkpoint.stacked_arrays(checkpoint.target(trainer.nets, trainer.rule, True), True)
+        n, arrays, info = inspect.read(run, trainer.nets) if run is not None else (0, target, None)
+        trainer.load_arrays(processes.from_primary(arrays))
+        state = checkpoint.state_of(cluster.agree(info), run_config.member_seeds(config) is not None)
     # else: stopped before its first checkpoint: (seed, config) make starting over the same run
-    if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
-        run.write_config(config)
-    metrics.truncate(run.path, state.epoch)
-    have = {r.get("epoch") for r in metrics.read(run.path)}
-    for record in state.history:
-        if record["epoch"] not in have:
-            metrics.append(run.path, record)
-    return run, trainer.nets, _train(run, trainer, state, splits, watch)
+    if run is not None:
+        if epochs is not None:  # checked and restorable: from now on the run's length (a later resume keeps to it)
+            run.write_config(config)
+        metrics.truncate(run.path, state.epoch)
+        have = {r.get("epoch") for r in metrics.read(run.path)}
+        for record in state.history:
+            if record["epoch"] not in have:
+                metrics.append(run.path, record)
+    return run, trainer.nets, _train(run, config, trainer, state, splits, watch)
 
 
 def _trainer(config: dict, splits: tuple, params: list | None = None) -> tuple[Trainer, RunState]:
@@ -155,28 +187,40 @@ def _placement(trainer: Trainer, config: dict) -> dict:
     return out
 
 
-def _train(run: RunDir, trainer: Trainer, state: RunState, splits: tuple, watch: Watch) -> RunState:
+def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, splits: tuple,
+           watch: Watch) -> RunState:
     """Train with checkpoints at epoch boundaries (see Saver) and at an interruption.
 
     SIGINT/SIGTERM (Ctrl-Break on Windows; nn3.runs.stop) end training at the end of the
-    running compiled call with a checkpoint there. The request stays recorded for the
-    rest of the process: a script that trains again after Ctrl-C stops at once too,
-    unless it calls ``stop.clear()``.
+    running compiled call with a checkpoint there; in a run of several processes, a
+    signal to any of them stops them all there. The request stays recorded for the rest
+    of the process: a script that trains again after Ctrl-C stops at once too, unless it
+    calls ``stop.clear()``. ``run`` is None on the processes that do not write (every
+    process still takes part in gathering what is saved).
     """
-    config = run.config
     stacked = run_config.member_seeds(config) is not None
     epochs = trainer.cfg.epochs
-    saver = Saver(run)
-    saver.last_reason = state.stop_reason  # resumed: as its checkpoint has it (a diverged run stays diverged)
+    saver = Saver(run) if run is not None else None
+    last_reason = state.stop_reason  # resumed: as its checkpoint has it (a diverged run stays diverged)
+    if saver is not None:
+        saver.last_reason = last_reason
+    saved = {"step": None, "records": []}
 
     def save(st: RunState) -> None:
-        saver.submit(st.step, checkpoint.arrays(trainer, stacked), checkpoint.info(st, stacked))
+        arrays = checkpoint.arrays(trainer, stacked)  # every process: the members are gathered
+        saved["step"], saved["reason"] = st.step, st.stop_reason
+        if saver is not None:
+            saver.submit(st.step, arrays, checkpoint.info(st, stacked))
 
     def on_epoch(record: dict, st: RunState, _: Trainer) -> None:
-        saver.records.append(record)
+        if saver is not None:
+            saver.records.append(record)
+        saved["records"].append(record)
         best = record.get("best") or any(r and r.get("best") for r in record.get("members", ()))
-        if saver.due() or best or st.epoch >= epochs or st.stop_reason is not None:
+        due = cluster.started() or (saver is not None and saver.due())  # several processes: every epoch
+        if due or best or st.epoch >= epochs or st.stop_reason is not None:
             save(st)
+            saved["records"] = []
         if watch.on_epoch:
             watch.on_epoch(record, st)
 
@@ -184,26 +228,42 @@ def _train(run: RunDir, trainer: Trainer, state: RunState, splits: tuple, watch:
 
     def on_progress(n: int) -> None:
         reached[0] += n
-        if watch.settled:
+        if watch.settled and saver is not None:
             saver.wait()
         if watch.on_progress:
             watch.on_progress(n, trainer.n_batches, reached[0])
 
+    def should_stop() -> bool:
+        asked = cluster.any_stop(stop.requested())
+        if asked is not None:
+            stop.adopt(asked)
+        return asked is not None
+
     try:
         with stop.handlers(raising=False):
-            state = fit(trainer, Splits(*splits), state, monitor=tuple(config.get("monitor", ())), vote=stacked,
-                        on_epoch=on_epoch, on_progress=on_progress, should_stop=lambda: stop.requested() is not None)
-            interrupted = state.stop_reason == "interrupted" and saver.last_step != state.step
+            try:
+                state = fit(trainer, Splits(*splits), state, monitor=tuple(config.get("monitor", ())), vote=stacked,
+                            on_epoch=on_epoch, on_progress=on_progress, should_stop=should_stop)
+            except Exception as e:  # in a run of several: another process is gone
+                if not cluster.started():
+                    raise
+                cluster.lost(e)
+            interrupted = state.stop_reason == "interrupted" and saved["step"] != state.step
             # A divergence (or the last member stopping by one) ends the run between epochs, after
             # its last save: that save is written again with the reason, so that the run reads as
             # ended for good (nn3 book skips it), at step 0 (the first weights) if none was made.
-            ended = state.stop_reason in ("nan", "members_stopped") and saver.last_reason != state.stop_reason
-            if interrupted or ended or saver.records:  # saver.records: a diverged run's last good epoch
+            ended = (state.stop_reason in ("nan", "members_stopped")
+                     and saved.get("reason", last_reason) != state.stop_reason)
+            if interrupted or ended or saved["records"]:  # records: a diverged run's last good epoch
                 save(state)
-            saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
+            if saver is not None:
+                saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
-        saver.close()
-    run.wait()
+        if saver is not None:
+            saver.close()
+    if run is not None:
+        run.wait()
+    cluster.finish()
     return state
 
 

@@ -31,6 +31,13 @@ def requested() -> int | None:
     return _requested
 
 
+def adopt(signum: int) -> None:
+    """Take another process's stop request as this one's (a run of several stops together)."""
+    global _requested
+    if _requested is None:
+        _requested = signum
+
+
 def clear() -> None:
     """Forget a request that has been acted on (a library may train again in this process)."""
     global _requested

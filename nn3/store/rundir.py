@@ -87,6 +87,13 @@ class _Manager(ocp.CheckpointManager):
             return None
 
 
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+    """orbax's options for a directory that this process alone reads and writes."""
+    if jax.process_count() == 1:
+        return ocp.options.MultiprocessingOptions()
+    return ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+
+
 def _checked(path, keep_latest: int) -> pathlib.Path:
     path = pathlib.Path(path)
     if isinstance(keep_latest, bool) or not isinstance(keep_latest, int) or keep_latest < 1:
@@ -181,8 +188,10 @@ class RunDir:
             best_fn=_accuracy, best_mode="max",  # makes orbax store the metrics BestN reads
             enable_async_checkpointing=False,
             cleanup_tmp_directories=not self.read_only,  # half-written steps of a killed process
-            create=not self.read_only,
+            create=False,  # made by create(): orbax's own creation syncs every process of a run of several
             read_only=self.read_only,
+            # This process's own directory, even in a run of several processes (only one writes).
+            multiprocessing_options=_this_process_only(),
         )
         handlers = {"state": ocp.StandardCheckpointHandler(), "info": ocp.JsonCheckpointHandler()}
         try:
