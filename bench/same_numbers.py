@@ -28,6 +28,11 @@ Q = ["--quiet"]
 CASES = {
     "ch1": [["train", "ch1", "--epochs", "2", "--seed", "0", "--run", "RUN", *Q], ["export", "RUN", "OUT"]],
     "ch3_10000": [["train", "ch3", "--epochs", "2", "--limit", "10000", "--run", "RUN", *Q], ["export", "RUN", "OUT"]],
+    "ch3_monitors": [["train", "ch3", "--epochs", "2", "--limit", "10000", "--monitor", "training_cost",
+                      "--monitor", "training_accuracy", "--monitor", "validation_cost", "--run", "RUN", *Q],
+                     ["export", "RUN", "OUT"]],
+    "shallow_monitors": [["train", "shallow", "--epochs", "2", "--limit", "5000", "--lmbda", "0.1", "--monitor",
+                          "validation_cost", "--monitor", "training_cost", "--run", "RUN", *Q], ["export", "RUN", "OUT"]],
     "dbl_conv_relu_2000": [["train", "dbl_conv_relu", "--epochs", "1", "--limit", "2000", "--run", "RUN", *Q],
                            ["export", "RUN", "OUT"]],
     "shallow_3_members": [["train", "shallow", "--members", "3", "--epochs", "2", "--limit", "5000", "--run", "RUN",
