@@ -1,4 +1,4 @@
-"""The book's activation functions in JAX, keyed by nn3.spec's names for them.
+"""The book's activation functions in JAX, keyed by nn3.engine.spec's names for them.
 
     >>> from nn3.engine.activations import FUNCTIONS
     >>> float(FUNCTIONS["ReLU"](-1.0))

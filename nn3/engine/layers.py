@@ -131,7 +131,7 @@ class SoftmaxLayer(FullyConnectedLayer):
 class ConvPoolLayer(nnx.Module):
     """Valid convolution, max-pooling, THEN bias and activation, as network3.
 
-    ``formulation`` (nn3.conv's "fused", "im2col" or "xla"; None: the backend's choice)
+    ``formulation`` (nn3.engine.conv's "fused", "im2col" or "xla"; None: the backend's choice)
     is a static attribute: part of the graph that jit-compiled steps key on.
     """
 
@@ -193,7 +193,7 @@ class Network(nnx.Module):
         """The validated spec the network was built from (a fresh copy)."""
         return json.loads(self.spec_json)
 
-    def logits(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    def logits(self, x: jax.Array | np.ndarray, key: jax.Array | None = None) -> jax.Array:
         """The output layer's weighted input ``z``.
 
         Args:
@@ -209,13 +209,13 @@ class Network(nnx.Module):
         """
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ValueError(f"network input: expected (batch, {self.n_in}), got {tuple(x.shape)}")
-        with backend.precision():  # full float32 on a GPU too (nn3.backend)
+        with backend.precision():  # full float32 on a GPU too (nn3.engine.backend)
             for i, layer in enumerate(self.layers[:-1]):
                 x = layer(x, None if key is None else jax.random.fold_in(key, i))
             last = self.layers[-1]
             return last.weighted_input(x, None if key is None else jax.random.fold_in(key, len(self.layers) - 1))
 
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array | np.ndarray, key: jax.Array | None = None) -> jax.Array:
         """The output activations (batch, n_out) float32: ``logits`` through the last layer's activation."""
         z = self.logits(x, key)
         last = self.layers[-1]

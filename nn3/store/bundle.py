@@ -189,7 +189,7 @@ def _difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any]:
 
 
 def loads(text: str | bytes, source: str = "<string>") -> Bundle:
-    """``from_json_dict`` of a JSON text, with nn3.export's size, nesting and NaN guards."""
+    """``from_json_dict`` of a JSON text, with nn3.store.export's size, nesting and NaN guards."""
     return from_json_dict(export.parse(text, source), source)
 
 
