@@ -24,7 +24,7 @@ import numpy as np
 from nn3.store import readers
 from nn3.store.sources import Source, SplitArrays
 
-__all__ = ["clear_cache", "load_cached", "private"]
+__all__ = ["ARRAY_NAMES", "clear_cache", "load_cached", "private"]
 
 ARRAY_NAMES = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
