@@ -280,6 +280,6 @@ def _col2im(dp, image, kernel, stride):
     dp = dp.reshape(b, gh, gw, kh * kw, c)
     zero = jnp.zeros((), dp.dtype)
     return _total(jax.lax.pad(dp[:, :, :, u * kw + v, :], zero,
-                           ((0, 0, 0), (u, h - u - (gh - 1) * sh - 1, sh - 1), (v, w - v - (gw - 1) * sw - 1, sw - 1),
-                            (0, 0, 0)))
+                              ((0, 0, 0), (u, h - u - (gh - 1) * sh - 1, sh - 1),
+                               (v, w - v - (gw - 1) * sw - 1, sw - 1), (0, 0, 0)))
                   for u in range(kh) for v in range(kw))
