@@ -6,19 +6,29 @@
     >>> # net.SGD(training_data, 60, 10, 0.1, validation_data, test_data)
 
 The book's three programs are ``nn3.network``, ``nn3.network2`` and ``nn3.network3``
-(what they share, ``nn3.facade``; a saved one comes back with ``nn3.load``);
-the engine underneath is ``nn3.layers`` + ``nn3.train``; runs that save, resume and
-replay are ``nn3.runs``; JSON export is ``nn3.export``.
+(what they share, ``nn3.book.facade``; a saved one comes back with ``nn3.load``); the
+engine underneath is ``nn3.engine`` (``layers`` + ``train``); runs that save, resume and
+replay are ``nn3.runs``; files on disk, JSON export among them, are ``nn3.store``.
 
 Submodules are imported when first used (PEP 562): ``import nn3`` alone does not start
 JAX, so the command line answers ``--help`` and catches Ctrl-C from its first moment.
 """
+from __future__ import annotations
+
 import importlib
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nn3.book.facade import Ensemble, Facade
 
 __version__ = "0.1.0"
 
+__all__ = ["book", "engine", "load", "mnist_loader", "network", "network2", "network3", "runs", "serve", "store"]
 
-def __getattr__(name):
+
+def __getattr__(name: str) -> ModuleType:
     if name.startswith("_"):
         raise AttributeError(f"module 'nn3' has no attribute {name!r}")
     try:
@@ -29,7 +39,8 @@ def __getattr__(name):
         raise AttributeError(f"module 'nn3' has no attribute {name!r}") from None
 
 
-def load(path, *, step=None, best=False, member=None):
+def load(path: str | os.PathLike[str], *, step: int | None = None, best: bool = False,
+         member: int | None = None) -> Facade | Ensemble:
     """A saved network back as a façade (network / network2 / network3 object).
 
     ``path`` is a run directory (``net.save(dir)``, ``nn3 train``) or a JSON file; an

@@ -1,4 +1,4 @@
-"""The book's mnist_loader: load_data() and load_data_wrapper(), on top of nn3.data.
+"""The book's mnist_loader: load_data() and load_data_wrapper(), on top of nn3.store.data.
 
     >>> from nn3 import mnist_loader
     >>> training_data, validation_data, test_data = mnist_loader.load_data_wrapper()
@@ -13,14 +13,18 @@ and the trainers can take the arrays as they are.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 
 from nn3.store import data
 
+__all__ = ["PairSequence", "load_data", "load_data_wrapper", "vectorized_result"]
 
-class PairSequence(Sequence):
+
+class PairSequence(Sequence[tuple[np.ndarray, Any]]):
     """The book's list of ``(x, y)`` pairs, backed by arrays.
 
     Args:
@@ -32,53 +36,61 @@ class PairSequence(Sequence):
 
     __slots__ = ("x", "y", "one_hot")
 
-    def __init__(self, x, y, one_hot=False):
+    def __init__(self, x: np.ndarray, y: np.ndarray, one_hot: bool = False):
         x, y = np.asarray(x, np.float32), np.asarray(y)
         if x.ndim != 2 or x.shape[1] != 784 or y.shape != (len(x),):
             raise ValueError(f"PairSequence: x {x.shape} and y {y.shape} are not (N, 784) and (N,)")
         self.x, self.y, self.one_hot = x, y, bool(one_hot)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.x)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> tuple[np.ndarray, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> PairSequence: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[np.ndarray, Any] | PairSequence:
         if isinstance(i, slice):
             return PairSequence(self.x[i], self.y[i], self.one_hot)
         x, y = self.x[i].reshape(784, 1), self.y[i]   # numpy handles negative i, IndexError
         return x, vectorized_result(y) if self.one_hot else int(y)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[np.ndarray, Any]]:
         for i in range(len(self.x)):
             yield self[i]
 
-    def arrays(self):
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns (x float32 (N, 784), y int (N,)): the labels, never one-hot."""
         return self.x, self.y
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"PairSequence({len(self)} pairs, one_hot={self.one_hot})"
 
 
-def vectorized_result(j):
+def vectorized_result(j: int) -> np.ndarray:
     """A (10, 1) float32 column with 1.0 in row ``j``: the network's desired output for digit j."""
     e = np.zeros((10, 1), np.float32)
     e[j] = 1.0
     return e
 
 
-def load_data(filename=None, *, dataset="mnist", download=True):
+def load_data(filename: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
+              download: bool = True) -> data.SplitArrays:
     """The book's raw data: ``(training_data, validation_data, test_data)``.
 
     Each is a tuple ``(x, y)``: x float32 (N, 784) with pixels k/256, y int64 (N,);
     N = 50,000, 10,000, 10,000. ``filename`` is a pickle or a folder (see
-    nn3.data.load_data); by default $NN3_DATA_DIR or ./data is searched and, as in the
+    nn3.store.data.load_data); by default $NN3_DATA_DIR or ./data is searched and, as in the
     book where the file simply came with the code, the data is downloaded into ./data
     when it is in neither place (``download=False`` turns that off).
     """
     return data.load_data(filename, dataset, download=download)
 
 
-def load_data_wrapper(filename=None, *, dataset="mnist", download=True):
+def load_data_wrapper(filename: str | os.PathLike[str] | None = None, *, dataset: str = "mnist",
+                      download: bool = True) -> tuple[PairSequence, PairSequence, PairSequence]:
     """The book's convenient form: ``(training_data, validation_data, test_data)``.
 
     Training pairs are ``(x, y)`` with x a (784, 1) column and y its one-hot (10, 1)

@@ -8,7 +8,7 @@
     ...
 
 We keep the book's names, argument order and printed lines; the arithmetic is the
-engine's (nn3.train), which does the whole epoch as one compiled call instead of a
+engine's (nn3.engine.train), which does the whole epoch as one compiled call instead of a
 Python loop over examples. The cost is the quadratic cost and the weights start as
 N(0, 1), as in the book. The parts of the book's class that its other scripts call
 are here too: ``backprop(x, y)`` (from ``jax.grad``), ``update_mini_batch``,
@@ -23,7 +23,9 @@ differently. ``net.seed`` is the seed used; saved runs and JSON files record it.
 # ruff: noqa: N802, N803  (the book's names)
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,21 +39,23 @@ from nn3.engine.settings import SGDConfig
 from nn3.engine.spec import mlp_spec
 from nn3.engine.trainer import Trainer
 
+__all__ = ["Network", "sigmoid", "sigmoid_prime"]
 
-def sigmoid(z):
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
     """The sigmoid function, elementwise on numpy arrays (the book's module function)."""
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def sigmoid_prime(z):
+def sigmoid_prime(z: np.ndarray) -> np.ndarray:
     """The derivative of the sigmoid function."""
     return sigmoid(z) * (1 - sigmoid(z))
 
 
 @partial(jax.jit, static_argnames=("graphdef", "cost"))
-def _gradient(state, x, target, *, graphdef, cost):
+def _gradient(state: nnx.State, x: jax.Array, target: jax.Array, *, graphdef: nnx.GraphDef, cost: str) -> nnx.State:
     """The gradient of one example's cost: ``x`` (1, n_in), ``target`` (1, n_out) float32."""
-    def one_cost(st):
+    def one_cost(st: nnx.State) -> jax.Array:
         model = nnx.merge(graphdef, st)
         return costs.get(cost)(model.logits(x), target, model.output_activation)[0]
     return jax.grad(one_cost)(state)
@@ -64,7 +68,7 @@ class Network(Facade):
     cost_name = "QuadraticCost"
     init = "normal"
 
-    def __init__(self, sizes, seed=None):
+    def __init__(self, sizes: list[int], seed: int | None = None):
         if len(sizes) < 2 or any(not isinstance(s, (int, np.integer)) or s < 1 for s in sizes):
             raise ValueError(f"Network: sizes must be at least two positive integers, got {sizes!r}")
         self.sizes = [int(s) for s in sizes]
@@ -75,24 +79,24 @@ class Network(Facade):
     # to change the network, assign a whole list (``net.weights = [...]``), as the book's
     # scripts do.
     @property
-    def weights(self):
+    def weights(self) -> list[np.ndarray]:
         """One (out, in) array per layer after the input."""
         return [p["w"] for p in layers.get_params(self.engine)]
 
     @weights.setter
-    def weights(self, arrays):
+    def weights(self, arrays: Iterable[np.ndarray]) -> None:
         self._assign("weights", "w", arrays, [(b, a) for a, b in zip(self.sizes, self.sizes[1:])])
 
     @property
-    def biases(self):
+    def biases(self) -> list[np.ndarray]:
         """One (n, 1) column per layer after the input."""
         return [p["b"].reshape(-1, 1) for p in layers.get_params(self.engine)]
 
     @biases.setter
-    def biases(self, arrays):
+    def biases(self, arrays: Iterable[np.ndarray]) -> None:
         self._assign("biases", "b", arrays, [(b, 1) for b in self.sizes[1:]])
 
-    def _assign(self, name, key, arrays, shapes):
+    def _assign(self, name: str, key: str, arrays: Iterable[np.ndarray], shapes: list[tuple[int, int]]) -> None:
         arrays = list(arrays)
         if len(arrays) != len(shapes):
             raise ValueError(f"Network.{name}: {len(arrays)} arrays given, the network has {len(shapes)} layers")
@@ -104,7 +108,7 @@ class Network(Facade):
             params[i][key] = a.reshape(params[i][key].shape)
         layers.set_params(self.engine, params)
 
-    def feedforward(self, a):
+    def feedforward(self, a: np.ndarray) -> np.ndarray:
         """The output for input ``a``: a (784, 1) column gives a (10, 1) column.
 
         A batch of rows (N, 784) gives (N, 10).
@@ -114,17 +118,17 @@ class Network(Facade):
         out = np.asarray(self.engine(a.reshape(1, -1) if column else a))
         return out.reshape(-1, 1) if column else out
 
-    def evaluate(self, test_data):
+    def evaluate(self, test_data: Any) -> int:
         """How many of ``test_data`` the network classifies right (argmax of the output)."""
         return evaluation.evaluate(self.engine, test_data)[0]
 
-    def _config(self, epochs, mini_batch_size, eta, **kw):
+    def _config(self, epochs: int, mini_batch_size: int, eta: float, **kw: Any) -> SGDConfig:
         # One compiled call per epoch: the book's programs show no progress within one.
         epochs, mini_batch_size = whole_number(epochs, "epochs"), whole_number(mini_batch_size, "mini_batch_size")
         return SGDConfig(epochs=self.loop.epoch + epochs, mini_batch_size=mini_batch_size, eta=eta,
-                               seed=self.seed, chunks=1, **kw)
+                         seed=self.seed, chunks=1, **kw)
 
-    def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
+    def SGD(self, training_data: Any, epochs: int, mini_batch_size: int, eta: float, test_data: Any = None) -> None:
         """Train with mini-batch stochastic gradient descent, printing one line per epoch.
 
         ``training_data`` is the book's list of ``(x, y)`` pairs (as ``load_data_wrapper``
@@ -133,12 +137,12 @@ class Network(Facade):
         self._fit(self._config(epochs, mini_batch_size, eta), training_data, test_data=test_data,
                   on_epoch=self._print_epoch(self.loop.epoch))
 
-    def update_mini_batch(self, mini_batch, eta):
+    def update_mini_batch(self, mini_batch: Any, eta: float) -> None:
         """One gradient step on ``mini_batch``, a list of ``(x, y)`` pairs: the book's
         ``w -= eta/m * sum of the examples' gradients``."""
         self._step(mini_batch, eta)
 
-    def _step(self, mini_batch, eta, lmbda=0.0, n=None):
+    def _step(self, mini_batch: Any, eta: float, lmbda: float = 0.0, n: int | None = None) -> None:
         if lmbda and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
             raise ValueError(f"update_mini_batch: n (the training set's size) must be a positive integer, "
                              f"got {n!r}")
@@ -149,7 +153,7 @@ class Network(Facade):
         trainer.run_epoch(0, 0, eta)
         trainer.sync()
 
-    def backprop(self, x, y):
+    def backprop(self, x: np.ndarray, y: np.ndarray | int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The gradient of the cost for one example, as ``(nabla_b, nabla_w)``.
 
         ``x`` is a (784, 1) column and ``y`` the desired output, a (10, 1) column (an

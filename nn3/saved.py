@@ -6,7 +6,7 @@
     >>> again = saved.load("checkpoints/mine")  # doctest: +SKIP
 
 This answers chapter 6's exercise "add the ability to load and save networks": a
-façade network (network, network2 or network3) saves itself (nn3.facade: ``save_run``
+façade network (network, network2 or network3) saves itself (nn3.book.facade: ``save_run``
 writes a run directory that ``nn3 resume`` / ``nn3 replay`` understand, ``save_json``
 a JSON file). ``load`` gives back a façade of the same kind, ready to train on from
 where it stopped; its seed and, for a run directory, the settings the run recorded
@@ -30,8 +30,11 @@ from nn3.runs import inspect
 from nn3.store import bundle, export
 from nn3.store.rundir import RunDir
 
+__all__ = ["load"]
 
-def _facade(style, spec, seed=None, mini_batch_size=None):
+
+def _facade(style: str, spec: dict, seed: int | None = None,
+            mini_batch_size: int | None = None) -> network.Network | network3.Network:
     if style == "network":
         return network.Network(mlp_sizes(spec), seed=seed)
     if style == "network2":
@@ -41,14 +44,15 @@ def _facade(style, spec, seed=None, mini_batch_size=None):
     return network3.Network(spec["layers"], mb, seed=seed, cost=spec["cost"])
 
 
-def load(path, *, step=None, best=False, member=None):
+def load(path: str | os.PathLike[str], *, step: int | None = None, best: bool = False,
+         member: int | None = None) -> facade.Facade | facade.Ensemble:
     """A façade network from a run directory, or from a JSON file (network2's or nn3's).
 
     The seed is the one recorded; a JSON file without one gets a seed drawn as a new
     network's is (from numpy's global generator). Of a member run, member ``member``.
     An ensemble bundle gives a ``facade.Ensemble`` of its members (with ``member``, that member).
     """
-    config = None
+    config: dict | None = None
     if os.path.isdir(path):
         run = RunDir.open(path, read_only=True)
         try:
@@ -64,7 +68,7 @@ def load(path, *, step=None, best=False, member=None):
         style, seed = config.get("style", "network3"), config["sgd"].get("seed", 0)
         k = 0 if member is None else member
         net, loop = got.nets[k], got.state.loops[k]
-        if member is not None:
+        if seeds is not None and member is not None:  # a member run's member
             seed = seeds[member]
     else:
         doc, src = export.read_document(path)

@@ -10,10 +10,11 @@ and the lines the book prints after each epoch.
     ['Epoch 2 training complete', 'Accuracy on evaluation data: 9392 / 10000']
 
 ``Facade`` is the base of ``network.Network``, ``network2.Network`` and
-``network3.Network``: it holds the engine network (``engine``, an nn3.layers module),
-the ``loop`` (where training stands: epochs done, history), the ``seed`` that remakes
-it, the settings of the last ``SGD`` call, and writes all of that as a run directory
-(``save_run``) or as JSON (``save_json``). ``nn3.load`` (nn3.saved) reads both back.
+``network3.Network``: it holds the engine network (``engine``, an nn3.engine.layers
+module), the ``loop`` (where training stands: epochs done, history), the ``seed`` that
+remakes it, the settings of the last ``SGD`` call, and writes all of that as a run
+directory (``save_run``) or as JSON (``save_json``). ``nn3.load`` (nn3.saved) reads both
+back.
 
 ``Ensemble`` holds several such networks that vote (what ``network3.train_ensemble``
 returns and what ``nn3.load`` makes of an ensemble bundle).
@@ -25,6 +26,9 @@ same style, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +43,8 @@ from nn3.runs import config as run_config
 from nn3.store import bundle, export, metrics
 from nn3.store.rundir import RunDir
 
+__all__ = ["MONITOR_LINES", "Ensemble", "Facade", "draw_seed", "epoch_lines", "members_line", "whole_number"]
+
 # network2's monitors, in the order the book prints them: (the key a run records, its line)
 MONITOR_LINES = {
     "training_cost": lambda r: f"Cost on training data: {r['training_cost']}",
@@ -49,7 +55,7 @@ MONITOR_LINES = {
 }
 
 
-def epoch_lines(record, style, monitor=(), start=0) -> list[str]:
+def epoch_lines(record: dict, style: str, monitor: Sequence[str] = (), start: int = 0) -> list[str]:
     """The lines the book's ``style`` program prints after the epoch of ``record``.
 
     ``style`` is "network", "network2" or "network3"; ``monitor`` names the quantities
@@ -73,7 +79,7 @@ def epoch_lines(record, style, monitor=(), start=0) -> list[str]:
     return lines + [line(record) for name, line in MONITOR_LINES.items() if name in monitor]
 
 
-def members_line(record) -> str:
+def members_line(record: dict) -> str:
     """One line for an epoch of several networks: each one's accuracy and the vote's
     (a stopped network shows "stopped"). ``nn3 train --members`` prints it too."""
     key = "validation" if "validation_accuracy" in record else "test"
@@ -81,8 +87,9 @@ def members_line(record) -> str:
     return f"Epoch {record['epoch']}: {key} accuracy of the members {each}; the vote {record[key + '_accuracy']:.2%}"
 
 
-def draw_seed(seed=None) -> int:
-    """``seed``, or a fresh one from numpy's global generator when it is None.
+def draw_seed(seed: int | None = None) -> int:
+    """``seed``, or a fresh one from numpy's global generator when it is None; a seed
+    outside [0, 2**32) is a ValueError.
 
     The book's networks drew their weights from ``np.random``; we draw just the seed
     from it, and every draw after that comes from the seed.
@@ -94,15 +101,16 @@ def draw_seed(seed=None) -> int:
     return int(seed)
 
 
-def _same(a, b) -> bool:
+def _same(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` are the same data: one object, or pairs of the same two arrays."""
     if a is b:
         return True
     return isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b) == 2 and a[0] is b[0] and a[1] is b[1]
 
 
-def whole_number(v, name):
-    """``v`` as an int; a float is accepted when it is whole.
+def whole_number(v: Any, name: str) -> int:
+    """``v`` as an int; a float is accepted when it is whole, anything else is a ValueError
+    naming ``name``.
 
     The book's scripts are Python 2, where ``1500000 / size`` is an int; run under
     Python 3 it arrives as ``30.0``.
@@ -123,19 +131,26 @@ class Facade:
 
     style = "network3"
     init = "network3"
+    seed: int
+    engine: layers.Network
+    loop: Loop
+    last_config: SGDConfig | None
+    run_config: dict | None
 
-    def _build(self, spec, seed):
+    def _build(self, spec: dict, seed: int | None) -> None:
         # The seed is drawn only after the subclass has checked its arguments: a bad call
-        # takes nothing from np.random, so a script's later networks start as before.
+        # takes nothing from np.random, so a script's later networks start as they would
+        # without it.
         self.seed = draw_seed(seed)
         self.engine = layers.build(spec, seed=self.seed, init=self.init)
         # Epochs already trained: a second SGD call goes on with fresh shuffles, as the book's would.
         self.loop = Loop()
         self.last_config = None  # the settings of the last SGD call (saved with the network)
         self.run_config = None   # the config.json of the run this network was loaded from, if any
-        self._examples = None    # (the training arrays last trained on, their DeviceData)
+        self._examples: tuple[Any, DeviceData] | None = None  # the training data last trained on, on the device
 
-    def _fit(self, cfg, training_data, validation_data=None, test_data=None, **kw):
+    def _fit(self, cfg: SGDConfig, training_data: Any, validation_data: Any = None, test_data: Any = None,
+             **kw: Any) -> None:
         """Train on with ``cfg`` (its ``epochs`` counted from the run's start); ``kw``: ``train.fit``'s."""
         self.last_config = cfg
         self.loop.stop_reason = None
@@ -144,7 +159,7 @@ class Facade:
         run = fit(trainer, Splits(training_data, validation_data, test_data), RunState.of_one(self.loop), **kw)
         self.loop = run.loops[0]
 
-    def examples(self, training_data) -> DeviceData:
+    def examples(self, training_data: Any) -> DeviceData:
         """``training_data`` on the device, copied there once for as long as SGD is given
         the same arrays (the same ``(x, y)`` arrays, or the same book list).
 
@@ -158,22 +173,23 @@ class Facade:
             self._examples = (given, DeviceData.from_arrays(x, y))
         return self._examples[1]
 
-    def _print_epoch(self, start, monitor=(), say=print):
+    def _print_epoch(self, start: int, monitor: Sequence[str] = (),
+                     say: Callable[[str], object] = print) -> Callable[[dict, Any, Any], None]:
         """An ``on_epoch`` callback that prints the book's lines for this network's style."""
-        def report(record, loop, trainer):
+        def report(record: dict, loop: Any, trainer: Any) -> None:
             for line in epoch_lines(record, self.style, monitor, start):
                 say(line)
         return report
 
-    def accuracy_history(self):
+    def accuracy_history(self) -> list[dict]:
         """Per-epoch records of every SGD call so far (nn3's addition)."""
         return list(self.loop.history)
 
-    def save(self, run_dir):
+    def save(self, run_dir: str | os.PathLike[str]) -> None:
         """Save as a run directory (parameters, settings, history); ``nn3.load`` reads it back."""
         self.save_run(run_dir)
 
-    def save_run(self, run_dir):
+    def save_run(self, run_dir: str | os.PathLike[str]) -> None:
         """Save as a run directory, which ``nn3 resume`` / ``replay`` and ``nn3.load`` read."""
         config = self._run_config()
         run = RunDir.create(run_dir, config)
@@ -188,7 +204,7 @@ class Facade:
         finally:
             run.close()
 
-    def save_json(self, path):
+    def save_json(self, path: str | os.PathLike[str]) -> None:
         """Save as JSON with the seed: network2's format for an MLP, nn3's network3 style otherwise."""
         spec = self.engine.spec
         mb = None if is_mlp(spec) else getattr(self, "mini_batch_size", None)
@@ -198,7 +214,7 @@ class Facade:
         """The config.json of this network: what its last SGD call used, else what the run
         it was loaded from recorded, else the defaults with its seed."""
         loaded, cfg = self.run_config, self.last_config
-        config = {"preset": None, "dataset": "mnist", "data": None, "limit": None, "monitor": []}
+        config: dict[str, Any] = {"preset": None, "dataset": "mnist", "data": None, "limit": None, "monitor": []}
         if loaded:
             config.update({k: loaded[k] for k in ("preset", "dataset", "data", "limit", "monitor") if k in loaded})
         if cfg is not None:  # trained here: the run is as long as what was trained
@@ -220,33 +236,34 @@ class Ensemble:
     best epoch; each member's own is ``members[i].loop``.
     """
 
-    def __init__(self, members, loop=None, source=None):
+    def __init__(self, members: Iterable[Facade], loop: RunState | None = None, source: dict | None = None):
         self.members = list(members)
         self.loop = loop
         self.source = dict(source or {})  # where a loaded bundle came from (run, preset, step, epoch)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.members)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Facade]:
         return iter(self.members)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Facade:
         return self.members[i]
 
     @property
-    def seeds(self):
+    def seeds(self) -> list[int]:
+        """Each member's seed."""
         return [m.seed for m in self.members]
 
-    def predict(self, x):
-        """The vote's digit for each row of ``x`` (N, 784)."""
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The vote's digit for each row of ``x`` (N, 784): (N,) ints."""
         return evaluation.vote([m.engine for m in self.members], x)
 
-    def accuracy(self, data):
+    def accuracy(self, data: Any) -> float:
         """The fraction of ``data`` the vote classifies right."""
         return evaluation.vote_accuracy([m.engine for m in self.members], data)
 
-    def member_accuracies(self, data):
+    def member_accuracies(self, data: Any) -> list[float]:
         """Each member's fraction of ``data`` classified right, alone."""
         out = []
         for m in self.members:
@@ -254,12 +271,12 @@ class Ensemble:
             out.append(right / n)
         return out
 
-    def best(self):
+    def best(self) -> dict | None:
         """The vote's record of its best epoch (trained here), or None."""
         return None if self.loop is None else best_record(self.loop)
 
-    def save_json(self, path):
-        """Save as one ensemble bundle (nn3.bundle): each member's network, seed and settings."""
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Save as one ensemble bundle (nn3.store.bundle): each member's network, seed and settings."""
         spec = self.members[0].engine.spec
         mb = None if is_mlp(spec) else getattr(self.members[0], "mini_batch_size", None)
         settings = [dataclasses.asdict(m.last_config) if m.last_config is not None else {} for m in self.members]

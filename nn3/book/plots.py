@@ -18,19 +18,28 @@ Each PNG carries its title in its metadata too.
 """
 from __future__ import annotations
 
+import os
 import pathlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nn3.engine import evaluation
+from nn3.engine.layers import Network
 from nn3.engine.spec import has_conv
 from nn3.runs import checkpoint, inspect
 from nn3.runs import config as run_config
 from nn3.store import metrics
 from nn3.store.rundir import RunDir
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _pyplot():
+__all__ = ["accuracy_grid", "curves_figure", "filters", "learning_curves", "misclassified", "of_run", "wrong_digits"]
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -40,14 +49,14 @@ def _pyplot():
     return plt
 
 
-def _series(ax, history, key, label, scale=1.0):
+def _series(ax: Any, history: list[dict], key: str, label: str, scale: float = 1.0) -> None:
     """``key`` of each record where it was measured, as a line with a marker at each point."""
     points = [(r["epoch"], r[key] * scale) for r in history if r.get(key) is not None]
     if points:
         ax.plot(*zip(*points), marker="o", markersize=4, label=label)
 
 
-def curves_figure(history, title=None):
+def curves_figure(history: list[dict], title: str | None = None) -> Figure:
     """The learning curves as a matplotlib figure: accuracies (%) and costs per epoch (from 0)."""
     plt = _pyplot()
     fig, (acc, cost) = plt.subplots(1, 2, figsize=(10, 4))
@@ -68,18 +77,19 @@ def curves_figure(history, title=None):
     return fig
 
 
-def _save(plt, fig, path, title):
+def _save(plt: Any, fig: Figure, path: str | os.PathLike[str], title: str | None) -> None:
     fig.savefig(path, dpi=100, metadata={"Title": title} if title else None)
     plt.close(fig)
 
 
-def learning_curves(history, path, title=None) -> None:
+def learning_curves(history: list[dict], path: str | os.PathLike[str], title: str | None = None) -> None:
     """``curves_figure`` written as a PNG."""
     plt = _pyplot()
     _save(plt, curves_figure(history, title), path, title)
 
 
-def misclassified(net, data, path, n=24, which=None) -> int:
+def misclassified(net: Network, data: Any, path: str | os.PathLike[str], n: int = 24,
+                  which: str | None = None) -> int:
     """The first ``n`` misclassified images with their label and prediction; returns how many were wrong.
 
     ``which`` names the network (e.g. "after epoch 29 (step 150000)"); it goes into the title.
@@ -88,16 +98,20 @@ def misclassified(net, data, path, n=24, which=None) -> int:
     return _wrong(x, y, evaluation.predict(net, x), path, n, which and f"the network {which}")
 
 
-def wrong_digits(nets, data, path, n=60, who=None) -> int:
+def wrong_digits(nets: Network | Sequence[Network], data: Any, path: str | os.PathLike[str], n: int = 60,
+                 who: str | None = None) -> int:
     """``misclassified`` of a network, or of the plurality vote of a list of them (a member
     run's), showing up to ``n`` (the book shows its vote's 33 misses all at once); ``who``
     ends the title ("the vote of 5 at its best epoch")."""
-    one = not isinstance(nets, (list, tuple))
-    x, y = evaluation.as_arrays(data, (nets if one else nets[0]).n_in)
-    return _wrong(x, y, evaluation.predict(nets, x) if one else evaluation.vote(nets, x), path, n, who)
+    if isinstance(nets, Network):
+        x, y = evaluation.as_arrays(data, nets.n_in)
+        return _wrong(x, y, evaluation.predict(nets, x), path, n, who)
+    x, y = evaluation.as_arrays(data, nets[0].n_in)
+    return _wrong(x, y, evaluation.vote(nets, x), path, n, who)
 
 
-def _wrong(x, y, pred, path, n, who) -> int:
+def _wrong(x: np.ndarray, y: np.ndarray, pred: np.ndarray, path: str | os.PathLike[str], n: int,
+           who: str | None) -> int:
     plt = _pyplot()
     wrong = np.flatnonzero(pred != y)
     shown = wrong[:n]
@@ -118,7 +132,8 @@ def _wrong(x, y, pred, path, n, who) -> int:
     return int(len(wrong))
 
 
-def accuracy_grid(panels, path, title=None) -> pathlib.Path:
+def accuracy_grid(panels: Sequence[tuple[str, list[dict], float]], path: str | os.PathLike[str],
+                  title: str | None = None) -> pathlib.Path:
     """One small panel per run: validation and test accuracy (%) against the epochs, and a
     dashed line at the figure to compare with. ``panels``: [(title, history, figure %)];
     a member run's history draws its members' test accuracy thin under the vote's."""
@@ -147,7 +162,7 @@ def accuracy_grid(panels, path, title=None) -> pathlib.Path:
     return pathlib.Path(path)
 
 
-def filters(net, path) -> int:
+def filters(net: Network, path: str | os.PathLike[str]) -> int:
     """The first conv layer's filters as images; returns how many were drawn."""
     plt = _pyplot()
     conv = next((layer for layer in net.layers if hasattr(layer, "poolsize")), None)
@@ -166,7 +181,7 @@ def filters(net, path) -> int:
     return len(w)
 
 
-def of_run(run_dir, out) -> dict:
+def of_run(run_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> dict:
     """The PNGs of ``nn3 plot``, written in ``out``: curves.png from the run's metrics log,
     misclassified.png of its newest intact checkpoint's test digits, and filters.png for a
     conv net.

@@ -6,7 +6,7 @@
     >>> bookreport.write_report("checkpoints/book", quick=True)["rows"][:2]   # doctest: +SKIP
     [('ch1', 0.9542), ('ch1_100', None)]
 
-Each row of nn3.booktable gets one line: what the book reports for it, measured on the
+Each row of nn3.book.table gets one line: what the book reports for it, measured on the
 row's run the way the book measures it (the best of its seeds, as the book quotes best
 of three), the book's figure, the difference, the epochs (and why a run ended early),
 the wall time and the machine. The figures: learning curves of every row that has
@@ -18,7 +18,9 @@ whenever asked; a book that was stopped leaves the last ones as they were.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+from collections.abc import Sequence
 
 from nn3.book.table import (
     BEYOND,
@@ -41,6 +43,8 @@ from nn3.runs import inspect, presets
 from nn3.store import files, metrics
 from nn3.store.rundir import RunDir
 
+__all__ = ["FIGURES", "HEAD", "REPORT", "Result", "best", "duration", "results", "write_report"]
+
 REPORT, FIGURES = "REPORT.md", "figures"
 
 
@@ -57,6 +61,8 @@ def duration(s: float | None) -> str:
 
 @dataclasses.dataclass
 class Result:
+    """One run of a row (one seed), as the report reads it from the run's files."""
+
     row: Row
     seed: int
     path: pathlib.Path
@@ -70,7 +76,8 @@ class Result:
     machine: str
 
 
-def results(bookdir, rows, *, quick=False, data_path=None) -> list[list[Result]]:
+def results(bookdir: str | os.PathLike[str], rows: Sequence[Row], *, quick: bool = False,
+            data_path: str | os.PathLike[str] | None = None) -> list[list[Result]]:
     """Every row's runs found in ``bookdir`` (one per seed directory that has begun; the
     default seed's, not begun, for a row that has none), read from their metrics."""
     bookdir = pathlib.Path(bookdir)
@@ -85,14 +92,16 @@ def results(bookdir, rows, *, quick=False, data_path=None) -> list[list[Result]]
     return out
 
 
-def _result(r, seed, ledger, bookdir, quick, data_path) -> Result:
+def _result(r: Row, seed: int, ledger: dict, bookdir: pathlib.Path, quick: bool,
+            data_path: str | os.PathLike[str] | None) -> Result:
     cfg = config(r, seed, quick=quick, data_path=data_path)
     path = run_dir(bookdir, r, seed)
     st = status(path, cfg)
     history = metrics.read(path) if st.state != "new" else []
     value, at = measured(r, history)
     entry = ledger["rows"].get(path.name)
-    # not in the ledger: never trained by nn3 book; a ledger older than "adopted" had only "before"
+    # not in the ledger: never trained by nn3 book; an entry without "adopted" counts as
+    # adopted when it records time from "before"
     adopted = entry is None or entry.get("adopted", bool(entry.get("before")))
     before = file_seconds(path) if entry is None else entry.get("before", 0.0)
     seconds = None if st.state == "new" else (before or 0.0) + (entry or {}).get("seconds", 0.0)
@@ -106,7 +115,12 @@ def _result(r, seed, ledger, bookdir, quick, data_path) -> Result:
 def best(found: list[Result]) -> Result:
     """The run of a row the report quotes: the best measured of its seeds (the book's best of N)."""
     scored = [f for f in found if f.value is not None]
-    return max(scored, key=lambda f: f.value) if scored else found[0]
+    return max(scored, key=_score) if scored else found[0]
+
+
+def _score(f: Result) -> float:
+    """The measured accuracy, for ranking (a run not yet measured ranks last)."""
+    return -1.0 if f.value is None else f.value
 
 
 def _network(r: Row) -> str:
@@ -157,7 +171,8 @@ HEAD = ("| row | network | the book quotes | book | nn3 | diff (pp) | epochs | w
         "|---|---|---|---|---|---|---|---|---|")
 
 
-def write_report(bookdir, *, quick=False, data_path=None) -> dict:
+def write_report(bookdir: str | os.PathLike[str], *, quick: bool = False,
+                 data_path: str | os.PathLike[str] | None = None) -> dict:
     """REPORT.md and the figures of every row found in ``bookdir``; returns what was written:
     ``{"report": path, "rows": [(row, value or None)], "figures": [paths], "note": str}``."""
     bookdir = pathlib.Path(bookdir)
@@ -187,7 +202,7 @@ def write_report(bookdir, *, quick=False, data_path=None) -> dict:
     return {"report": bookdir / REPORT, "rows": rows, "figures": made, "note": note}
 
 
-def _figures(bookdir, found) -> tuple[list, str]:
+def _figures(bookdir: pathlib.Path, found: list[list[Result]]) -> tuple[list[pathlib.Path], str]:
     """figures/curves.png (every row that has epochs) and figures/misclassified.png (the
     book's vote row at its best checkpoint, else the best done vote, else the best done
     conv row); ([paths], a note or "")."""
@@ -206,8 +221,9 @@ def _figures(bookdir, found) -> tuple[list, str]:
     votes = [b for b in done if b.row.members]
     conv = [b for b in done if b.row.members is None
             and has_conv(presets.get(b.row.preset).spec)]
+    others = votes or conv
     pick = (next((b for b in votes if b.row.name == "dropout_vote"), None)  # the book's vote, else the best other
-            or max(votes or conv or [None], key=lambda b: b.value if b else 0))
+            or (max(others, key=_score) if others else None))
     if pick is None:
         return made, "No misclassified-digits figure yet: no vote row and no conv row is done."
     nets = inspect.load(pick.path, best=True)

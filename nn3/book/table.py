@@ -28,19 +28,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import platform
+from collections.abc import Sequence
+from typing import Any
 
 from nn3.engine import backend, threads
 from nn3.runs import config as run_config
 from nn3.store import files, metrics
 from nn3.store.rundir import RunDir, RunDirError
 
+__all__ = ["AT_BEST_VALIDATION", "BEYOND", "COMPARED", "DEFAULT_SEED", "FINAL", "LEDGER", "PEAK_TEST",
+           "PEAK_VALIDATION", "QUICK_LIMIT", "QUICK_SETTINGS", "ROWS", "Row", "Status", "config", "entry",
+           "file_seconds", "machine", "measured", "read_ledger", "row", "run_dir", "select", "status",
+           "write_ledger"]
+
 PEAK_TEST, PEAK_VALIDATION, AT_BEST_VALIDATION = "peak test", "peak validation", "test at best validation"
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
+    """A result of the book's table: the preset that trains it and how the book measures it."""
+
     name: str
     preset: str
     figure: float                 # the book's figure, in %; past the book: the book's best to beat
@@ -97,7 +107,7 @@ def row(name: str) -> Row:
     raise ValueError(f"--rows: no row {name!r} (rows: {', '.join(r.name for r in ROWS + BEYOND)})")
 
 
-def select(names=None, *, beyond=False) -> list[Row]:
+def select(names: str | Sequence[str] | None = None, *, beyond: bool = False) -> list[Row]:
     """The rows to train: ``names`` (a comma-separated string or a list), else the book's
     table, or with ``beyond`` the rows past it. Unknown or repeated names raise ValueError."""
     if names is None:
@@ -110,23 +120,25 @@ def select(names=None, *, beyond=False) -> list[Row]:
     return picked
 
 
-def run_dir(bookdir, r: Row, seed: int = DEFAULT_SEED) -> pathlib.Path:
+def run_dir(bookdir: str | os.PathLike[str], r: Row, seed: int = DEFAULT_SEED) -> pathlib.Path:
+    """The run directory of row ``r`` with ``seed``: BOOKDIR/R, or BOOKDIR/R-seedK."""
     return pathlib.Path(bookdir) / (r.name if seed == DEFAULT_SEED else f"{r.name}-seed{seed}")
 
 
-def config(r: Row, seed: int = DEFAULT_SEED, *, quick=False, data_path=None) -> dict:
+def config(r: Row, seed: int = DEFAULT_SEED, *, quick: bool = False,
+           data_path: str | os.PathLike[str] | None = None) -> dict:
     """The run config of row ``r`` with ``seed``: its preset's settings, as ``nn3 train`` makes them."""
-    settings = dict(QUICK_SETTINGS) if quick else {}
+    settings: dict[str, Any] = dict(QUICK_SETTINGS) if quick else {}
     members = None
     if r.members is not None:
         members = list(range(seed * r.members, (seed + 1) * r.members))
     elif seed != DEFAULT_SEED:
         settings["seed"] = seed
     return run_config.make_config(r.preset, data_path=data_path, limit=QUICK_LIMIT if quick else None,
-                            members=members, **settings)
+                                  members=members, **settings)
 
 
-def measured(r: Row, history) -> tuple[float | None, int | None]:
+def measured(r: Row, history: list[dict]) -> tuple[float | None, int | None]:
     """(the accuracy the book quotes for ``r``, as a fraction; the epoch it was measured at),
     from a run's metrics records; (None, None) before the first epoch."""
     if not history:
@@ -144,17 +156,19 @@ def measured(r: Row, history) -> tuple[float | None, int | None]:
 
 @dataclasses.dataclass
 class Status:
+    """Where a row's run directory stands."""
+
     state: str                # "new" | "stopped" | "done"
     epochs: int               # epochs completed
     words: str                # for people
     reason: str | None = None  # why a done run ended early, in words (FINAL's); None: it ran all its epochs
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def status(path, want: dict) -> Status:
+def status(path: str | os.PathLike[str], want: dict) -> Status:
     """Where the run directory ``path`` stands for a row whose config is ``want``.
 
     Raises RunDirError (one line) for a directory that holds anything but this row's run.
@@ -207,7 +221,7 @@ def machine() -> str:
     return f"{model}, {threads.cores()} cores; jax {backend.device_name()}"
 
 
-def read_ledger(bookdir) -> dict:
+def read_ledger(bookdir: str | os.PathLike[str]) -> dict:
     """BOOKDIR/book.json: ``{"rows": {run directory name: {"seconds", "machine", "before",
     "adopted"}}}``; an empty ledger where there is none."""
     path = pathlib.Path(bookdir) / LEDGER
@@ -222,11 +236,12 @@ def read_ledger(bookdir) -> dict:
     return ledger
 
 
-def write_ledger(bookdir, ledger) -> None:
+def write_ledger(bookdir: str | os.PathLike[str], ledger: dict) -> None:
+    """Writes ``ledger`` as BOOKDIR/book.json, atomically."""
     files.atomic_write(pathlib.Path(bookdir) / LEDGER, json.dumps(ledger, indent=1, sort_keys=True) + "\n")
 
 
-def entry(ledger, path, st: Status) -> dict:
+def entry(ledger: dict, path: str | os.PathLike[str], st: Status) -> dict:
     """The ledger's entry for the run at ``path`` (a Status ``st``), made if missing: a run
     found already begun is adopted, its time so far taken from its files (``file_seconds``)."""
     name = pathlib.Path(path).name
@@ -237,7 +252,7 @@ def entry(ledger, path, st: Status) -> dict:
     return ledger["rows"][name]
 
 
-def file_seconds(path) -> float | None:
+def file_seconds(path: str | os.PathLike[str]) -> float | None:
     """Seconds from a run's config.json to its last metrics line, by their files' times: the
     wall time of a run trained outside ``nn3 book`` (a pause between sessions counts too)."""
     path = pathlib.Path(path)

@@ -17,12 +17,14 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
+__all__ = ["SHIFTS", "SIDE", "affine", "expanded"]
+
 SIDE = 28
 # (rows, cols) each copy moves by; pixels shifted in are zero.
 SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def _shift(img, dy, dx):
+def _shift(img: jax.Array, dy: int, dx: int) -> jax.Array:
     """(batch, 28, 28) moved by (dy, dx) pixels, zero-filled."""
     out = jnp.roll(img, (dy, dx), axis=(1, 2))
     rows = jnp.arange(SIDE)[:, None] - dy
@@ -31,14 +33,16 @@ def _shift(img, dy, dx):
     return jnp.where(inside, out, 0.0)
 
 
-def expanded(x, which):
-    """The book's expanded copies.
+def expanded(x: jax.Array, which: jax.Array) -> jax.Array:
+    """The book's expanded copies: each image of ``x`` shifted as ``which`` says.
 
     Args:
       x: (batch, 784) float32 images.
-      which: (batch,) int in 0..4: unchanged, up, down, left, right.
+      which: (batch,) ints in 0..4, an index into ``SHIFTS``: unchanged, up, down,
+        left, right.
+
     Returns:
-      (batch, 784) float32.
+      (batch, 784) float32, pixels shifted in are zero.
     """
     img = x.reshape(-1, SIDE, SIDE)
     variants = jnp.stack([_shift(img, dy, dx) for dy, dx in SHIFTS])  # (5, batch, 28, 28)
@@ -46,8 +50,20 @@ def expanded(x, which):
     return picked.reshape(x.shape)
 
 
-def affine(x, key, max_degrees=10.0, max_skew=0.15, max_shift=2.0):
-    """Each image of (batch, 784) warped by its own small random affine map (bilinear)."""
+def affine(x: jax.Array, key: jax.Array, max_degrees: float = 10.0, max_skew: float = 0.15,
+           max_shift: float = 2.0) -> jax.Array:
+    """Each image warped by its own small random affine map, sampled bilinearly.
+
+    Args:
+      x: (batch, 784) float32 images.
+      key: a PRNG key; the maps are a function of it alone.
+      max_degrees: rotations are uniform in [-max_degrees, max_degrees].
+      max_skew: the shear factor, uniform in [-max_skew, max_skew].
+      max_shift: translations, uniform in [-max_shift, max_shift] pixels on each axis.
+
+    Returns:
+      (batch, 784) float32; pixels mapped from outside the image are zero.
+    """
     n = x.shape[0]
     ka, ks, kt = jax.random.split(key, 3)
     angle = jnp.deg2rad(jax.random.uniform(ka, (n,), minval=-max_degrees, maxval=max_degrees))

@@ -9,25 +9,26 @@
 A run records ``choices().record()`` in its config, so that a replay on another
 backend can say what differs (``differences``). The values:
 
-- ``conv``: the conv-pool formulation (see nn3.conv). On CPU nn3's fused conv+pool with
-  a hand-written backward (XLA:CPU's convolution at batch 10 measured ~6x slower than
-  im2col); elsewhere XLA's convolution, which cuDNN and the TPU compiler serve.
+- ``conv``: the conv-pool formulation (see nn3.engine.conv). On CPU nn3's fused conv+pool
+  with a hand-written backward, since XLA:CPU's convolution at batch 10 is several
+  times slower than im2col (bench/README.md has the numbers); elsewhere XLA's
+  convolution, which cuDNN and the TPU compiler serve.
 - ``conv_members``: how an ensemble of conv nets runs its members in one program
-  (nn3.ensemble): "loop" on CPU (member after member: the batched conv ops of "vmap"
-  outgrow the caches there), "vmap" elsewhere (one batched op for all members).
-- ``compact``: keep k/256 images as uint8 codes on the device (nn3.train): a quarter of
-  the bytes to hold and gather, bit for bit the same floats. On every backend.
-- ``eval_batch`` / ``conv_eval_batch``: evaluation units (nn3.evaluation): the rows whose
-  cost is summed as one float32. Fixed per backend, since another size would move
+  (nn3.engine.trainer): "loop" on CPU (member after member: the batched conv ops of
+  "vmap" outgrow the caches there), "vmap" elsewhere (one batched op for all members).
+- ``compact``: keep k/256 images as uint8 codes on the device (nn3.engine.device_data):
+  a quarter of the bytes to hold and gather, bit for bit the same floats. On every backend.
+- ``eval_batch`` / ``conv_eval_batch``: evaluation units (nn3.engine.evaluation): the rows
+  whose cost is summed as one float32. Fixed per backend, since another size would move
   recorded costs in their last bits. An accelerator wants few large launches, and 20,000
   MNIST images fit many times over.
 - ``conv_forward_batch``: rows per forward pass of a conv net inside a unit (it divides
-  ``conv_eval_batch``). On CPU 50: dbl_conv_relu's 20,000 evaluation images took
-  0.58-0.64 CPU-s at 50, 0.60-0.81 at 25, 0.63-0.72 at 100 (bench/README.md); the
-  logits are the same numbers at any size. Elsewhere the whole unit in one pass.
+  ``conv_eval_batch``). On CPU 50, the fastest of 25, 50 and 100 for dbl_conv_relu's
+  20,000 evaluation images (bench/README.md); the logits are the same numbers at any
+  size. Elsewhere the whole unit in one pass.
 - ``dense_transposed_grad``: the fully connected weight gradient with its transpose
   materialised (XLA:CPU's faster kernel; elsewhere left to the compiler).
-- ``pin_threads``: whether nn3.threads may size and pin XLA's CPU pool (CPU only).
+- ``pin_threads``: whether nn3.engine.threads may size and pin XLA's CPU pool (CPU only).
 - ``matmul_precision``: JAX's precision for float32 matmuls and convolutions, set where
   nn3 traces a network (``jax.default_matmul_precision``). On a GPU JAX's default is
   TF32 (inputs rounded to 10 bits of mantissa); nn3 asks for full float32 there, so
@@ -38,15 +39,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from contextlib import AbstractContextManager
 
 import jax
 import numpy as np
 
-ACCELERATOR_EVAL_BATCH = 10_000  # not yet measured on a GPU: bench/device_check.py reports it
+__all__ = ["ACCELERATOR_EVAL_BATCH", "Choices", "choices", "describe", "device_name", "differences", "precision"]
+
+ACCELERATOR_EVAL_BATCH = 10_000  # a choice, not a measurement: bench/device_check.py measures it on a device
 
 
 @dataclasses.dataclass(frozen=True)
 class Choices:
+    """What nn3 does on one backend; the fields are the module docstring's list."""
+
     backend: str
     conv: str
     conv_members: str
@@ -79,7 +85,7 @@ def _choices(name: str) -> Choices:
                    dense_transposed_grad=False, pin_threads=False, matmul_precision="highest")
 
 
-def precision():
+def precision() -> AbstractContextManager[None]:
     """A context in which float32 matmuls and convolutions are traced at the backend's precision."""
     return jax.default_matmul_precision(choices().matmul_precision)
 
@@ -100,7 +106,7 @@ def describe() -> str:
 def differences(recorded: dict | None, now: dict | None = None) -> list[str]:
     """What differs between a run's recorded choices and this process's, as ``key old -> new``.
 
-    Keys the record lacks (a run from before they were recorded) are not compared.
+    Keys missing from ``recorded`` are not compared (a record may hold fewer than now).
     """
     if not recorded:
         return []

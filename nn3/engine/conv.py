@@ -16,14 +16,18 @@ Three formulations, measured in bench/bench_conv.py:
 - ``"im2col"``: ``max_pool(conv_valid(x, w))``, the conv im2col + matmul differentiated by JAX.
 - ``"xla"``: XLA's convolution, the natural choice off CPU and the default there.
 
-The ``formulation`` argument is static (a Python string the trace sees; nn3.layers keeps
-it as a ConvPoolLayer attribute, so it is part of the graph that jit keys on). None takes
-the backend's choice from nn3.backend, the one place where per-backend choices are made.
+The ``formulation`` argument is static (a Python string the trace sees; nn3.engine.layers
+keeps it as a ConvPoolLayer attribute, so it is part of the graph that jit keys on). None
+takes the backend's choice from nn3.engine.backend, the one place where per-backend
+choices are made.
 Max-pooling's gradient goes in full to every input equal to its window's max, as
 Theano's ``MaxPoolGrad`` (JAX's ``max`` would split ties).
 """
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterable, Sequence
 from functools import partial
 
 import jax
@@ -31,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nn3.engine import backend
+
+__all__ = ["FORMULATIONS", "conv_pool", "conv_valid", "max_pool", "resolve"]
 
 FORMULATIONS = ("fused", "im2col", "xla")
 
@@ -86,7 +92,7 @@ def _gathered_patches(x, grid, kernel, stride):
     return x.reshape(b, h * w, c)[:, _patch_index(w, grid, kernel, stride), :].reshape(b, gh, gw, kh * kw * c)
 
 
-def conv_valid(x, w, formulation: str | None = None):
+def conv_valid(x: jax.Array, w: jax.Array, formulation: str | None = None) -> jax.Array:
     """A valid convolution, true (flipped-kernel) as Theano's ``conv2d``.
 
     Args:
@@ -94,8 +100,13 @@ def conv_valid(x, w, formulation: str | None = None):
       w: (n_filters, C, h, w) float32 filters, network3's layout.
       formulation: "xla" for XLA's convolution, any other for im2col + matmul; None:
         the backend's choice.
+
     Returns:
-      (batch, H-h+1, W-w+1, n_filters).
+      (batch, H-h+1, W-w+1, n_filters) float32.
+
+    Raises:
+      ValueError: the shapes do not fit (not 4-D, maps differ, the filter is larger
+        than the image).
     """
     _check(x, w)
     nf, c, fh, fw = w.shape
@@ -115,8 +126,17 @@ def _pool_mask(x, m, poolsize):
     return windows == m[:, :, None, :, None, :]
 
 
-def max_pool(x, poolsize):
-    """Max over ``poolsize`` blocks of (batch, H, W, C), dropping borders that do not fill one."""
+def max_pool(x: jax.Array, poolsize: Sequence[int]) -> jax.Array:
+    """Max over ``poolsize`` blocks, dropping borders that do not fill one.
+
+    Args:
+      x: (batch, H, W, C) float32.
+      poolsize: (ph, pw).
+
+    Returns:
+      (batch, H//ph, W//pw, C) float32. Its gradient goes in full to every input equal
+      to its window's max.
+    """
     return _max_pool(x, tuple(int(p) for p in poolsize))
 
 
@@ -146,16 +166,21 @@ def _max_pool_bwd(poolsize, res, g):
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def conv_pool(x, w, poolsize, formulation: str | None = None):
+def conv_pool(x: jax.Array, w: jax.Array, poolsize: Sequence[int], formulation: str | None = None) -> jax.Array:
     """``max_pool(conv_valid(x, w), poolsize)``, fused on CPU (see the module's docstring).
 
     Args:
       x: (batch, H, W, C) float32 images.
       w: (n_filters, C, h, w) float32 filters, network3's layout.
-      poolsize: (ph, pw).
-      formulation: "fused", "im2col" or "xla"; None: the backend's choice (nn3.backend).
+      poolsize: (ph, pw), positive.
+      formulation: "fused", "im2col" or "xla"; None: the backend's choice (nn3.engine.backend).
+
     Returns:
-      (batch, (H-h+1)//ph, (W-w+1)//pw, n_filters).
+      (batch, (H-h+1)//ph, (W-w+1)//pw, n_filters) float32: the same values under
+      every formulation, up to float32 rounding.
+
+    Raises:
+      ValueError: the shapes do not fit, or ``formulation`` is unknown.
     """
     poolsize = tuple(int(p) for p in poolsize)
     _check(x, w, poolsize)
@@ -188,9 +213,9 @@ def _expanded_kernel(w, poolsize):
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _fused(x, w, poolsize):
     # Without a gradient (evaluation) the deeper layers' patches come from one gather:
-    # one pass instead of kh*kw slices and a concatenation, ~1.7x faster for the second
-    # layer of dbl_conv_relu at batch 100 (bench/README.md). The same values, so the
-    # same numbers. Training keeps the slices, whose adjoint _col2im its backward uses.
+    # one pass instead of kh*kw slices and a concatenation, faster for the second layer
+    # of dbl_conv_relu (bench/README.md). The same values, so the same numbers.
+    # Training keeps the slices, whose adjoint _col2im its backward uses.
     return _fused_fwd(x, w, poolsize, gather=True)[0]
 
 
@@ -226,9 +251,9 @@ def _fused_bwd(poolsize, res, g):
     if expanded:  # K short (one map): (K, M) @ (M, nout) measured best
         dkm = p.reshape(-1, n_k).T @ dz.reshape(-1, dz.shape[-1])  # (K, nout)
         d = dkm.reshape(kh, kw, c, ph * pw, nf)
-        dk = sum(d[a:a + fh, e:e + fw, :, a * pw + e, :] for a in range(ph) for e in range(pw))
+        dk = _total(d[a:a + fh, e:e + fw, :, a * pw + e, :] for a in range(ph) for e in range(pw))
         dw = dk.transpose(3, 2, 0, 1)[:, :, ::-1, ::-1]
-    else:  # K long: (nf, M) @ (M, K), ~15% faster alone than (K, M) @ (M, nf); the dbl step ~3%
+    else:  # K long: (nf, M) @ (M, K), measured faster than (K, M) @ (M, nf) (bench/README.md)
         dkm = dz.reshape(-1, nf).T @ p.reshape(-1, n_k)  # (nf, K)
         dw = dkm.reshape(nf, fh, fw, c).transpose(0, 3, 1, 2)[:, :, ::-1, ::-1]
     dp = dz @ km.T  # (b, gh, gw, K); dropped when x is data (the first layer)
@@ -238,18 +263,23 @@ def _fused_bwd(poolsize, res, g):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
+def _total(terms: Iterable[jax.Array]) -> jax.Array:
+    """``terms[0] + terms[1] + ...`` in that order (``sum`` would start from the int 0)."""
+    return functools.reduce(operator.add, terms)
+
+
 def _col2im(dp, image, kernel, stride):
     """The adjoint of ``_patches``: (b, gh, gw, kh*kw*C) -> (b, H, W, C), overlaps summed."""
     (h, w, c), (kh, kw), (sh, sw) = image, kernel, stride
     b, gh, gw, _ = dp.shape
     if (sh, sw) == (1, 1):  # rows first, then columns: 2*5 pads, measured faster than 25
         dp = dp.reshape(b, gh, gw, kh, kw * c)
-        rows = sum(jnp.pad(dp[:, :, :, u, :], ((0, 0), (u, h - gh - u), (0, 0), (0, 0))) for u in range(kh))
+        rows = _total(jnp.pad(dp[:, :, :, u, :], ((0, 0), (u, h - gh - u), (0, 0), (0, 0))) for u in range(kh))
         rows = rows.reshape(b, h, gw, kw, c)
-        return sum(jnp.pad(rows[:, :, :, v, :], ((0, 0), (0, 0), (v, w - gw - v), (0, 0))) for v in range(kw))
+        return _total(jnp.pad(rows[:, :, :, v, :], ((0, 0), (0, 0), (v, w - gw - v), (0, 0))) for v in range(kw))
     dp = dp.reshape(b, gh, gw, kh * kw, c)
     zero = jnp.zeros((), dp.dtype)
-    return sum(jax.lax.pad(dp[:, :, :, u * kw + v, :], zero,
-                           ((0, 0, 0), (u, h - u - (gh - 1) * sh - 1, sh - 1), (v, w - v - (gw - 1) * sw - 1, sw - 1),
-                            (0, 0, 0)))
-               for u in range(kh) for v in range(kw))
+    return _total(jax.lax.pad(dp[:, :, :, u * kw + v, :], zero,
+                              ((0, 0, 0), (u, h - u - (gh - 1) * sh - 1, sh - 1),
+                               (v, w - v - (gw - 1) * sw - 1, sw - 1), (0, 0, 0)))
+                  for u in range(kh) for v in range(kw))

@@ -14,7 +14,7 @@ or L1 on biases). As a chain: ``add_decayed_weights`` (masked to the weights; ne
 and network3 differ only in the value, lmbda/n or lmbda/num_batches), ``add_l1`` (ours:
 optax has no L1 term), then ``scale_by_learning_rate``, or with momentum ``scale`` and
 ``book_momentum`` (ours: see there why not ``optax.trace``), whose state is the book's
-velocity, as checkpoints have always stored it.
+velocity, the array a checkpoint stores for it.
 
 What is static (which terms are on, the optimiser) is a ``Rule``, a hashable value that
 jit keys on: an off term costs no operations. The values (eta, the decay, the L1
@@ -25,11 +25,13 @@ recompiling, and members of an ensemble may each have their own.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
+import optax  # type: ignore[import-untyped]  # optax 0.2 ships no py.typed marker
 
 # The hyperparameters every rule's state holds (those a rule does not use cost nothing).
 HYPERPARAMS = ("learning_rate", "weight_decay", "l1", "momentum")
@@ -51,13 +53,14 @@ OPTIMIZERS = ("sgd",) + tuple(OTHERS)  # "sgd": the book's rule
 TAKES_MOMENTUM = ("sgd", "rmsprop")
 
 
-def is_weight(path) -> bool:
+def is_weight(path: tuple[Any, ...]) -> bool:
     """Whether a leaf's key path names a weight (``w``); biases get no decay or L1."""
     return any(getattr(k, "key", None) == "w" for k in path)
 
 
-def weights(params):
-    """The mask of ``params``' weights, for ``optax.masked``."""
+def weights(params: optax.Params) -> Any:
+    """The mask of ``params``' weights, for ``optax.masked``: ``params``' structure with a
+    bool per leaf."""
     return jax.tree_util.tree_map_with_path(lambda path, _: is_weight(path), params)
 
 
@@ -66,15 +69,15 @@ class MomentumState(NamedTuple):
     velocity: Any
 
 
-def book_momentum(mu) -> optax.GradientTransformation:
+def book_momentum(mu: float | jax.Array) -> optax.GradientTransformation:
     """Turn steps ``d`` (``eta * grad``, the sign not yet flipped) into ``v = mu*v - d``.
 
     ``optax.trace`` after ``scale_by_learning_rate`` gives the same float32 numbers on
-    paper (``t = -d + mu*t``; a negation is exact, a sum commutes), yet as XLA compiled it
-    for this CPU a run with momentum drifted from the book's form by an ulp after two
-    steps. The optimised HLO of both is two multiplies and an add (or a subtract), so
-    the difference is below it, in how the loop's multiply-adds are contracted. This
-    writes the book's expression as the engine always had it.
+    paper (``t = -d + mu*t``; a negation is exact, a sum commutes), yet XLA:CPU may
+    contract the loop's multiply-adds differently for that form, and a run with momentum
+    then drifts from the book's by an ulp within a few steps (the optimised HLO of both
+    is two multiplies and an add or a subtract: the difference lies below it). This
+    writes the book's expression itself, so that runs match the book's arithmetic.
     """
     def init(params):
         return MomentumState(velocity=jax.tree.map(jnp.zeros_like, params))
@@ -86,7 +89,7 @@ def book_momentum(mu) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def add_l1(strength) -> optax.GradientTransformation:
+def add_l1(strength: float | jax.Array) -> optax.GradientTransformation:
     """Add ``strength * sign(p)`` to the updates: the gradient of ``strength * |p|``.
 
     Written here because optax has the L2 term (``add_decayed_weights``) but no L1.
@@ -118,7 +121,8 @@ class Rule:
             raise ValueError(f"momentum applies to the optimizers {' and '.join(TAKES_MOMENTUM)}, "
                              f"not {self.optimizer}")
 
-    def chain(self, learning_rate, weight_decay, l1, momentum) -> optax.GradientTransformation:
+    def chain(self, learning_rate: float | jax.Array, weight_decay: float | jax.Array, l1: float | jax.Array,
+              momentum: float | jax.Array) -> optax.GradientTransformation:
         """The chain for given hyperparameter values (numbers or traced scalars)."""
         parts = []
         if self.decay:
@@ -135,13 +139,14 @@ class Rule:
             parts.append(OTHERS[self.optimizer](learning_rate))
         return optax.chain(*parts)
 
-    def transform(self, **values) -> optax.GradientTransformation:
+    def transform(self, **values: float) -> optax.GradientTransformation:
         """The chain with its hyperparameters in its state (``values``: their first values,
         0 where not given; the update reads them from the state)."""
         return optax.inject_hyperparams(self.chain)(**{k: float(values.get(k, 0.0)) for k in HYPERPARAMS})
 
-    def init(self, params, **values):
-        """The state for ``params``, with the hyperparameters ``values`` (see ``set_hyperparams``)."""
+    def init(self, params: optax.Params, **values: float) -> optax.OptState:
+        """The state for ``params``, with the hyperparameters ``values`` (see ``set_hyperparams``);
+        an unknown name is a ValueError."""
         unknown = set(values) - set(HYPERPARAMS)
         if unknown:
             raise ValueError(f"unknown hyperparameter(s) {', '.join(sorted(unknown))}")
@@ -153,7 +158,7 @@ class Rule:
         return self.optimizer == "sgd"
 
 
-def set_hyperparams(state, **values):
+def set_hyperparams(state: optax.OptState, **values: float | np.ndarray | jax.Array) -> optax.OptState:
     """``state`` with the hyperparameters ``values`` (scalars, or one per member) in it.
 
     The stored dtype and shape are kept (float32; (members,) in an ensemble), so that the
@@ -167,19 +172,19 @@ def set_hyperparams(state, **values):
     return state._replace(hyperparams=hp)
 
 
-def velocity(state) -> Any:
+def velocity(state: optax.OptState) -> Any:
     """The book's momentum velocity ``v`` (shaped like the parameters) in a ``Rule("sgd",
     momentum=True)`` state: ``book_momentum``'s, the chain's last."""
     return state.inner_state[-1].velocity
 
 
-def with_velocity(state, v):
+def with_velocity(state: optax.OptState, v: Any) -> optax.OptState:
     """``state`` with the book's velocity replaced by ``v``."""
     inner = state.inner_state
     return state._replace(inner_state=inner[:-1] + (MomentumState(velocity=v),))
 
 
-def inner_leaves(state) -> list:
+def inner_leaves(state: optax.OptState) -> list[jax.Array]:
     """The arrays an optimiser carries between steps (moments, counts), in a fixed order.
 
     The hyperparameters and inject_hyperparams' own step count are left out: the run's
@@ -188,12 +193,13 @@ def inner_leaves(state) -> list:
     return jax.tree.leaves(state.inner_state)
 
 
-def with_inner_leaves(state, leaves):
-    """``state`` with the arrays of ``inner_leaves`` replaced by ``leaves``."""
-    treedef = jax.tree.structure(state.inner_state)
-    if treedef.num_leaves != len(leaves):
-        raise ValueError(f"optimizer state: {len(leaves)} arrays given, the rule holds {treedef.num_leaves}")
-    return state._replace(inner_state=treedef.unflatten([jnp.asarray(a) for a in leaves]))
+def with_inner_leaves(state: optax.OptState, leaves: Sequence[np.ndarray | jax.Array]) -> optax.OptState:
+    """``state`` with the arrays of ``inner_leaves`` replaced by ``leaves``; a ValueError
+    when their number differs."""
+    held, treedef = jax.tree.flatten(state.inner_state)
+    if len(held) != len(leaves):
+        raise ValueError(f"optimizer state: {len(leaves)} arrays given, the rule holds {len(held)}")
+    return state._replace(inner_state=jax.tree.unflatten(treedef, [jnp.asarray(a) for a in leaves]))
 
 
 __all__ = ["HYPERPARAMS", "OPTIMIZERS", "OTHERS", "TAKES_MOMENTUM", "MomentumState", "Rule", "add_l1",

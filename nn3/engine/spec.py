@@ -16,10 +16,10 @@
 A spec is ``{"layers": [...], "cost": name}``. Each layer is a dict with ``"type"`` (a
 key of ``LAYER_ARGS``) and every one of network3.py's constructor arguments for that
 type (no defaults: a spec says all it means). The same dict builds a network
-(nn3.layers), goes into every run's config.json, and is the skeleton of every exported
-file (nn3.export). This module is the one place that names layer types, activations,
-costs and initialisations, and the one rule for what fits together; the JAX functions
-behind the names (nn3.activations, nn3.costs) are keyed by them.
+(nn3.engine.layers), goes into every run's config.json, and is the skeleton of every
+exported file (nn3.store.export). This module is the one place that names layer types,
+activations, costs and initialisations, and the one rule for what fits together; the JAX
+functions behind the names (nn3.engine.activations, nn3.engine.costs) are keyed by them.
 
 numpy and the standard library only: ``nn3 presets``, ``nn3 --help`` and reading a network file
 start without JAX. Validation is strict, for specs that come from files: exact key
@@ -34,6 +34,11 @@ import math
 from typing import Any
 
 import numpy as np
+
+__all__ = ["ACTIVATIONS", "COSTS", "COST_OUTPUTS", "INITS", "LAYER_ARGS", "LAYER_TYPES", "MAX_LAYERS", "MAX_PARAMS",
+           "MAX_SIZE", "MLP_COSTS", "OUTPUT_ACTIVATIONS", "SOFTMAX", "NonFinite", "SpecError", "describe", "error",
+           "forward_macs", "has_conv", "input_size", "integer", "is_mlp", "mlp_sizes", "mlp_spec", "name",
+           "output_activation", "output_shape", "param_shapes", "require_keys", "validate"]
 
 # A hidden layer's ``activation_fn``; a SoftmaxLayer's output activation is "softmax".
 ACTIVATIONS = ("sigmoid", "tanh", "ReLU", "linear")
@@ -63,11 +68,11 @@ MAX_LAYERS = 256
 
 
 class SpecError(ValueError):
-    """A spec, or a file holding one (nn3.export), that nn3 cannot use."""
+    """A spec, or a file holding one (nn3.store.export), that nn3 cannot use."""
 
 
 class NonFinite:
-    """What a strict JSON parse (nn3.export) puts where a text says NaN or Infinity."""
+    """What a strict JSON parse (nn3.store.export) puts where a text says NaN or Infinity."""
 
     def __init__(self, name: str):
         self.name = name

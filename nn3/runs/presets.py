@@ -18,43 +18,47 @@ import dataclasses
 
 from nn3.engine.spec import mlp_spec
 
+__all__ = ["PRESETS", "Preset", "data_words", "for_network", "get", "table", "with_mini_batch"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
+    """One of the book's experiments: its network, how it trains, and what the book got."""
+
     name: str
     style: str            # "network" | "network2" | "network3": whose lines a run prints
     spec: dict
     init: str
-    sgd: dict
+    sgd: dict             # SGDConfig fields
     book: str             # the book's figure for it
     about: str
 
 
-def _conv(nf, cin, side, act, mb=10):
+def _conv(nf: int, cin: int, side: int, act: str, mb: int = 10) -> dict:
     return {"type": "ConvPoolLayer", "filter_shape": [nf, cin, 5, 5], "image_shape": [mb, cin, side, side],
             "poolsize": [2, 2], "activation_fn": act}
 
 
-def _fc(n_in, n_out, act, p=0.0):
+def _fc(n_in: int, n_out: int, act: str, p: float = 0.0) -> dict:
     return {"type": "FullyConnectedLayer", "n_in": n_in, "n_out": n_out, "activation_fn": act, "p_dropout": p}
 
 
-def _softmax(n_in, p=0.0):
+def _softmax(n_in: int, p: float = 0.0) -> dict:
     return {"type": "SoftmaxLayer", "n_in": n_in, "n_out": 10, "p_dropout": p}
 
 
-def _net3(layers):
+def _net3(layers: list[dict]) -> dict:
     return {"layers": layers, "cost": "LogLikelihoodCost"}
 
 
 _N3 = {"mini_batch_size": 10, "l2": "batch", "shuffle": False, "drop_remainder": True}
 
 
-def _dbl(act, fc):
+def _dbl(act: str, fc: list[dict]) -> list[dict]:
     return [_conv(20, 1, 28, act), _conv(40, 20, 12, act)] + fc
 
 
-def _dropout_net():
+def _dropout_net() -> dict:
     return _net3(_dbl("ReLU", [_fc(640, 1000, "ReLU", 0.5), _fc(1000, 1000, "ReLU", 0.5), _softmax(1000, 0.5)]))
 
 
@@ -156,15 +160,16 @@ def for_network(spec: dict) -> tuple[str, dict, str]:
     match = next((p for p in PRESETS.values() if _same_network(p.spec, spec)), None)
     if match is not None:
         return match.name, {}, f"the network of preset {match.name}, so its settings"
-    family = {"QuadraticCost": "ch1", "CrossEntropyCost": "ch3"}.get(spec.get("cost"), "shallow")
+    family = {"QuadraticCost": "ch1", "CrossEntropyCost": "ch3"}.get(str(spec.get("cost")), "shallow")
     return family, {"lmbda": 0.0, "augment": "none"}, \
         f"a network no preset has, so {PRESETS[family].style}.py's plain settings ({family}'s without L2)"
 
 
 def data_words(sgd: dict) -> str:
     """The training data of settings ``sgd`` in words: "mnist, expanded on the fly"."""
+    augment = str(sgd.get("augment", "none"))
     return {"none": "mnist", "expand": "mnist, expanded on the fly", "affine": "mnist, affine on the fly"}.get(
-        sgd.get("augment", "none"), sgd.get("augment"))
+        augment, augment)
 
 
 def table() -> list[str]:

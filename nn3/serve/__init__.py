@@ -13,32 +13,43 @@ input.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
 __all__ = ["app", "catalog", "digits", "runview", "serve", "url"]
 
 STOP_WAIT_S = 120  # at most this long for requests in flight at Ctrl-C (a cold model load and evaluation)
 
 
-def _werkzeug():
+def _werkzeug() -> None:
     try:
         import werkzeug  # noqa: F401
     except ImportError:
         raise RuntimeError("nn3 serve needs werkzeug: pip install 'nn3[web]'") from None
 
 
-def url(server) -> str:
+def url(server: BaseWSGIServer) -> str:
+    """The address of a server ``app.make_server`` made, e.g. ``http://127.0.0.1:38271/``."""
     host = server.host if ":" not in server.host else f"[{server.host}]"
     return f"http://{host}:{server.port}/"
 
 
-def serve(paths, host="127.0.0.1", port=0, *, say=print) -> None:
+def serve(paths: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0, *,
+          say: Callable[[str], object] = print) -> None:
     """Serve the runs at ``paths`` until Ctrl-C; ``say`` gets the URL line (and the stop line)."""
     _werkzeug()
-    from nn3.serve.app import make_server
+    from nn3.serve.app import App, make_server
     try:
         server = make_server(paths, host, port)
     except OSError as e:
         raise OSError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    n = len(server.app.catalog.runs())
+    app = server.app
+    assert isinstance(app, App)  # make_server's
+    n = len(app.catalog.runs())
     say(f"nn3 serve: {n} run{'s' * (n != 1)} at {url(server)} (Ctrl-C stops)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         say(f"nn3 serve: listening on {host}: other machines can reach these pages")
@@ -47,6 +58,6 @@ def serve(paths, host="127.0.0.1", port=0, *, say=print) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server.app.close(timeout=STOP_WAIT_S)  # lets a request inside a forward pass finish
+        app.close(timeout=STOP_WAIT_S)  # lets a request inside a forward pass finish
         server.server_close()
     say("nn3 serve: stopped")

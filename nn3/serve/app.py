@@ -25,15 +25,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import pathlib
 import sys
 import threading
 import traceback
 import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as _werkzeug_server
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
@@ -43,6 +47,8 @@ from nn3.serve.catalog import Catalog
 from nn3.store import metrics
 from nn3.store.metrics import MetricsError
 from nn3.store.rundir import RunDirError
+
+__all__ = ["HEADERS", "LOOPBACK", "MAX_BODY", "MAX_SIDE", "ROUTES", "STATIC", "App", "make_server"]
 
 STATIC = pathlib.Path(__file__).parent / "static"
 MAX_BODY = 1 << 20        # a 1024x1024 drawing as base64 is 1.4 MB; the page sends 280x280 (105 kB)
@@ -70,12 +76,12 @@ class _Request(Request):
     max_form_memory_size = MAX_BODY
 
 
-def _json(value, status=200) -> Response:
+def _json(value: Any, status: int = 200) -> Response:
     return Response(json.dumps(runview.clean(value), allow_nan=False), status, mimetype="application/json",
                     headers={"Cache-Control": "no-store"})
 
 
-def _step(request) -> object:
+def _step(request: Request) -> str | int:
     text = request.args.get("step", "latest")
     if text in ("best", "latest"):
         return text
@@ -84,7 +90,7 @@ def _step(request) -> object:
     raise BadRequest(f"step: expected best, latest or a saved step number, got {text[:40]!r}")
 
 
-def _member(request):
+def _member(request: Request) -> int | None:
     """The ``member`` asked for (an index), or None: a member run then shows member 0."""
     text = request.args.get("member")
     if text is None:
@@ -94,7 +100,7 @@ def _member(request):
     raise BadRequest(f"member: expected a member number (0, 1, ...), got {text[:40]!r}")
 
 
-def _ink(request) -> np.ndarray:
+def _ink(request: Request) -> np.ndarray:
     """The drawing of a draw request, (height, width) in [0, 1]."""
     if request.mimetype != "application/json":
         raise BadRequest("draw: send JSON (Content-Type: application/json)")
@@ -113,22 +119,24 @@ def _ink(request) -> np.ndarray:
 class App:
     """The WSGI application over a catalog of runs."""
 
-    def __init__(self, paths, *, loopback_only=True):
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, loopback_only: bool = True):
+        """Serve the runs at ``paths``; ``loopback_only``: answer only requests whose Host is a loopback name."""
         self.catalog = Catalog(paths)
         self.loopback_only = loopback_only
-        self._views = {}  # path -> RunView (its test data loaded once)
+        self._views: dict[str, runview.RunView] = {}  # path -> RunView (its test data loaded once)
         # Requests in flight. The server's threads are daemons: a process that exits while one
         # of them is inside XLA aborts ("terminate called ..."), so stopping waits for them.
         self._busy, self._closing = 0, False
         self._idle = threading.Condition()
 
-    def close(self, timeout=None) -> bool:
+    def close(self, timeout: float | None = None) -> bool:
         """Refuse new requests (503) and wait for those in flight; False if ``timeout`` ran out first."""
         with self._idle:
             self._closing = True
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def view(self, name: str) -> runview.RunView:
+        """The run called ``name`` in the catalog; a 404 when there is none."""
         path = self.catalog.get(name)
         if path is None:
             raise NotFound(f"no run called {name[:80]!r} is served here")
@@ -139,18 +147,18 @@ class App:
 
     # ---------------------------------------------------------------- endpoints
 
-    def on_index_page(self, request):
+    def on_index_page(self, request: Request) -> Response:
         return send_from_directory(STATIC, "index.html", request.environ)
 
-    def on_run_page(self, request, run):
+    def on_run_page(self, request: Request, run: str) -> Response:
         self.view(run)
         return send_from_directory(STATIC, "run.html", request.environ)
 
-    def on_static(self, request, name):
+    def on_static(self, request: Request, name: str) -> Response:
         return send_from_directory(STATIC, name, request.environ)
 
-    def on_runs(self, request):
-        listed = []
+    def on_runs(self, request: Request) -> Response:
+        listed: list[dict[str, Any]] = []
         for name in self.catalog.runs():
             try:
                 view = self.view(name)
@@ -167,38 +175,39 @@ class App:
                            "params": view.summary()["params"]})
         return _json({"runs": listed})
 
-    def on_summary(self, request, run):
+    def on_summary(self, request: Request, run: str) -> Response:
         return _json({"name": run, **self.view(run).summary()})
 
-    def on_progress(self, request, run):
+    def on_progress(self, request: Request, run: str) -> Response:
         return _json(self.view(run).progress())
 
-    def on_wrong(self, request, run):
+    def on_wrong(self, request: Request, run: str) -> Response:
         return _json(self.view(run).wrong(_step(request), _member(request)))
 
-    def on_digit(self, request, run):
+    def on_digit(self, request: Request, run: str) -> Response:
         text = request.args.get("index", "")
         if not (text.isdigit() and len(text) < 12):
             raise BadRequest(f"index: expected a test digit number, got {text[:40]!r}")
         return _json(self.view(run).digit(_step(request), int(text), _member(request)))
 
-    def on_filters(self, request, run):
+    def on_filters(self, request: Request, run: str) -> Response:
         return _json(self.view(run).filters(_step(request), _member(request)))
 
-    def on_draw(self, request, run):
+    def on_draw(self, request: Request, run: str) -> Response:
         view = self.view(run)
         return _json(view.draw(_step(request), _ink(request), _member(request)))
 
     # ---------------------------------------------------------------- dispatch
 
-    def dispatch(self, request) -> Response:
+    def dispatch(self, request: Request) -> Response:
+        """The response of the endpoint the request's path names; HTTP faults are raised."""
         if self.loopback_only and urllib.parse.urlsplit("//" + request.host).hostname not in LOOPBACK:
             raise BadRequest("this server answers only requests addressed to 127.0.0.1 or localhost")
         adapter = ROUTES.bind_to_environ(request.environ)
         endpoint, values = adapter.match()
         return getattr(self, f"on_{endpoint}")(request, **values)
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = _Request(environ)
         with self._idle:
             closing = self._closing
@@ -208,7 +217,7 @@ class App:
         try:
             response = self.dispatch(request)
         except HTTPException as e:
-            response = self._error(request, e.code, e.description or e.name)
+            response = self._error(request, e.code or 500, e.description or e.name)
         except runview.NotFound as e:
             response = self._error(request, 404, str(e))
         except (RunDirError, MetricsError) as e:  # a damaged or half-written run: its own message names it
@@ -227,14 +236,14 @@ class App:
         return response(environ, start_response)
 
     @staticmethod
-    def _error(request, code, message) -> Response:
+    def _error(request: Request, code: int, message: object) -> Response:
         line = str(message).splitlines()[0] if str(message) else "error"
         if request.path.startswith("/api/"):
             return Response(json.dumps({"error": line}), code, mimetype="application/json")
         return Response(line + "\n", code, mimetype="text/plain")
 
 
-def make_server(paths, host="127.0.0.1", port=0):
+def make_server(paths: Sequence[str | os.PathLike[str]], host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
     """A threaded werkzeug server for the runs at ``paths`` (not yet serving); ``server.port`` is its port."""
     import logging
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request

@@ -16,18 +16,23 @@ started after the server still appears on the index.
 """
 from __future__ import annotations
 
+import os
 import pathlib
+from collections.abc import Iterable, Iterator
 
 from nn3.store.rundir import CONFIG
+
+__all__ = ["MAX_DEPTH", "Catalog", "is_run"]
 
 MAX_DEPTH = 4  # a nn3 book directory nests runs two levels deep; deeper is someone's home
 
 
 def is_run(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a run directory (it holds a config.json)."""
     return (path / CONFIG).is_file()
 
 
-def _runs_under(root: pathlib.Path, depth: int = 0):
+def _runs_under(root: pathlib.Path, depth: int = 0) -> Iterator[pathlib.Path]:
     """Run directories under ``root``, without entering runs, hidden folders or linked folders."""
     try:
         children = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -43,7 +48,8 @@ def _runs_under(root: pathlib.Path, depth: int = 0):
 class Catalog:
     """The runs given to a server, by name."""
 
-    def __init__(self, paths):
+    def __init__(self, paths: Iterable[str | os.PathLike[str]]):
+        """``paths``: run directories and directories of runs; a ValueError names one that is not a directory."""
         self.roots = [pathlib.Path(p) for p in paths]
         for p in self.roots:
             if not p.is_dir():
@@ -51,7 +57,7 @@ class Catalog:
 
     def runs(self) -> dict[str, pathlib.Path]:
         """{name: run directory}, listed now."""
-        found = {}
+        found: dict[str, pathlib.Path] = {}
         for root in self.roots:
             prefix = f"{root.resolve().name}/" if len(self.roots) > 1 else ""
             if is_run(root):
@@ -66,4 +72,5 @@ class Catalog:
         return found
 
     def get(self, name: str) -> pathlib.Path | None:
+        """The run directory called ``name``, or None."""
         return self.runs().get(name)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["BOX", "SIDE", "centre_of_mass", "mnist_style"]
+
 SIDE, BOX = 28, 20
 
 

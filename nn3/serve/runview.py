@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import pathlib
 import threading
 from collections import OrderedDict
 from functools import partial
+from typing import Any
 
 import jax
 import numpy as np
@@ -39,6 +41,9 @@ from nn3.serve import digits
 from nn3.store import metrics
 from nn3.store.rundir import RunDir
 
+__all__ = ["KEPT_MODELS", "SHOWN_UNITS", "SHOWN_WRONG", "Model", "NotFound", "RunView", "clean", "network_summary",
+           "pack"]
+
 SHOWN_WRONG = 120   # misclassified digits sent to the page (the count says how many there are)
 SHOWN_UNITS = 40    # first-layer units of a fully connected net drawn as 28x28 weight images
 KEPT_MODELS = 8     # restored networks kept warm, all runs together
@@ -49,18 +54,18 @@ class NotFound(LookupError):
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
-def _outputs(state, x, *, graphdef):
+def _outputs(state: nnx.State, x: np.ndarray, *, graphdef: nnx.GraphDef) -> jax.Array:
     """The output layer's activations (batch, n_out): softmax probabilities, or sigmoids."""
     return nnx.merge(graphdef, state)(x)
 
 
 @partial(jax.jit, static_argnames=("graphdef",))
-def _first_maps(state, x, *, graphdef):
+def _first_maps(state: nnx.State, x: np.ndarray, *, graphdef: nnx.GraphDef) -> jax.Array:
     """The first conv layer's pooled, activated output (batch, H', W', n_filters)."""
     return nnx.merge(graphdef, state).layers[0](x)
 
 
-def pack(a, lo=None, hi=None) -> dict:
+def pack(a: np.ndarray, lo: float | None = None, hi: float | None = None) -> dict:
     """An array as 0-255 bytes over [lo, hi] (default: its own range), base64, with its shape."""
     a = np.asarray(a, np.float32)
     lo = float(a.min()) if lo is None else float(lo)
@@ -70,7 +75,7 @@ def pack(a, lo=None, hi=None) -> dict:
     return {"shape": list(a.shape), "lo": lo, "hi": hi, "data": base64.b64encode(data.tobytes()).decode()}
 
 
-def network_summary(spec) -> list[dict]:
+def network_summary(spec: dict) -> list[dict]:
     """One row per layer: type, activation, input and output shapes, parameter count."""
     rows = []
     for layer in spec["layers"]:
@@ -89,7 +94,7 @@ def network_summary(spec) -> list[dict]:
     return rows
 
 
-def _count(layer) -> int:
+def _count(layer: dict) -> int:
     return sum(math.prod(shape) for shape in param_shapes(layer))
 
 
@@ -97,6 +102,7 @@ class Model:
     """A run's network at one step, restored through inspect.restore, its forward passes compiled."""
 
     def __init__(self, path: pathlib.Path, step: int, member: int | None = None):
+        """Restore the network of ``path`` at ``step`` (of a member run, member ``member``) and compile it."""
         run = RunDir.open(path, read_only=True)
         try:
             got = inspect.restore(run, step=step)
@@ -109,11 +115,11 @@ class Model:
         self.graphdef, self.state = nnx.split(self.net)
         self.is_conv = hasattr(self.net.layers[0], "poolsize")
         self.softmax = self.net.output_activation == "softmax"
-        self.wrong = None  # filled by RunView.wrong, once
+        self.wrong: dict | None = None  # filled by RunView.wrong, once
         self.lock = threading.Lock()
         self.look(np.zeros(self.net.n_in, np.float32))  # compile now, not on the first stroke
 
-    def look(self, x) -> dict:
+    def look(self, x: np.ndarray) -> dict:
         """Outputs, prediction and (conv nets) first-layer feature maps for one input (n_in,)."""
         x = np.asarray(x, np.float32).reshape(1, -1)
         out = np.asarray(_outputs(self.state, x, graphdef=self.graphdef))[0]
@@ -132,16 +138,18 @@ class Model:
 class RunView:
     """One served run: reads its directory on each call, restores networks through a shared cache."""
 
-    _models: OrderedDict = OrderedDict()  # (path, step) -> Model, least recently used first
+    # (path, step, member) -> Model, least recently used first
+    _models: OrderedDict[tuple[str, int, int | None], Model] = OrderedDict()
     _models_lock = threading.Lock()
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]):
+        """The run at ``path``; its config.json is read now (a RunDirError if it cannot be)."""
         self.path = pathlib.Path(path)
         self.config = RunDir.read_config(self.path)
         self.seeds = run_config.member_seeds(self.config)  # None for a lone run
-        self._test = None
+        self._test: tuple[np.ndarray, np.ndarray] | None = None
 
-    def _member(self, member):
+    def _member(self, member: int | None) -> int | None:
         """The member index to show (None for a lone run); a member run's default is member 0."""
         if self.seeds is None:
             if member is not None:
@@ -153,11 +161,14 @@ class RunView:
                            f"0 to {len(self.seeds) - 1})")
         return member
 
-    def _named(self, member) -> dict:
+    def _named(self, member: int | None) -> dict:
         """The fields that say which member an answer is about (none for a lone run)."""
-        return {} if member is None else {"member": member, "seed": self.seeds[member]}
+        if member is None or self.seeds is None:
+            return {}
+        return {"member": member, "seed": self.seeds[member]}
 
     def summary(self) -> dict:
+        """The run's settings and network: what the top of its page shows."""
         c = self.config
         rows = network_summary(c["spec"])
         return {"path": str(self.path), "preset": c.get("preset"), "dataset": c.get("dataset", "mnist"),
@@ -175,20 +186,26 @@ class RunView:
         finally:
             run.close()
 
-    def model(self, which, member=None) -> Model:
+    def model(self, which: str | int, member: int | None = None) -> Model:
         """The network at ``which``: "best", "latest" or a saved step (an int); of a member run, member K's."""
         member = self._member(member)
+        step: int | None
         run = RunDir.open(self.path, read_only=True)
         try:
             steps = run.steps()
-            step = {"latest": steps[-1] if steps else None, "best": run.best_step()}.get(which, which)
+            if which == "best":
+                step = run.best_step()
+            elif which == "latest":
+                step = steps[-1] if steps else None
+            else:
+                step = which if isinstance(which, int) else None
         finally:
             run.close()
         if not steps:
             raise NotFound(f"{self.path.name}: no checkpoint saved yet")
         if step is None and which == "best":
             step = steps[-1]  # no validation accuracy recorded: the newest stands in
-        if step not in steps:
+        if step is None or step not in steps:
             raise NotFound(f"{self.path.name}: no checkpoint at step {which} (saved: {', '.join(map(str, steps))})")
         key = (str(self.path.resolve()), step, member)
         with self._models_lock:  # one load per key; loads are rare, draws never wait here long
@@ -200,13 +217,14 @@ class RunView:
                 self._models.popitem(last=False)
         return model
 
-    def test_data(self):
+    def test_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The run's test split (x float32 (N, n_in), y int32 (N,)), loaded once."""
         if self._test is None:
             x, y = evaluation.as_arrays(run_config.load_splits(self.config)[2])
             self._test = (x, y)
         return self._test
 
-    def wrong(self, which, member=None) -> dict:
+    def wrong(self, which: str | int, member: int | None = None) -> dict:
         """The test digits the network at ``which`` gets wrong, with labels and predictions."""
         member = self._member(member)
         model = self.model(which, member)
@@ -226,7 +244,7 @@ class RunView:
                                **self._named(member)}
         return model.wrong
 
-    def digit(self, which, index: int, member=None) -> dict:
+    def digit(self, which: str | int, index: int, member: int | None = None) -> dict:
         """Test digit ``index`` as the network at ``which`` sees it."""
         member = self._member(member)
         x, y = self.test_data()
@@ -236,7 +254,7 @@ class RunView:
         return {"step": model.step, **self._named(member), "index": index, "label": int(y[index]),
                 "image": pack(x[index].reshape(28, 28), 0, 1), **model.look(x[index])}
 
-    def filters(self, which, member=None) -> dict:
+    def filters(self, which: str | int, member: int | None = None) -> dict:
         """The first layer's weights as images: conv filters, or a fully connected unit's 28x28 weights."""
         member = self._member(member)
         model = self.model(which, member)
@@ -251,7 +269,7 @@ class RunView:
         return {"step": model.step, **self._named(member), "kind": kind, "count": int(len(w)),
                 "images": pack(images, -m, m)}
 
-    def draw(self, which, ink: np.ndarray, member=None) -> dict:
+    def draw(self, which: str | int, ink: np.ndarray, member: int | None = None) -> dict:
         """A drawing (H, W) in [0, 1] made MNIST-style, and what the network at ``which`` says of it."""
         member = self._member(member)
         model = self.model(which, member)
@@ -261,7 +279,7 @@ class RunView:
         return {"step": model.step, **self._named(member), "input": pack(x.reshape(28, 28), 0, 1), **model.look(x)}
 
 
-def clean(value):
+def clean(value: Any) -> Any:
     """JSON has no NaN or infinity: a diverged run's costs go out as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -13,9 +13,9 @@
 
 The book's best result is five nets voting. ``nn3 export RUN OUT`` of a member run writes
 them as one bundle; ``nn3 evaluate OUT`` and ``nn3.load(OUT)`` read it back and vote.
-Like nn3.export, this module holds the file's layout and its checks only (numpy + json):
-the vote itself is nn3.ensemble's ``vote``, and nn3.facade's ``Ensemble`` is what a
-loaded bundle becomes.
+Like nn3.store.export, this module holds the file's layout and its checks only (numpy +
+json): the vote itself is nn3.engine.evaluation's ``vote``, and nn3.book.facade's
+``Ensemble`` is what a loaded bundle becomes.
 
 File format
 -----------
@@ -32,12 +32,13 @@ File format
      "source": {"run": "checkpoints/dropout-...", "preset": "dropout",          # optional
                 "step": 25000, "epoch": 4, "batch": 0}}
 
-Each ``network`` is a document of nn3.export (network2's for sigmoid MLPs, nn3-network3's
-otherwise), read with its checks. The vote: each member's digit is its largest output
-(the first, on a tie); the bundle's is the digit most members give; a tie between
-digits goes to the smallest (``ties: "smallest"``), as nn3.ensemble.vote does.
+Each ``network`` is a document of nn3.store.export (network2's for sigmoid MLPs,
+nn3-network3's otherwise), read with its checks. The vote: each member's digit is its
+largest output (the first, on a tie); the bundle's is the digit most members give; a tie
+between digits goes to the smallest (``ties: "smallest"``), as
+nn3.engine.evaluation.vote does.
 
-Reading is strict, as nn3.export's: exact key sets; ``n_members`` entries whose
+Reading is strict, as nn3.store.export's: exact key sets; ``n_members`` entries whose
 ``member`` fields count 0, 1, ... (so a member cut out is named); every member of one
 architecture and mini-batch size (a difference is named by its key path); and the one
 vote rule there is. Every fault is one ``ExportError`` line naming the file.
@@ -52,8 +53,11 @@ from typing import Any
 from nn3.engine.spec import describe, error, integer, require_keys
 from nn3.store import export
 
+__all__ = ["KEYS", "MAX_MEMBERS", "MEMBER_KEYS", "MEMBER_OPTIONAL", "OPTIONAL", "VERSION", "VOTE", "Bundle",
+           "dumps", "from_json_dict", "is_bundle", "load", "loads", "save", "to_json_dict"]
+
 VERSION = 1
-VOTE = {"rule": "plurality", "ties": "smallest"}  # the one rule: nn3.ensemble.vote's
+VOTE = {"rule": "plurality", "ties": "smallest"}  # the one rule: nn3.engine.evaluation.vote's
 KEYS = ("format", "version", "vote", "n_members", "members")
 OPTIONAL = ("source",)
 MEMBER_KEYS, MEMBER_OPTIONAL = ("member", "seed", "network"), ("settings",)
@@ -68,16 +72,20 @@ class Bundle:
     none); ``source``: where the bundle came from (``{}`` when unrecorded).
     """
     spec: dict
-    params: list
+    params: list[list[dict]]
     mini_batch_size: int | None
-    seeds: list
-    settings: list
+    seeds: list[int]
+    settings: list[dict]
     source: dict = dataclasses.field(default_factory=dict)
 
 
 def to_json_dict(spec: dict, params: list, seeds: list, *, settings: list | None = None,
                  mini_batch_size: int | None = None, source: dict | None = None) -> dict:
-    """The bundle document of the networks ``params`` (one params list per member) of ``spec``."""
+    """The bundle document of the networks ``params`` (one params list per member) of ``spec``.
+
+    ``seeds`` and ``settings`` have one entry per member; ``source`` is recorded when
+    given. A fault is an ExportError.
+    """
     if not isinstance(params, (list, tuple)) or not params:
         raise error("<bundle>", "params", f"expected a list of one or more members' params, got {describe(params)}")
     if not isinstance(seeds, (list, tuple)) or len(seeds) != len(params):
@@ -86,7 +94,7 @@ def to_json_dict(spec: dict, params: list, seeds: list, *, settings: list | None
         raise error("<bundle>", "settings", f"expected {len(params)} entries, one per member, got {len(settings)}")
     members = []
     for i, (p, s) in enumerate(zip(params, seeds)):
-        m = {"member": i, "seed": integer(s, "<bundle>", f"seeds[{i}]", 0, export.MAX_SEED)}
+        m: dict[str, Any] = {"member": i, "seed": integer(s, "<bundle>", f"seeds[{i}]", 0, export.MAX_SEED)}
         if settings is not None:
             m["settings"] = dict(settings[i])
         m["network"] = export.to_json_dict(spec, p, mini_batch_size)
@@ -98,13 +106,13 @@ def to_json_dict(spec: dict, params: list, seeds: list, *, settings: list | None
     return doc
 
 
-def dumps(spec: dict, params: list, seeds: list, **kw) -> str:
-    """The JSON text of ``to_json_dict``."""
+def dumps(spec: dict, params: list, seeds: list, **kw: Any) -> str:
+    """The JSON text of ``to_json_dict`` (``kw``: its keyword arguments)."""
     return json.dumps(to_json_dict(spec, params, seeds, **kw), allow_nan=False, separators=(",", ":"))
 
 
-def save(path: str | os.PathLike, spec: dict, params: list, seeds: list, **kw) -> None:
-    """Writes ``dumps(...)`` to ``path`` atomically (nn3.export.write_atomic)."""
+def save(path: str | os.PathLike, spec: dict, params: list, seeds: list, **kw: Any) -> None:
+    """Writes ``dumps(...)`` to ``path`` atomically (nn3.store.export.write_atomic)."""
     export.write_atomic(path, dumps(spec, params, seeds, **kw).encode("utf-8"))
 
 
@@ -181,7 +189,7 @@ def _difference(a: Any, b: Any, path: str = "") -> tuple[str, Any, Any]:
 
 
 def loads(text: str | bytes, source: str = "<string>") -> Bundle:
-    """``from_json_dict`` of a JSON text, with nn3.export's size, nesting and NaN guards."""
+    """``from_json_dict`` of a JSON text, with nn3.store.export's size, nesting and NaN guards."""
     return from_json_dict(export.parse(text, source), source)
 
 

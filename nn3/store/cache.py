@@ -3,11 +3,12 @@
     >>> from nn3.store import cache
     >>> cache.clear_cache()          # forget what this process decoded
 
-Decoding the book's pickle takes most of a second (gzip and unpickling 220 MB); a
-process that finds the arrays already decoded maps them in milliseconds. The disk cache
-lives in $NN3_DATA_CACHE (default ~/.cache/nn3/arrays; empty: none), keyed by the
-files' paths, sizes and modification times, so a changed file is decoded and checked
-again. Every caller gets arrays of its own, writable, which a write never carries back.
+Decoding the book's pickle (gzip and unpickling 220 MB) costs far more than mapping
+arrays already decoded (bench/README.md has the numbers), so a process that finds them
+decoded maps them. The disk cache lives in $NN3_DATA_CACHE (default
+~/.cache/nn3/arrays; empty: none), keyed by the files' paths, sizes and modification
+times, so a changed file is decoded and checked again. Every caller gets arrays of its
+own, writable, which a write never carries back.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from nn3.store import readers
-from nn3.store.sources import Source
+from nn3.store.sources import Source, SplitArrays
 
-__all__ = ["clear_cache", "load_cached", "private"]
+__all__ = ["ARRAY_NAMES", "clear_cache", "load_cached", "private"]
 
 ARRAY_NAMES = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
@@ -34,7 +35,7 @@ def _array_cache_dir() -> Path | None:
     return Path(where) if where else None
 
 
-def _from_disk(folder: Path):
+def _from_disk(folder: Path) -> SplitArrays | None:
     """The six arrays decoded earlier, memory-mapped read-only; None when absent or unusable.
 
     These are shared (``load_cached``); callers get copy-on-write maps (``private``)."""
@@ -45,7 +46,7 @@ def _from_disk(folder: Path):
     return tuple((arrays[i], arrays[i + 1]) for i in (0, 2, 4))
 
 
-def _to_disk(folder: Path, splits) -> None:
+def _to_disk(folder: Path, splits: SplitArrays) -> None:
     """Keep decoded arrays for the next process; any failure just means no cache."""
     tmp = None
     try:
@@ -60,13 +61,18 @@ def _to_disk(folder: Path, splits) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def load_cached(source: Source, sizes, _stamp) -> tuple:
+def load_cached(source: Source, sizes: tuple[int | None, ...] | None, _stamp: tuple) -> SplitArrays:
     """Decoded splits, read-only: from memory, else from the array cache, else decoded.
 
-    Decoding the book's pickle takes ~0.7 s (gzip + unpickling 220 MB); a process that
-    finds the arrays already decoded maps them in a few ms. The cache is keyed by the
-    files' paths, sizes and modification times, so a changed file is decoded (and checked)
-    again.
+    Args:
+      source: the files, their paths resolved (the key of both caches).
+      sizes: the expected split sizes, as for ``readers.load_source``.
+      _stamp: the files' (mtime_ns, size) pairs: a changed file misses both caches
+        and is decoded (and checked) again.
+
+    Returns:
+      (training, validation, test), each (x float32 (N, 784), y int64 (N,)), shared
+      and read-only: give callers ``private`` copies.
     """
     root = _array_cache_dir()
     folder = None
@@ -88,7 +94,7 @@ def load_cached(source: Source, sizes, _stamp) -> tuple:
 def private(a: np.ndarray) -> np.ndarray:
     """A writable array of its own with ``a``'s contents, for one caller of load_data.
 
-    From the array cache: a copy-on-write map of ``a``'s file (mode "c"): a few ms,
+    From the array cache: a copy-on-write map of ``a``'s file (mode "c"), no copy made,
     pages shared until written, a write kept in this process's memory and never carried
     to the file. Otherwise a copy.
     """
@@ -104,6 +110,6 @@ def private(a: np.ndarray) -> np.ndarray:
     return b
 
 
-def clear_cache():
+def clear_cache() -> None:
     """Drops the arrays cached by load_data() in this process."""
     load_cached.cache_clear()

@@ -13,7 +13,7 @@ expanded set, which has no published hash, is verified by its derivation from th
 verified original (nn3.store.expanded). Arrays are float32 (N, 784) and int64 (N,), and
 each call's are the caller's own, writable as the book's were (its scripts write into
 them): from the array cache (nn3.store.cache) they are copy-on-write maps of its files,
-which a write never reaches, so that a load still takes milliseconds. The names a caller
+which a write never reaches, so that a load maps rather than copies. The names a caller
 needs from the modules beside this one are here too.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,16 +42,18 @@ from nn3.store.sources import DataError as DataError
 from nn3.store.sources import HashMismatch as HashMismatch
 from nn3.store.sources import NotFound as NotFound
 from nn3.store.sources import Source as Source
+from nn3.store.sources import SplitArrays as SplitArrays
 from nn3.store.sources import file_digest as file_digest
 from nn3.store.sources import find_source as find_source
 
 __all__ = ["HASHES", "PICKLE_NAME", "DataError", "HashMismatch", "NotFound", "NumpyUnpickler", "Source",
-           "check_expanded", "check_hashes", "clear_cache", "describe", "expand", "fetch", "file_digest",
-           "find_source", "load_data", "write_expanded"]
+           "SplitArrays", "check_expanded", "check_hashes", "clear_cache", "describe", "expand", "fetch",
+           "file_digest", "find_source", "load_data", "write_expanded"]
 
 
-def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=False,
-              base_urls=None, cache=True):
+def load_data(path: str | os.PathLike[str] | None = None, dataset: str = "mnist", *, download: bool = False,
+              sizes: Sequence[int | None] | None = None, verify: bool = False,
+              base_urls: dict[str, str] | None = None, cache: bool = True) -> SplitArrays:
     """Loads (training, validation, test), each (x float32 (N, 784), y int64 (N,)).
 
     Args:
@@ -73,21 +76,26 @@ def load_data(path=None, dataset="mnist", *, download=False, sizes=None, verify=
         its own and writable; a write never reaches the cache.
     Returns:
       ((train_x, train_y), (val_x, val_y), (test_x, test_y)).
+
+    Raises:
+      DataError: no data found (NotFound), a hash that does not match (HashMismatch),
+        or a file that is not what it claims; the message names the file.
     """
     source = _resolve(path, dataset, download, base_urls)
     if verify:
         check_hashes(source, dataset, sizes=sizes)
-    sizes = tuple(sizes) if sizes is not None else None
-    if sizes is None and path is not None and source.kind == "pickle":
-        sizes = (None, None, None)   # the caller chose this file: its splits say how big they are
+    wanted = tuple(sizes) if sizes is not None else None
+    if wanted is None and path is not None and source.kind == "pickle":
+        wanted = (None, None, None)   # the caller chose this file: its splits say how big they are
     if not cache:
-        return readers.load_source(source, sizes)
+        return readers.load_source(source, wanted)
     stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in source.files)
-    shared = load_cached(Source(source.kind, tuple(p.resolve() for p in source.files)), sizes, stamp)
+    shared = load_cached(Source(source.kind, tuple(p.resolve() for p in source.files)), wanted, stamp)
     return tuple((private(x), private(y)) for x, y in shared)
 
 
-def _resolve(path, dataset, download, base_urls) -> Source:
+def _resolve(path: str | os.PathLike[str] | None, dataset: str, download: bool,
+             base_urls: dict[str, str] | None) -> Source:
     try:
         return find_source(path, dataset)
     except NotFound as missing:
@@ -101,8 +109,9 @@ def _resolve(path, dataset, download, base_urls) -> Source:
             raise NotFound(missing.looked, dataset, str(e)) from None
 
 
-def write_expanded(out_path, source=None, *, dataset="mnist", seed=0, sizes=None,
-                   compresslevel=4) -> Path:
+def write_expanded(out_path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None, *,
+                   dataset: str = "mnist", seed: int = 0, sizes: Sequence[int | None] | None = None,
+                   compresslevel: int = 4) -> Path:
     """Writes the book's mnist_expanded.pkl.gz: (expanded training, validation, test) as
     a gzip'd pickle (protocol 5) of plain arrays, through a temp file. ``source`` and
     ``sizes`` go to load_data(). The folder must exist. Needs about 1 GB of memory for
@@ -115,8 +124,9 @@ def write_expanded(out_path, source=None, *, dataset="mnist", seed=0, sizes=None
     training, validation, test = load_data(source, dataset, sizes=sizes)
     # Cached splits are memory maps; pickled as they are, they would name numpy.memmap,
     # which our own unpickler (rightly) refuses. Plain arrays pickle as arrays.
-    validation, test = (tuple(np.asarray(a) for a in split) for split in (validation, test))
-    expanded = expand(*training, seed=seed)
+    validation, test = ((np.asarray(x), np.asarray(y)) for x, y in (validation, test))
+    train_x, train_y = training
+    expanded = expand(train_x, train_y, seed=seed)
     fd, tmp = temp_beside(out_path)
     try:
         with os.fdopen(fd, "wb") as raw, \
@@ -129,7 +139,8 @@ def write_expanded(out_path, source=None, *, dataset="mnist", seed=0, sizes=None
     return out_path
 
 
-def describe(path=None, dataset="mnist", fetch=False, *, sizes=None) -> list[str]:
+def describe(path: str | os.PathLike[str] | None = None, dataset: str = "mnist", fetch: bool = False, *,
+             sizes: Sequence[int | None] | None = None) -> list[str]:
     """The lines `nn3 data` prints: where the data is, whether its hash is the known
     one, and each split's size and ranges. Fetches first when ``fetch``; raises DataError."""
     source = _resolve(path, dataset, fetch, None)

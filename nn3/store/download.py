@@ -31,15 +31,17 @@ from nn3.store.sources import (
 
 __all__ = ["fetch", "temp_beside"]
 
-def temp_beside(dest: Path):
-    """A temp file in dest's folder (so os.replace is atomic), readable like any other file."""
+
+def temp_beside(dest: Path) -> tuple[int, str]:
+    """A temp file in dest's folder (so os.replace is atomic), readable like any other file:
+    its open descriptor and its path. The folder is made if missing."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     os.chmod(tmp, 0o644)
     return fd, tmp
 
 
-def _fetch_file(url: str, dest: Path, want: str | None, progress: bool, timeout: float):
+def _fetch_file(url: str, dest: Path, want: str | None, progress: bool, timeout: float) -> None:
     """Streams ``url`` into a temp file beside ``dest``; moves it there if its hash is ``want``."""
     from tqdm import tqdm
     algo, hexd = want.split(":") if want else ("sha256", None)
@@ -67,10 +69,14 @@ def _fetch_file(url: str, dest: Path, want: str | None, progress: bool, timeout:
             os.unlink(tmp)
 
 
-def fetch(dataset="mnist", dest=None, *, base_urls=None, progress=True, timeout=30.0) -> Path:
+def fetch(dataset: str = "mnist", dest: str | os.PathLike[str] | None = None, *,
+          base_urls: dict[str, str] | None = None, progress: bool = True, timeout: float = 30.0) -> Path:
     """Downloads a dataset (hash-checked) into ``dest`` (default ./data, or
     ./data/fashion-mnist); returns the path to give load_data(). For MNIST it tries the
-    book's pickle first, then the IDX files from the mirror."""
+    book's pickle first, then the IDX files from the mirror.
+
+    ``base_urls`` overrides entries of BASE_URLS; a failed download is a DataError, a
+    file whose hash is not the known one a HashMismatch (the file is deleted)."""
     check_dataset(dataset)
     urls = {**BASE_URLS, **(base_urls or {})}
     dest = Path(dest) if dest else Path("data") / ("fashion-mnist" if dataset == "fashion" else "")

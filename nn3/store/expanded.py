@@ -14,6 +14,8 @@ is not the book's to it.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from nn3.store.sources import (
     DataError,
     HashMismatch,
     Source,
+    SplitArrays,
     file_digest,
     find_source,
 )
@@ -36,7 +39,7 @@ __all__ = ["SHIFTS", "check_expanded", "check_hashes", "expand"]
 SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))   # (rows down, columns right): the image, up, down, left, right
 
 
-def _shift(imgs, dr, dc, out):
+def _shift(imgs: np.ndarray, dr: int, dc: int, out: np.ndarray) -> None:
     """out = imgs moved dr rows down and dc columns right, zeros shifted in."""
     h, w = imgs.shape[1:]
     out.fill(0)
@@ -44,12 +47,15 @@ def _shift(imgs, dr, dc, out):
         imgs[:, max(-dr, 0):h + min(-dr, 0), max(-dc, 0):w + min(-dc, 0)]
 
 
-def expand(x, y, seed=0):
+def expand(x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The book's expanded training set: each image, then shifted one pixel up, down,
     left and right; shuffled by ``seed``.
 
     Args:
-      x: float (N, 784) images; y: int (N,) labels.
+      x: float (N, 784) images.
+      y: int (N,) labels.
+      seed: seeds numpy's generator for the shuffle.
+
     Returns:
       (x float32 (5N, 784), y int64 (5N,)).
     """
@@ -67,7 +73,7 @@ def expand(x, y, seed=0):
     return out_x, out_y
 
 
-def check_hashes(source: Source, dataset="mnist", *, sizes=None) -> str:
+def check_hashes(source: Source, dataset: str = "mnist", *, sizes: Sequence[int | None] | None = None) -> str:
     """Checks each file against HASHES; returns a note, or raises DataError on a mismatch.
 
     A pickle under another name than mnist.pkl.gz that is not the published file (an
@@ -91,20 +97,20 @@ def check_hashes(source: Source, dataset="mnist", *, sizes=None) -> str:
     return f"{ALGO_NAMES[algo]} of each file matches the published one"
 
 
-def _read(source: Source, sizes) -> tuple:
+def _read(source: Source, sizes: Sequence[int | None] | None) -> SplitArrays:
     """The splits of a file the caller named (its splits say how big they are, unless ``sizes`` does)."""
     if sizes is None and source.kind == "pickle":
         sizes = (None, None, None)
     return readers.load_source(source, tuple(sizes) if sizes is not None else None)
 
 
-def _digests(x, y) -> list[bytes]:
+def _digests(x: np.ndarray, y: np.ndarray) -> list[bytes]:
     """The examples as a sorted list of digests of (image bits, label): a multiset, order-free."""
     return sorted(hashlib.blake2b(row.tobytes() + bytes([label]), digest_size=16).digest()
                   for row, label in zip(x, y.tolist()))
 
 
-def _expanded_digests(x, y, chunk=10_000) -> list[bytes]:
+def _expanded_digests(x: np.ndarray, y: np.ndarray, chunk: int = 10_000) -> list[bytes]:
     """``_digests(*expand(x, y))``, without the 5N array."""
     out = []
     for a in range(0, len(x), chunk):
@@ -116,7 +122,8 @@ def _expanded_digests(x, y, chunk=10_000) -> list[bytes]:
     return sorted(out)
 
 
-def check_expanded(path, dataset="mnist", *, sizes=None) -> str:
+def check_expanded(path: str | os.PathLike[str], dataset: str = "mnist", *,
+                   sizes: Sequence[int | None] | None = None) -> str:
     """Verifies an expanded set (write_expanded's, or the book's expand_mnist.py's) by
     its derivation, since no hash of it is published.
 
@@ -136,7 +143,7 @@ def check_expanded(path, dataset="mnist", *, sizes=None) -> str:
                            f"derivation against ({e})") from None
     note = check_hashes(original, dataset)
     where = original.files[0] if original.kind == "pickle" else original.files[0].parent
-    orig_sizes = None if sizes is None else (sizes[0] // 5, *sizes[1:])
+    orig_sizes = None if sizes is None else (None if sizes[0] is None else sizes[0] // 5, *sizes[1:])
     (tx, ty), *rest = _read(find_source(path, dataset), sizes)
     (ox, oy), *orest = _read(original, orig_sizes)
     if len(tx) != 5 * len(ox):

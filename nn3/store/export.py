@@ -13,7 +13,7 @@
     True
 
 Works on a spec and a params list only (numpy + json): no JAX here. What a spec may
-hold and how its layers must fit is nn3.spec's; this module adds the files' layouts.
+hold and how its layers must fit is nn3.engine.spec's; this module adds the files' layouts.
 
 File format
 -----------
@@ -53,7 +53,7 @@ JSON numbers (a float32 value written this way reads back bit-identical).
 ``mini_batch_size`` must equal every ConvPoolLayer's ``image_shape[0]``; the output
 layer is fully connected or softmax.
 
-Reading is strict: the spec as nn3.spec.validate checks it (exact key sets, names
+Reading is strict: the spec as nn3.engine.spec.validate checks it (exact key sets, names
 from its registries only, ints that are ints, sizes that chain, a cost that fits the
 output layer, at most ``spec.MAX_PARAMS`` parameters), plus the file's own: ``"seed"``
 the one optional key; weights and biases of exactly the declared shapes, finite and
@@ -87,9 +87,14 @@ from nn3.engine.spec import (
 )
 from nn3.store.files import atomic_write
 
+__all__ = ["BUNDLE_FORMAT", "DEFAULT_MINI_BATCH", "FORMAT", "MAX_FILE_BYTES", "MAX_SEED", "META_KEYS",
+           "NETWORK2_KEYS", "NETWORK3_KEYS", "VERSION", "ExportError", "dumps", "from_document", "from_json_dict",
+           "load_json", "loads", "parse", "read_document", "save_json", "to_json_dict", "validate_params",
+           "write_atomic"]
+
 MAX_FILE_BYTES = 256 << 20
 FORMAT, VERSION = "nn3-network3", 1
-BUNDLE_FORMAT = "nn3-ensemble"  # nn3.bundle's: several networks that vote
+BUNDLE_FORMAT = "nn3-ensemble"  # nn3.store.bundle's: several networks that vote
 DEFAULT_MINI_BATCH = 10  # the book's, for nets without a ConvPoolLayer to say otherwise
 
 NETWORK2_KEYS = ("sizes", "weights", "biases", "cost")
@@ -259,12 +264,15 @@ def dumps(spec: dict, params: list, mini_batch_size: int | None = None, seed: in
     return json.dumps(to_json_dict(spec, params, mini_batch_size, seed), allow_nan=False, separators=(",", ":"))
 
 
-def _pairs(pairs: list) -> dict:
+def _pairs(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object's pairs as a dict; a key given twice is an ExportError naming it."""
     d = dict(pairs)
     if len(d) != len(pairs):
-        seen: set = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ExportError(f"duplicate key {describe(dup)}")
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ExportError(f"duplicate key {describe(k)}")
+            seen.add(k)
     return d
 
 

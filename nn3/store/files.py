@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 import pathlib
 
+__all__ = ["atomic_write", "sync_dir"]
 
-def atomic_write(path: pathlib.Path, data: str | bytes) -> None:
+
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Replaces ``path`` with ``data`` (text as UTF-8): written and fsync'ed beside it, then renamed.
 
     Bytes go out as given (no newline translation on Windows, so a file reads the same on
@@ -38,7 +40,7 @@ def atomic_write(path: pathlib.Path, data: str | bytes) -> None:
     sync_dir(path.parent)
 
 
-def sync_dir(folder: pathlib.Path) -> None:
+def sync_dir(folder: str | os.PathLike[str]) -> None:
     """Makes a rename in ``folder`` durable where the OS lets a directory be opened.
 
     POSIX needs the directory itself fsync'ed for a rename to survive a power cut.

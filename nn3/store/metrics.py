@@ -24,6 +24,8 @@ import pathlib
 
 from nn3.store import files
 
+__all__ = ["METRICS", "MetricsError", "append", "read", "truncate"]
+
 METRICS = "metrics.jsonl"
 
 
@@ -39,7 +41,7 @@ def _json_object(raw: bytes) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def append(run_dir, record: dict) -> None:
+def append(run_dir: str | os.PathLike[str], record: dict) -> None:
     """Appends ``record`` as one JSON line to ``run_dir``'s metrics.jsonl, durably."""
     path = pathlib.Path(run_dir) / METRICS
     line = json.dumps(record, sort_keys=True) + "\n"
@@ -58,7 +60,7 @@ def append(run_dir, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def read(run_dir) -> list[dict]:
+def read(run_dir: str | os.PathLike[str]) -> list[dict]:
     """All records of ``run_dir``'s metrics.jsonl (none if it has none); a torn last line is ignored."""
     path = pathlib.Path(run_dir) / METRICS
     if not path.exists():
@@ -77,7 +79,7 @@ def read(run_dir) -> list[dict]:
     return records
 
 
-def truncate(run_dir, epoch: int) -> None:
+def truncate(run_dir: str | os.PathLike[str], epoch: int) -> None:
     """Keeps only records with ``record["epoch"] < epoch`` (records without one stay)."""
     kept = [r for r in read(run_dir) if r.get("epoch", -math.inf) < epoch]
     files.atomic_write(pathlib.Path(run_dir) / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

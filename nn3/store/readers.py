@@ -20,13 +20,15 @@ import importlib
 import pickle
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nn3.store import sources
-from nn3.store.sources import SPLITS, DataError, Source
+from nn3.store.sources import SPLITS, DataError, Source, SplitArrays
 
 __all__ = ["NumpyUnpickler", "load_source"]
+
 
 def _open(path: Path):
     with open(path, "rb") as f:
@@ -73,7 +75,8 @@ class NumpyUnpickler(pickle.Unpickler):
     """An unpickler that builds numpy arrays, tuples, lists and nothing else."""
     allowed = _numpy_globals()
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Any:
+        """The allowed global ``module.name``; any other is an UnpicklingError."""
         try:
             return self.allowed[(module, name)]
         except KeyError:
@@ -134,7 +137,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
 
 
-def _stacked(where, name, x, y):
+def _stacked(where: Path, name: str, x: Any, y: Any) -> tuple[Any, Any]:
     """``(x, y)`` with lists turned into arrays, checking every item.
 
     The book's expand_mnist.py pickles its training split as two lists, 250,000 images
@@ -161,7 +164,8 @@ def _stacked(where, name, x, y):
     return x, y
 
 
-def _check_split(where, name, x, y, n=None):
+def _check_split(where: Path, name: str, x: Any, y: Any,
+                 n: int | tuple[int | None, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Returns (x float32 (N, 784), y int64 (N,)) or raises DataError naming ``where``."""
     if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
         raise DataError(f"{where}: {name} split is not a pair of numpy arrays")
@@ -189,7 +193,14 @@ def _scale(imgs):
     return x
 
 
-def load_source(source: Source, sizes) -> tuple:
+def load_source(source: Source, sizes: tuple[int | None, ...] | None) -> SplitArrays:
+    """The checked splits of ``source``, each (x float32 (N, 784), y int64 (N,)).
+
+    ``sizes`` are the (training, validation, test) sizes expected; None: the standard
+    ones (a pickle's training split may also be the expanded 5 x 50,000); a None entry
+    takes any size but 0. From IDX files the validation split is the last ``sizes[1]``
+    of the training file. Every fault is a DataError naming the file.
+    """
     if source.kind == "pickle":
         where = source.files[0]
         splits = _load_pickle(where)
@@ -201,7 +212,7 @@ def load_source(source: Source, sizes) -> tuple:
         if empty:
             raise DataError(f"{where}: the {empty[0]} split is empty")
         return checked
-    n_train, n_val, n_test = sizes or sources.STANDARD_SIZES
+    n_train, n_val, n_test = _idx_sizes(source.files[0].parent, sizes)
     ti, tl, ei, el = (_read_idx(p, 3 if "images" in p.name else 1) for p in source.files)
     files = source.files
     for imgs, labels, n, (pi, pl) in ((ti, tl, n_train + n_val, files[:2]),
@@ -217,3 +228,13 @@ def load_source(source: Source, sizes) -> tuple:
     return (_check_split(files[0], "training", tx[:n_train], tl[:n_train]),
             _check_split(files[0], "validation", tx[n_train:], tl[n_train:]),
             _check_split(files[2], "test", ex, el))
+
+
+def _idx_sizes(where: Path, sizes: tuple[int | None, ...] | None) -> tuple[int, int, int]:
+    """The (training, validation, test) sizes for IDX files: all three given, or the standard ones."""
+    if sizes is None:
+        return sources.STANDARD_SIZES
+    n_train, n_val, n_test = sizes
+    if n_train is None or n_val is None or n_test is None:
+        raise DataError(f"{where}: IDX files need all three split sizes, got {sizes}")
+    return n_train, n_val, n_test

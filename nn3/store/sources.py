@@ -21,9 +21,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["ALGO_NAMES", "BASE_URLS", "DATASETS", "DEBIAN_FASHION_DIR", "HASHES", "IDX_NAMES", "PICKLE_NAME", "SPLITS",
-           "STANDARD_SIZES", "DataError", "HashMismatch", "NotFound", "Source", "check_dataset", "file_digest",
-           "find_source", "what"]
+           "STANDARD_SIZES", "DataError", "HashMismatch", "NotFound", "Source", "SplitArrays", "check_dataset",
+           "file_digest", "find_source", "what"]
 
 PICKLE_NAME = "mnist.pkl.gz"
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -31,6 +33,8 @@ IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 STANDARD_SIZES = (50_000, 10_000, 10_000)   # training, validation, test
 DATASETS = ("mnist", "fashion")
 SPLITS = ("training", "validation", "test")
+# What a load gives: (training, validation, test), each (x float32 (N, 784), y int64 (N,)).
+SplitArrays = tuple[tuple[np.ndarray, np.ndarray], ...]
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # Where fetch() downloads from; override per call with ``base_urls=``.
 BASE_URLS = {
@@ -62,7 +66,7 @@ HASHES = {
 class DataError(ValueError):
     """A data file is missing or bad; the message is one line naming the file and the fault."""
 
-    def __init__(self, message):
+    def __init__(self, message: object):
         super().__init__(" ".join(str(message).split()))
 
 
@@ -91,7 +95,8 @@ class Source:
     files: tuple[Path, ...]
 
 
-def check_dataset(dataset):
+def check_dataset(dataset: str) -> None:
+    """A DataError unless ``dataset`` is one of DATASETS."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
 
@@ -99,10 +104,14 @@ def check_dataset(dataset):
 def _in_dir(folder: Path, dataset: str) -> tuple[Source | None, str]:
     if dataset == "mnist" and (folder / PICKLE_NAME).is_file():
         return Source("pickle", (folder / PICKLE_NAME,)), ""
-    found, missing = [], []
+    found: list[Path] = []
+    missing: list[str] = []
     for name in IDX_NAMES:
         hit = next((p for p in (folder / f"{name}.gz", folder / name) if p.is_file()), None)
-        (found if hit else missing).append(hit or f"{name}.gz")
+        if hit is None:
+            missing.append(f"{name}.gz")
+        else:
+            found.append(hit)
     if not missing:
         return Source("idx", tuple(found)), ""
     return None, f"{folder} (missing {', '.join(missing)})" if found else str(folder)
@@ -116,7 +125,7 @@ def _places(dataset: str) -> list[Path]:
     return [(b / "fashion-mnist").absolute() for b in bases] + [DEBIAN_FASHION_DIR]
 
 
-def find_source(path=None, dataset="mnist") -> Source:
+def find_source(path: str | os.PathLike[str] | None = None, dataset: str = "mnist") -> Source:
     """Finds the files: ``path`` (a pickle, an IDX file's folder, or a folder); else
     $NN3_DATA_DIR, ./data (for fashion: their fashion-mnist/ folders, then Debian's
     /usr/share/datasets/fashion-mnist). Raises DataError listing where it looked."""
@@ -143,12 +152,13 @@ def find_source(path=None, dataset="mnist") -> Source:
     raise NotFound(f"{dataset}: no data found (looked in {'; '.join(looked)})", dataset)
 
 
-def what(dataset):
+def what(dataset: str) -> str:
+    """The files of ``dataset`` in words, for messages."""
     return (f"{PICKLE_NAME} or the four MNIST IDX files" if dataset == "mnist"
             else "the four Fashion-MNIST IDX files")
 
 
-def file_digest(path, algo="sha256") -> str:
+def file_digest(path: str | os.PathLike[str], algo: str = "sha256") -> str:
     """Hex digest of a file, read in 1 MiB chunks."""
     h = hashlib.new(algo)
     with open(path, "rb") as f:
