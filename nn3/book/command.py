@@ -28,10 +28,12 @@ command carries on where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 
 from nn3.book.report import FIGURES, REPORT, duration, write_report  # noqa: F401
 from nn3.book.table import (  # noqa: F401  (re-exported: the book's table is book.ROWS, book.row, ...)
@@ -65,17 +67,18 @@ from nn3.runs import cluster, session, stop
 from nn3.runs import config as run_config
 
 
-def default_dir(quick=False) -> str:
+def default_dir(quick: bool = False) -> str:
     """Where ``nn3 book`` keeps its rows unless told: checkpoints/book (checkpoints/book-quick)."""
     return "checkpoints/book-quick" if quick else "checkpoints/book"
 
 
-def configs(rows, seeds=(DEFAULT_SEED,), *, quick=False, data_path=None) -> list:
+def configs(rows: Sequence[Row], seeds: Sequence[int] = (DEFAULT_SEED,), *, quick: bool = False,
+            data_path: str | None = None) -> list[tuple[Row, int, dict]]:
     """(row, seed, config) for every row and seed, in training order."""
     return [(r, seed, config(r, seed, quick=quick, data_path=data_path)) for r in rows for seed in seeds]
 
 
-def limit_threads(cfgs, setup=None) -> None:
+def limit_threads(cfgs: Iterable[dict], setup: cluster.Setup | None = None) -> None:
     """Start JAX as ``nn3 train`` would for these rows (session.limit_threads), from their
     configs alone: opening a run directory starts JAX, so this comes before ``plan``.
 
@@ -92,7 +95,7 @@ def limit_threads(cfgs, setup=None) -> None:
         session.limit_threads(cfgs[0])
 
 
-def plan(bookdir, configured) -> list:
+def plan(bookdir: str | os.PathLike, configured: Sequence[tuple[Row, int, dict]]) -> list:
     """(row, seed, config, path, Status) for each of ``configs``' triples, checked before anything
     trains. In a book of several processes, process 0 reads the directories and the others take its word."""
     states, error = [], None
@@ -106,8 +109,10 @@ def plan(bookdir, configured) -> list:
     return [(r, seed, cfg, run_dir(bookdir, r, seed), Status(**st)) for (r, seed, cfg), st in zip(configured, states)]
 
 
-def command(bookdir=None, *, rows=None, beyond=False, seeds=None, quick=False, data_path=None,
-            report_only=False, say=print, warn=None, setup=None) -> int:
+def command(bookdir: str | os.PathLike | None = None, *, rows: str | Sequence[str] | None = None, beyond: bool = False,
+            seeds: Sequence[int] | None = None, quick: bool = False, data_path: str | None = None,
+            report_only: bool = False, say: Callable[[str], None] = print,
+            warn: Callable[[str], None] | None = None, setup: cluster.Setup | None = None) -> int:
     """``nn3 book``: train the rows (``select(rows, beyond=beyond)``, each seed of ``seeds``)
     that are not done in ``bookdir`` (default: ``default_dir``), then write the report.
 
@@ -158,7 +163,7 @@ def command(bookdir=None, *, rows=None, beyond=False, seeds=None, quick=False, d
 # ------------------------------------------------------------------ training the rows
 
 
-def train_rows(bookdir, planned, *, say=print) -> str | None:
+def train_rows(bookdir: str | os.PathLike, planned: list, *, say: Callable[[str], None] = print) -> str | None:
     """Train every planned row that is not done (resuming the stopped ones), in order.
 
     Returns None when every row ran to its end, or the stop reason that ended the book
@@ -237,7 +242,7 @@ class Progress:
     ``clock`` (seconds) is for tests.
     """
 
-    def __init__(self, planned, say, clock=time.time):
+    def __init__(self, planned: list, say: Callable[[str], None], clock: Callable[[], float] = time.time):
         self.say, self.clock = say, clock
         self.began = self.mark = clock()
         self.rows = [[_kind(c), _work(c), c["sgd"]["epochs"] - s.epochs, False]  # kind, work, epochs left, begun
@@ -245,7 +250,7 @@ class Progress:
         self.current = -1
         self.work = {"conv": 0.0, "mlp": 0.0}
         self.seconds = {"conv": 0.0, "mlp": 0.0}
-        self.first = []  # (seconds, work, kind) of each row's first epoch here
+        self.first: list[tuple[float, float, str]] = []  # (seconds, work, kind) of each row's first epoch here
         self.last_tick = 0.0
         self.tty = sys.stderr.isatty()
 
@@ -263,16 +268,16 @@ class Progress:
         left = sum((0.0 if begun else startup) + n * w * self._rate(k) for k, w, n, begun in self.rows)
         return f"about {duration(left)} left"
 
-    def row(self):
+    def row(self) -> None:
         """The next row to train begins."""
         self.current += 1
         self.mark = self.clock()
 
-    def end(self):
+    def end(self) -> None:
         """The current row has ended (all its epochs, or early): nothing of it is left."""
         self.rows[self.current][2] = 0
 
-    def epoch(self, label, cfg, record):
+    def epoch(self, label: str, cfg: dict, record: dict) -> None:
         now = self.clock()
         kind, work, _, begun = self.rows[self.current]
         if begun:
@@ -289,10 +294,11 @@ class Progress:
                  f"test {record.get('test_accuracy', float('nan')):.2%}; "
                  f"{duration(now - self.began)} in, {self.estimate()}")
 
-    def ticker(self, label):
+    def ticker(self, label: str) -> Callable[[int, int, int], None]:
         done = [0]
 
-        def tick(n, per_epoch, step):  # a line rewritten in place, on a terminal only, at most once a second
+        def tick(n: int, per_epoch: int, step: int) -> None:
+            # a line rewritten in place, on a terminal only, at most once a second
             done[0] = (done[0] + n) % per_epoch
             if self.tty and self.clock() - self.last_tick >= 1:
                 self.last_tick = self.clock()
@@ -300,6 +306,6 @@ class Progress:
                       end="", file=sys.stderr, flush=True)
         return tick
 
-    def clear(self):
+    def clear(self) -> None:
         if self.tty:
             print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -7,9 +7,11 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from nn3.cli.flags import (
     EXIT_FAULT,
@@ -29,7 +31,7 @@ __all__ = ["ADDERS"]
 
 # ---------------------------------------------------------------- data
 
-def _add_data(sub) -> None:
+def _add_data(sub: Any) -> None:
     d = sub.add_parser("data", help="find, verify and describe the data",
                        description="Find, verify and describe the data (or fetch it, or write the expanded set).")
     d.add_argument("--path", help="a data file or directory (default: $NN3_DATA_DIR, then ./data)")
@@ -39,7 +41,7 @@ def _add_data(sub) -> None:
     d.set_defaults(run_cmd=cmd_data)
 
 
-def cmd_data(a) -> int:
+def cmd_data(a: argparse.Namespace) -> int:
     from nn3.store import data
     if a.expand:
         data.write_expanded(a.expand, a.path)
@@ -54,7 +56,7 @@ def cmd_data(a) -> int:
 
 # ---------------------------------------------------------------- train, resume, import
 
-def _add_train(sub) -> None:
+def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train a preset (see: nn3 presets)",
                        description="Train a preset, or a recorded config again, in a run directory.")
     t.add_argument("preset", nargs="?", help="a preset name (see: nn3 presets); or give --config")
@@ -66,7 +68,7 @@ def _add_train(sub) -> None:
     t.set_defaults(run_cmd=cmd_train)
 
 
-def cmd_train(a) -> int:
+def cmd_train(a: argparse.Namespace) -> int:
     from nn3.runs import config as run_config
     if not (a.config or a.preset):
         raise UsageError("nn3 train: give a preset name or --config FILE")
@@ -77,7 +79,7 @@ def cmd_train(a) -> int:
     return _start(config, a.run or run_config.default_run_dir(config["preset"]), a.quiet, setup=setup)
 
 
-def _add_resume(sub) -> None:
+def _add_resume(sub: Any) -> None:
     r = sub.add_parser("resume", help="carry on a run where it stopped",
                        description="Carry on a run where it stopped (bit for bit the run that never stopped).")
     r.add_argument("run", help="the run directory")
@@ -87,7 +89,7 @@ def _add_resume(sub) -> None:
     r.set_defaults(run_cmd=cmd_resume)
 
 
-def cmd_resume(a) -> int:
+def cmd_resume(a: argparse.Namespace) -> int:
     from nn3.runs import cluster, session
     from nn3.store.rundir import RunDir
     setup = _setup(a)
@@ -110,7 +112,7 @@ def cmd_resume(a) -> int:
     return finish(state, a.run, started, members="members" in recorded)
 
 
-def _add_import(sub) -> None:
+def _add_import(sub: Any) -> None:
     i = sub.add_parser("import", help="start a run from a JSON network (then train it)",
                        description="Start a run from a JSON network and train it. Unset flags come from "
                                    "the preset whose network it is, else from the book's plain settings "
@@ -123,7 +125,7 @@ def _add_import(sub) -> None:
     i.set_defaults(run_cmd=cmd_import)
 
 
-def cmd_import(a) -> int:
+def cmd_import(a: argparse.Namespace) -> int:
     from nn3.runs import config as run_config
     config, params, why = run_config.import_config(a.json, dataset=a.dataset, data_path=a.data, limit=a.limit,
                                                    monitor=a.monitor, members=_members(a), **_settings_given(a))
@@ -178,7 +180,7 @@ def _start(config: dict, run_dir, quiet: bool, params=None, setup=None) -> int:
 
 # ---------------------------------------------------------------- replay, export, evaluate, plot
 
-def _add_replay(sub) -> None:
+def _add_replay(sub: Any) -> None:
     q = sub.add_parser("replay", help="rebuild a run's network and evaluate it",
                        description="Rebuild a run's network and evaluate it.")
     q.add_argument("run", help="the run directory")
@@ -189,7 +191,7 @@ def _add_replay(sub) -> None:
     q.set_defaults(run_cmd=cmd_replay)
 
 
-def cmd_replay(a) -> int:
+def cmd_replay(a: argparse.Namespace) -> int:
     from nn3.runs import inspect
     res = inspect.replay(a.run, step=a.step, best=a.best, data_name=a.data, predict=a.predict or 0, member=a.member)
     for m in res.get("members", ()):
@@ -213,7 +215,7 @@ def cmd_replay(a) -> int:
     return 0 if all(r["recorded"] is None or r["equal"] for r in every) else EXIT_FAULT
 
 
-def _add_export(sub) -> None:
+def _add_export(sub: Any) -> None:
     q = sub.add_parser("export", help="write a run's network (a member run's: its ensemble) as JSON",
                        description="Write a run's network (a member run's: its ensemble) as JSON.")
     q.add_argument("run", help="the run directory")
@@ -223,7 +225,7 @@ def _add_export(sub) -> None:
     q.set_defaults(run_cmd=cmd_export)
 
 
-def cmd_export(a) -> int:
+def cmd_export(a: argparse.Namespace) -> int:
     from nn3.runs import inspect
     res = inspect.export_json(a.run, a.out, step=a.step, best=a.best, force=a.force, member=a.member)
     what = "" if res["members"] is None else f": an ensemble bundle of {res['members']} members"
@@ -231,7 +233,7 @@ def cmd_export(a) -> int:
     return 0
 
 
-def _add_evaluate(sub) -> None:
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="accuracy of a JSON network or ensemble bundle on the test or "
                                         "validation data",
                        description="The accuracy of a JSON network on a data set; of an ensemble bundle "
@@ -243,7 +245,7 @@ def _add_evaluate(sub) -> None:
     e.set_defaults(run_cmd=cmd_evaluate)
 
 
-def cmd_evaluate(a) -> int:
+def cmd_evaluate(a: argparse.Namespace) -> int:
     from nn3.runs import inspect
     res = inspect.evaluate_json(a.json, data_name=a.data, dataset=a.dataset)
     for m in res.get("members", ()):
@@ -254,7 +256,7 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
-def _add_plot(sub) -> None:
+def _add_plot(sub: Any) -> None:
     p = sub.add_parser("plot", help="PNGs of a run: learning curves, misclassified digits, filters",
                        description="PNGs of a run: learning curves, the newest checkpoint's misclassified "
                                    "test digits, and its first-layer filters (conv nets).")
@@ -263,7 +265,7 @@ def _add_plot(sub) -> None:
     p.set_defaults(run_cmd=cmd_plot)
 
 
-def cmd_plot(a) -> int:
+def cmd_plot(a: argparse.Namespace) -> int:
     from nn3.book import plots
     out = Path(a.out or a.run)
     made = plots.of_run(a.run, out)
@@ -277,7 +279,7 @@ def cmd_plot(a) -> int:
 
 # ---------------------------------------------------------------- book, presets, serve
 
-def _add_book(sub) -> None:
+def _add_book(sub: Any) -> None:
     b = sub.add_parser("book", help="train every row of the book's table and report it beside the book",
                        description="Train each result of the book's table with the book's settings (a run "
                                    "directory per row: a second call skips the done rows and resumes a stopped "
@@ -299,27 +301,27 @@ def _add_book(sub) -> None:
     b.set_defaults(run_cmd=cmd_book)
 
 
-def cmd_book(a) -> int:
+def cmd_book(a: argparse.Namespace) -> int:
     from nn3.book import command
     return command.command(a.dir, rows=a.rows, beyond=a.beyond, seeds=a.seeds, quick=a.quick, data_path=a.data,
                            report_only=a.report_only, say=say, warn=lambda line: print(f"nn3: {line}", file=sys.stderr),
                            setup=_setup(a))
 
 
-def _add_presets(sub) -> None:
+def _add_presets(sub: Any) -> None:
     p = sub.add_parser("presets", help="list the book's experiments and their settings",
                        description="The book's experiments: epochs, eta, lmbda, data, and the book's result.")
     p.set_defaults(run_cmd=cmd_presets)
 
 
-def cmd_presets(a) -> int:
+def cmd_presets(a: argparse.Namespace) -> int:
     from nn3.runs import presets
     for line in presets.table():
         say(line)
     return 0
 
 
-def _add_serve(sub) -> None:
+def _add_serve(sub: Any) -> None:
     sv = sub.add_parser("serve", help="a local page per run: curves, errors, filters, a digit to draw")
     sv.add_argument("runs", nargs="*", metavar="RUN",
                     help="run directories or directories of runs (default: checkpoints)")
@@ -329,7 +331,7 @@ def _add_serve(sub) -> None:
     sv.set_defaults(run_cmd=cmd_serve)
 
 
-def cmd_serve(a) -> int:
+def cmd_serve(a: argparse.Namespace) -> int:
     from nn3 import serve
     if not 0 <= a.port <= 65535:
         raise ValueError(f"--port: {a.port} is not a port number (0-65535; 0 picks a free one)")

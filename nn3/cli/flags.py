@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import NoReturn
 
 __all__ = ["EXIT_DIVERGED", "EXIT_FAULT", "EXIT_INTERRUPTED", "EXIT_PEER_FAILED", "EXIT_USAGE", "MONITORS", "Parser",
            "UsageError", "checkpoint_choice", "data_choice", "flag_name", "number", "positive_int", "process_flags",
@@ -27,7 +28,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse's parser with its errors as one line, not a usage block."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 

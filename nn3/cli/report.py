@@ -6,10 +6,15 @@
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nn3.engine.train import RunState
 
 __all__ = ["best_phrase", "finish", "progress_bar", "reporter", "say", "verdict"]
 
@@ -59,7 +64,7 @@ def progress_bar(quiet: bool) -> tuple[Callable[[int, int, int], None] | None, C
     return tick, close
 
 
-def finish(state, run_dir, started: float, members: bool) -> int:
+def finish(state: RunState, run_dir: str | os.PathLike, started: float, members: bool) -> int:
     """The lines at the end of ``nn3 train``/``resume``/``import``, and its exit status.
 
     ``state`` is the run's ``RunState``; ``members``: a member run (each member's best first).
@@ -68,8 +73,9 @@ def finish(state, run_dir, started: float, members: bool) -> int:
     from nn3.engine.train import best_record
     from nn3.runs import inspect, session, stop
     for i, loop in enumerate(state.loops if members else ()):
-        if inspect.best_of(loop):
-            say(f"member {i}: {best_phrase(inspect.best_of(loop))}")
+        best_of_member = inspect.best_of(loop)
+        if best_of_member:
+            say(f"member {i}: {best_phrase(best_of_member)}")
     best = best_record(state)
     if best:
         say(f"Best validation accuracy {best.get('validation_accuracy', 0):.2%} at epoch {best['epoch']}"
@@ -82,7 +88,7 @@ def finish(state, run_dir, started: float, members: bool) -> int:
         print(f"nn3: {msg}", file=sys.stderr)
     if state.stop_reason == "interrupted":
         return stop.exit_code(stop.requested() or signal.SIGINT)
-    return {"nan": EXIT_DIVERGED}.get(state.stop_reason, 0)
+    return EXIT_DIVERGED if state.stop_reason == "nan" else 0
 
 
 def best_phrase(best: dict) -> str:

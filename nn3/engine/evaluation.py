@@ -9,15 +9,14 @@
     5
 
 Data go through in *units* of ``eval_batch(net)`` rows, the last one padded and masked.
-Each unit's cost is summed in float32 and the units' sums are added in float64, as
-when every unit was a compiled call of its own, so the recorded costs and counts of
-older runs come out to the last bit. Since issue 12 the units go ``CALL_ROWS`` images
-to a compiled call (a loop over them inside; MNIST's validation and test sets are one
-call each, where they were 100) and a conv net's units run as forward passes of
-``forward_batch(net)`` rows (on the CPU 50: smaller passes stay in the caches; the
-logits are the same numbers at any batch size, each row's arithmetic being its own).
-One program per network, whatever the data set's size: the last call is padded, and
-its padding units are not computed.
+Each unit's cost is summed in float32 and the units' sums are added in float64, one unit
+after another, so a recorded cost is the same number however the units are grouped into
+compiled calls. The units go ``CALL_ROWS`` images to a compiled call (a loop over them
+inside: MNIST's validation and test sets are one call each), and a conv net's units run
+as forward passes of ``forward_batch(net)`` rows (on the CPU 50: smaller passes stay in
+the caches; the logits are the same numbers at any batch size, each row's arithmetic
+being its own). One program per network, whatever the data set's size: the last call
+is padded, and its padding units are not computed.
 """
 from __future__ import annotations
 
@@ -39,13 +38,13 @@ CONV_EVAL_BATCH = backend.choices("cpu").conv_eval_batch
 CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's validation and test sets
 
 
-def eval_batch(net) -> int:
+def eval_batch(net: Network) -> int:
     """Rows of one evaluation unit for ``net`` on this backend (nn3.backend): its cost is one float32 sum."""
     c = backend.choices()
     return c.conv_eval_batch if has_conv(net.spec) else c.eval_batch
 
 
-def forward_batch(net) -> int:
+def forward_batch(net: Network) -> int:
     """Rows per forward pass inside an evaluation unit (nn3.backend); it divides ``eval_batch(net)``."""
     unit = eval_batch(net)
     size = backend.choices().conv_forward_batch if has_conv(net.spec) else unit
@@ -88,7 +87,7 @@ def _run(net, x, y):
     for i in range(0, len(y), full * unit):
         xb, yb = x[i:i + full * unit], y[i:i + full * unit]
         m = len(yb)
-        if m < full * unit:  # one shape, one program: padding a single image to a call costs ~10 ms, a compile ~1.5 s
+        if m < full * unit:  # one shape, one program: padding costs less than compiling a second (bench/README.md)
             xb = np.concatenate([xb, np.zeros((full * unit - m, xb.shape[1]), xb.dtype)])
             yb = np.concatenate([yb, np.zeros(full * unit - m, yb.dtype)])
         mask = (np.arange(full * unit) < m).reshape(full, unit)
@@ -99,7 +98,7 @@ def _run(net, x, y):
     return out
 
 
-def as_arrays(data, n_in=None, n_out=None):
+def as_arrays(data: Any, n_in: int | None = None, n_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(x (N, n_in) float32, y (N,) int32)`` numpy arrays from what a caller hands in.
 
     Accepts an ``(x, y)`` pair of arrays, an object with ``.arrays()`` (nn3's
@@ -137,7 +136,7 @@ def as_arrays(data, n_in=None, n_out=None):
     return x, y.astype(np.int32)
 
 
-def evaluate(net, data) -> tuple[int, float, int]:
+def evaluate(net: Network, data: Any) -> tuple[int, float, int]:
     """``(correct, mean cost, n)`` of ``net`` on ``data``, in units of ``eval_batch(net)`` (see the
     module's docstring)."""
     x, y = as_arrays(data, net.n_in, net.n_out)
@@ -154,7 +153,7 @@ def evaluate(net, data) -> tuple[int, float, int]:
     return right, total / n, n
 
 
-def predict(net, x) -> np.ndarray:
+def predict(net: Network, x: np.ndarray) -> np.ndarray:
     """The predicted class (N,) for inputs (N, n_in)."""
     x = np.asarray(x, np.float32).reshape(-1, net.n_in)
     if not len(x):
@@ -164,7 +163,7 @@ def predict(net, x) -> np.ndarray:
     return np.concatenate([p.reshape(-1) for p in got])[:len(x)]
 
 
-def l2_norm_sq(net) -> float:
+def l2_norm_sq(net: Network) -> float:
     """Sum of squared weights over all layers (biases excluded)."""
     return float(sum(jnp.sum(layer.w[...] ** 2) for layer in net.layers))
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax  # type: ignore[import-untyped]  # optax 0.2 ships no py.typed marker
+import optax
 
 # The hyperparameters every rule's state holds (those a rule does not use cost nothing).
 HYPERPARAMS = ("learning_rate", "weight_decay", "l1", "momentum")

@@ -54,11 +54,11 @@ def gather(values: Any) -> Any:
     leaves, treedef = jax.tree.flatten(values)
     leaves = [np.asarray(v) for v in leaves]
     if count() == 1:
-        return treedef.unflatten([v[None] for v in leaves])
+        return jax.tree.unflatten(treedef, [v[None] for v in leaves])
     from jax.experimental import multihost_utils
     got = multihost_utils.process_allgather([_wide(v) for v in leaves])
-    return treedef.unflatten([np.asarray(g).view(v.dtype).reshape((count(),) + v.shape)
-                              for g, v in zip(got, leaves)])
+    return jax.tree.unflatten(treedef, [np.asarray(g).view(v.dtype).reshape((count(),) + v.shape)
+                                        for g, v in zip(got, leaves)])
 
 
 def any_true(flag: bool) -> bool:
@@ -74,7 +74,7 @@ def from_primary(values: Any) -> Any:
     leaves, treedef = jax.tree.flatten(values)
     leaves = [np.asarray(v) for v in leaves]
     got = multihost_utils.broadcast_one_to_all([_wide(v) for v in leaves], is_source=is_primary())
-    return treedef.unflatten([np.asarray(g).view(v.dtype).reshape(v.shape) for g, v in zip(got, leaves)])
+    return jax.tree.unflatten(treedef, [np.asarray(g).view(v.dtype).reshape(v.shape) for g, v in zip(got, leaves)])
 
 
 def place(host: Any, sharding: jax.sharding.Sharding) -> Any:
@@ -95,6 +95,6 @@ def to_host(tree: Any) -> Any:
     """A pytree of (possibly sharded) arrays as whole numpy arrays on every process."""
     leaves, treedef = jax.tree.flatten(tree)
     if all(getattr(a, "is_fully_addressable", True) for a in leaves):
-        return treedef.unflatten([np.asarray(a) for a in leaves])
+        return jax.tree.unflatten(treedef, [np.asarray(a) for a in leaves])
     from jax.experimental import multihost_utils
-    return treedef.unflatten([np.asarray(a) for a in multihost_utils.process_allgather(leaves, tiled=True)])
+    return jax.tree.unflatten(treedef, [np.asarray(a) for a in multihost_utils.process_allgather(leaves, tiled=True)])

@@ -34,6 +34,7 @@ the member's keys by the global step. A run resumed anywhere draws what it would
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -130,7 +131,7 @@ def _members(state, opt_state, x, y, batches, steps, keys, live, *, how, sharded
     """``scan_batches`` for each member on this device (a leading axis on every argument
     but ``x``, ``y`` and ``steps``); a member whose ``live`` is False keeps its state.
     ``sharded``: inside ``shard_map``, where per-member values vary over the mesh."""
-    one = partial(scan_batches, **statics)
+    one: Callable[..., Any] = partial(scan_batches, **statics)
     if keys.shape[0] == 1:  # one member: the lone program itself (a vmap of one rounds differently)
         st, opt, ls, fin = one(*jax.tree.map(lambda a: a[0], (state, opt_state)), x, y, batches[0], steps, keys[0])
         new = jax.tree.map(lambda a: a[None], (st, opt, ls, fin))
@@ -171,7 +172,7 @@ def run_members(state: Any, opt_state: Any, x: jax.Array, y: jax.Array, batches:
     """
     if how not in HOW:
         raise ValueError(f"members: {how!r} is not one of {', '.join(HOW)}")
-    local = partial(_members, how=how, sharded=mesh is not None, **statics)
+    local: Callable[..., Any] = partial(_members, how=how, sharded=mesh is not None, **statics)
     if mesh is None:
         return local(state, opt_state, x, y, batches, steps, keys, live)
     mine, every = jax.sharding.PartitionSpec(AXIS), jax.sharding.PartitionSpec()

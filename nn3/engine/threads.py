@@ -5,16 +5,15 @@
     (1, None, None)
 
 XLA sizes its CPU thread pool once, from the cores the process may run on when the
-backend starts. A network as small as chapter 1's does ~22 us of work per mini-batch:
-with two pool threads, the step hands over between them, both cores stay busy, and an
-epoch took 0.12-0.21 s on the 2-core machine depending on where the threads landed;
-with one it took 0.118 s every time. A conv net does enough per step to gain from
-every core (dbl_conv_relu: 4.95 s per epoch on two, 7.1 on one). So ``nn3 train``
-and ``nn3 resume`` start JAX with one thread for a small fully connected net and with
-all cores otherwise (``for_spec``); ``NN3_CPU_THREADS`` (a number, or ``all``)
-overrides that, and a script can call ``limit(n)`` before its first JAX computation.
+backend starts. A network as small as chapter 1's does so little work per mini-batch
+that with two pool threads the step hands over between them and an epoch is slower and
+less steady than with one; a conv net does enough per step to gain from every core
+(bench/README.md has the numbers). So ``nn3 train`` and ``nn3 resume`` start JAX with
+one thread for a small fully connected net and with all cores otherwise (``for_spec``);
+``NN3_CPU_THREADS`` (a number, or ``all``) overrides that, and a script can call
+``limit(n)`` before its first JAX computation.
 
-A member run (nn3.ensemble) instead asks for one CPU device per core (``host_devices``,
+A member run (nn3.engine.trainer) instead asks for one CPU device per core (``host_devices``,
 JAX's ``jax_num_cpu_devices``, also before JAX starts): each device runs its share of
 the members, so several nets keep the cores busy where one net's ops leave them idle.
 A count the user gave (``--xla_force_host_platform_device_count`` in XLA_FLAGS, or
@@ -32,7 +31,7 @@ _ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_pl
                         "libtpu")
 
 
-def parse(value) -> int | None:
+def parse(value: str | int | None) -> int | None:
     """``NN3_CPU_THREADS``'s value as a thread count; None for unset, empty or ``all``."""
     if value is None or str(value).strip().lower() in ("", "all", "0"):
         return None
@@ -104,7 +103,7 @@ def user_chose_devices() -> bool:
 
 def host_devices(n: int) -> bool:
     """Have JAX's CPU backend start with ``n`` devices (a member run shards its members
-    over them, nn3.ensemble); True when that was set.
+    over them, nn3.engine.trainer); True when that was set.
 
     Does nothing when ``n`` < 2, when the user chose a number (``user_chose_devices``),
     when JAX has already started, or when an accelerator plugin is installed and
@@ -123,17 +122,15 @@ def host_devices(n: int) -> bool:
 SMALL_STEP_MACS = 2_000_000  # per mini-batch; [784,100,10] at 10 is 0.8M, [784,1000,10] 7.9M
 
 
-def for_spec(spec, mini_batch_size: int = 10) -> int | None:
+def for_spec(spec: dict | None, mini_batch_size: int = 10) -> int | None:
     """The pool size ``nn3 train`` starts JAX with for ``spec``.
 
     ``NN3_CPU_THREADS`` when set; else one thread for a fully connected net whose
-    mini-batch step multiplies fewer than SMALL_STEP_MACS weights by inputs (measured
-    here: [784,100,10] 0.31 s per epoch on one thread, 0.38 on two; [784,1000,10] 2.6
-    on one, 1.5 on two); else None (every core).
+    mini-batch step multiplies fewer than SMALL_STEP_MACS weights by inputs (where one
+    thread was measured faster than two: bench/README.md); else None (every core).
     """
     if os.environ.get(ENV) is not None:
         return parse(os.environ[ENV])
-    layers = (spec or {}).get("layers", ())
-    if not layers or has_conv(spec):
+    if not spec or not spec.get("layers") or has_conv(spec):
         return None
     return 1 if mini_batch_size * forward_macs(spec) < SMALL_STEP_MACS else None

@@ -197,7 +197,7 @@ def fit(trainer: Trainer, splits: Splits, run: RunState, *, epochs: int | None =
             if all(loop.stop_reason is not None for loop in run.loops):
                 run.stop_reason = _all_stopped(run, vote)
         else:
-            record = records[0]
+            record = records[0] or {}  # the one network trained this epoch: its record
             _follow(run, run.loops[0])
         run.history.append(record)
         if on_epoch:
@@ -286,7 +286,7 @@ def _advance(loop: Loop, cfg: SGDConfig, record: dict, judged: bool) -> None:
         return
     loop.since_best = 0 if better else loop.since_best + 1
     loop.since_eta_change = 0 if better else loop.since_eta_change + 1
-    if cfg.schedule == "plateau" and loop.since_eta_change >= cfg.patience:
+    if cfg.schedule == "plateau" and loop.since_eta_change >= cfg.patience and loop.eta is not None:
         loop.eta /= 2
         loop.since_eta_change = 0
         if loop.eta <= cfg.eta * cfg.eta_min_factor * (1 + 1e-9):
@@ -298,8 +298,8 @@ def _advance(loop: Loop, cfg: SGDConfig, record: dict, judged: bool) -> None:
 def _vote_record(trainer: Trainer, run: RunState, records: list, splits: Splits) -> dict:
     """The run's record of an epoch of several networks: their vote's accuracies, the
     mean training loss of those still training, and each one's own record."""
-    record = {"epoch": run.epoch, "step": run.step,
-              "train_loss": float(np.mean([r["train_loss"] for r in records if r is not None]))}
+    record: dict[str, Any] = {"epoch": run.epoch, "step": run.step,
+                              "train_loss": float(np.mean([r["train_loss"] for r in records if r is not None]))}
     for key, data in (("validation", splits.validation), ("test", splits.test)):
         if data is not None:
             x, y = evaluation.as_arrays(data)
@@ -322,7 +322,7 @@ def _judge(holder: Loop | RunState, record: dict, judged: bool) -> bool:
     acc = record.get("validation_accuracy", record.get("test_accuracy"))
     holder.epoch += 1
     holder.batch = 0
-    better = judged and (holder.best_accuracy is None or acc > holder.best_accuracy)
+    better = judged and acc is not None and (holder.best_accuracy is None or acc > holder.best_accuracy)
     if better:
         holder.best_accuracy, holder.best_epoch, holder.best_step = acc, record["epoch"], record["step"]
     record["best"] = judged and holder.best_epoch == record["epoch"]

@@ -112,7 +112,7 @@ class Trainer:
                             out_act=self.nets[0].output_activation, augment=self.cfg.augment, rule=self.rule,
                             dropout=any(getattr(layer, "p_dropout", 0.0) > 0 for layer in self.nets[0].layers),
                             how=how)
-        self.mesh = step.member_mesh(len(self.nets), devices)
+        self.mesh = step.member_mesh(len(self.nets), None if devices is None else list(devices))
         size = 1 if self.mesh is None else self.mesh.size
         self.width = -(-len(self.nets) // size) * size  # members with padding: a multiple of the devices
         if self.mesh is not None:
@@ -138,6 +138,7 @@ class Trainer:
         return per_member + per_member[-1:] * (self.width - len(per_member))
 
     def _sharding(self, every: bool = False) -> jax.sharding.NamedSharding:
+        assert self.mesh is not None, "one device: nothing to shard"
         spec = jax.sharding.PartitionSpec() if every else jax.sharding.PartitionSpec(step.AXIS)
         return jax.sharding.NamedSharding(self.mesh, spec)
 
@@ -180,7 +181,7 @@ class Trainer:
           back, so that Python's work between calls overlaps the device's.
         """
         live_now = np.array(self.pad([True] * self.n if live is None else list(live)), bool)
-        etas = self.pad([etas] * self.n if np.ndim(etas) == 0 else list(etas))
+        etas = self.pad(np.broadcast_to(np.asarray(etas, np.float64), (self.n,)).tolist())
         self.opt_state = self._place(optim.set_hyperparams(self.opt_state, learning_rate=np.array(etas), **self.hyper))
         began = (self.state, self.opt_state)
         m, order, base = self.cfg.mini_batch_size, self.order(epoch), epoch * self.n_batches

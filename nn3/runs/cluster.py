@@ -182,6 +182,7 @@ def _connect(setup: Setup) -> None:
     except Exception as e:  # gRPC's reasons: unreachable, refused, another run's coordinator
         raise ClusterError(f"cannot join the run at {setup.coordinator} within {_connect_s()} s: {_first_line(e)} (are "
                            f"all {setup.num_processes} processes started, each with its own --process-id?)") from None
+    assert setup.process_id is not None and setup.num_processes is not None  # a coordinator's address gives both
     state.coordinator_address, state.process_id, state.num_processes = setup.coordinator, setup.process_id, \
         setup.num_processes
     state.client = client
@@ -193,7 +194,7 @@ def _connect(setup: Setup) -> None:
 def _same_count(client: Any, setup: Setup) -> None:
     """A one-line ClusterError unless every process counts as many processes as process 0
     (checked through the coordinator, before JAX's devices wait for processes that never come)."""
-    me, n = setup.process_id, setup.num_processes
+    me, n = setup.process_id or 0, setup.num_processes or 1
     client.key_value_set(f"nn3/count/{me}", str(n))
     theirs = [0] if me else range(1, n)
     for q in theirs:
@@ -351,7 +352,9 @@ class _Watchdog(threading.Thread):
         self.done = False
 
     def run(self) -> None:
-        beats, moved, count, unreachable = {}, {}, 0, None
+        beats: dict[int, str] = {}
+        moved: dict[int, float] = {}
+        count, unreachable = 0, None
         while not self.done:
             now = time.monotonic()
             try:

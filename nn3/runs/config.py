@@ -15,10 +15,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import os
 import pathlib
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from nn3.engine import layers
+from nn3.engine.layers import Network
 from nn3.engine.settings import SWEEPABLE, SGDConfig
 from nn3.engine.spec import validate
 from nn3.runs import presets
@@ -27,7 +31,7 @@ from nn3.store.rundir import CONFIG
 
 
 def versions() -> dict:
-    out = {}
+    out: dict[str, str | None] = {}
     for name in ("nn3", "jax", "flax", "orbax-checkpoint", "numpy"):
         try:
             out[name] = importlib.metadata.version(name)
@@ -36,8 +40,9 @@ def versions() -> dict:
     return out
 
 
-def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path=None, limit=None,
-                members=None, **sgd) -> dict:
+def make_config(preset: str, *, spec: dict | None = None, init: str | None = None, dataset: str = "mnist",
+                data_path: str | os.PathLike | None = None, limit: int | None = None,
+                members: Sequence[int | dict] | None = None, **sgd: Any) -> dict:
     """The JSON config of a run: a preset with its SGD fields overridden by ``sgd``.
 
     ``limit`` keeps only the first ``limit`` examples of each split (quick runs, tests).
@@ -59,7 +64,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
     SGDConfig(**merged)  # field types; values are checked against the data at start
-    config = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
+    config: dict[str, Any] = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
               "dataset": dataset, "data": None if data_path is None else str(data_path),
               "limit": limit, "monitor": [], "versions": versions()}
     if members is not None:
@@ -67,7 +72,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     return config
 
 
-def _checked_members(members, merged) -> list:
+def _checked_members(members: Sequence[int | dict], merged: dict) -> list[dict]:
     out = [m if isinstance(m, dict) else {"seed": m} for m in members]
     seeds = [m.get("seed") for m in out]
     if not out or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
@@ -83,16 +88,16 @@ def _checked_members(members, merged) -> list:
     return out
 
 
-def sweep_members(seeds, sweeps: dict) -> list:
+def sweep_members(seeds: Sequence[int], sweeps: dict) -> list[dict]:
     """The members of a sweep: every combination of the ``sweeps`` values ({name: [values]})
     with every seed, the values varying slowest: ``[{"seed": s, name: v, ...}, ...]``."""
-    combos = [{}]
+    combos: list[dict] = [{}]
     for name, values in sweeps.items():
         combos = [{**c, name: v} for c in combos for v in values]
     return [{**c, "seed": s} for c in combos for s in seeds]
 
 
-def member_sgd(config) -> list:
+def member_sgd(config: dict) -> list[SGDConfig]:
     """The SGDConfig of each network of a run: a lone run's one, or each member's (the
     run's settings with the member's own seed and values)."""
     if config.get("members") is None:
@@ -100,7 +105,7 @@ def member_sgd(config) -> list:
     return [sgd_of({**config, "sgd": {**config["sgd"], **m}}) for m in config["members"]]
 
 
-def member_seeds(config) -> list | None:
+def member_seeds(config: dict) -> list[int] | None:
     """The seeds of a member run's members, or None for a lone run."""
     members = config.get("members")
     return None if members is None else [m["seed"] for m in members]
@@ -115,7 +120,7 @@ def default_run_dir(preset: str) -> str:
     return f"checkpoints/{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def read_recorded(where) -> dict:
+def read_recorded(where: str | os.PathLike) -> dict:
     """A recorded config to train again: a config.json, or the run directory that holds one.
 
     Checked as far as training it needs (preset, spec, sgd; the spec's layers by name),
@@ -133,12 +138,14 @@ def read_recorded(where) -> dict:
     if not (isinstance(recorded, dict) and "preset" in recorded and "spec" in recorded
             and isinstance(recorded.get("sgd"), dict)):
         raise ValueError(f"{where}: not a usable nn3 config (expected an object with preset, spec and sgd)")
-    validate(recorded["spec"], where)
+    validate(recorded["spec"], str(where))
     return recorded
 
 
-def train_config(preset=None, *, recorded=None, dataset=None, data_path=None, limit=None, monitor=None,
-                 members=None, **settings) -> dict:
+def train_config(preset: str | None = None, *, recorded: dict | None = None, dataset: str | None = None,
+                 data_path: str | os.PathLike | None = None, limit: int | None = None,
+                 monitor: Sequence[str] | None = None, members: Sequence[int | dict] | None = None,
+                 **settings: Any) -> dict:
     """The config ``nn3 train`` runs: a preset, or a recorded config (``read_recorded``) again.
 
     Given settings (``SETTINGS``; None means unset) override the preset's or the recorded
@@ -165,12 +172,16 @@ def _given(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def takes_mnist(net, source) -> None:
+def takes_mnist(net: Network, source: object) -> None:
+    """A one-line ValueError unless ``net`` takes MNIST's 784 pixels (``source`` names where it came from)."""
     if net.n_in != 784:
         raise ValueError(f"{source}: the network takes {net.n_in} inputs; MNIST images have 784")
 
 
-def import_config(json_path, *, dataset=None, data_path=None, limit=None, monitor=None, members=None, **settings):
+def import_config(json_path: str | os.PathLike, *, dataset: str | None = None,
+                  data_path: str | os.PathLike | None = None, limit: int | None = None,
+                  monitor: Sequence[str] | None = None,
+                  members: Sequence[int | dict] | None = None, **settings: Any) -> tuple[dict, list[dict], str]:
     """What ``nn3 import`` trains: the JSON network's config and weights, and why those settings.
 
     Unset settings come from the preset whose network it is, else from the book's plain
@@ -188,7 +199,7 @@ def import_config(json_path, *, dataset=None, data_path=None, limit=None, monito
     return config, params, why
 
 
-def describe_settings(config) -> str:
+def describe_settings(config: dict) -> str:
     """The settings a run trains with, in one line (what ``nn3 import`` prints before training)."""
     c = sgd_of(config)
     where = config["dataset"] + (f" from {config['data']}" if config["data"] else "")
@@ -200,12 +211,12 @@ def describe_settings(config) -> str:
             f"monitor: {', '.join(config['monitor']) or 'none'}")
 
 
-def sgd_of(config) -> SGDConfig:
+def sgd_of(config: dict) -> SGDConfig:
     """The run's own SGDConfig (a member run's members each change some of it: ``member_sgd``)."""
     return SGDConfig(**config["sgd"])
 
 
-def load_splits(config):
+def load_splits(config: dict) -> tuple:
     """The (training, validation, test) data a run's config names."""
     splits = data.load_data(config.get("data"), dataset=config.get("dataset", "mnist"), download=True)
     limit = config.get("limit")

@@ -111,8 +111,8 @@ def replay(run_dir: str | os.PathLike, *, step: int | None = None, best: bool = 
         run.close()
     x, y = dataset
     state, info = got.state, got.info
-    # Whether the step is an epoch's end comes from the state, not from info's fields: runs
-    # saved before this rule stored the last epoch's accuracy with mid-epoch checkpoints too.
+    # Whether the step is an epoch's end comes from the state, not from info's fields: some
+    # run directories hold the last epoch's accuracy beside mid-epoch checkpoints too.
     last = state.history[-1] if state.history else {}
     measured = state.batch == 0 and last.get("step") == state.step and data_name in ("test", "validation")
 
@@ -130,7 +130,7 @@ def replay(run_dir: str | os.PathLike, *, step: int | None = None, best: bool = 
         one = got.nets[0 if member is None else member]
         right, _, count = evaluation.evaluate(one, dataset)
         saved = info if member is None else (info.get("members") or [{}] * len(got.nets))[member]
-        predicted = evaluation.predict(one, x[:predict]) if predict else []
+        predicted: Any = evaluation.predict(one, x[:predict]) if predict else []
         out.update(scored(right, count, saved), net=one,
                    best=best_of(state if member is None else state.loops[member]))
     else:

@@ -61,7 +61,8 @@ class Saver:
         if pending is not None:
             pending.result()
 
-    def close(self):
+    def close(self) -> None:
+        """Wait for the save in flight, then stop the thread."""
         try:
             self.wait()
         finally:

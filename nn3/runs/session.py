@@ -73,7 +73,7 @@ def limit_threads(config: dict, setup: cluster.Setup | None = None) -> None:
     """
     seeds = run_config.member_seeds(config)
     many = seeds is not None and len(seeds) > 1
-    if many:
+    if seeds is not None and many:
         threads.host_devices(min(len(seeds), threads.cores()))
     if setup is not None:
         cluster.join(setup)
@@ -170,8 +170,9 @@ def _trainer(config: dict, splits: tuple, params: list | None = None) -> tuple[T
     """The trainer of ``config``'s networks on the training split, and a fresh RunState."""
     cfgs = run_config.member_sgd(config)
     nets = [layers.build(config["spec"], seed=c.seed, init=config.get("init")) for c in cfgs]
-    for net in nets if params is not None else ():
-        layers.set_params(net, params)
+    if params is not None:
+        for net in nets:
+            layers.set_params(net, params)
     x, y = as_arrays(splits[0], nets[0].n_in, nets[0].n_out)
     return Trainer(nets, cfgs, DeviceData.from_arrays(x, y)), RunState.fresh(cfgs)
 
@@ -202,9 +203,7 @@ def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, 
     epochs = trainer.cfg.epochs
     saver = Saver(run) if run is not None else None
     last_reason = state.stop_reason  # resumed: as its checkpoint has it (a diverged run stays diverged)
-    if saver is not None:
-        saver.last_reason = last_reason
-    saved = {"step": None, "records": []}
+    saved: dict[str, Any] = {"step": None, "records": []}
 
     def save(st: RunState) -> None:
         arrays = checkpoint.arrays(trainer, stacked)  # every process: the members are gathered

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested: int | None = None
@@ -54,7 +55,7 @@ def name(signum: int) -> str:
 
 
 @contextlib.contextmanager
-def handlers(*, raising: bool):
+def handlers(*, raising: bool) -> Iterator[None]:
     """Record SIGINT/SIGTERM while inside; with ``raising`` also raise KeyboardInterrupt.
 
     Python delivers signals to the main thread only, and refuses ``signal.signal``

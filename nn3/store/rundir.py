@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import pathlib
 import shutil
 import sys
@@ -120,7 +121,7 @@ class RunDir:
         _OPEN_RUNS.add(self)
 
     @classmethod
-    def create(cls, path, config: dict, *, keep_latest: int = 3) -> RunDir:
+    def create(cls, path: str | os.PathLike, config: dict, *, keep_latest: int = 3) -> RunDir:
         """Makes a new run at ``path`` (absent or an empty directory) holding ``config``."""
         path = _checked(path, keep_latest)
         if path.exists() and not path.is_dir():
@@ -147,7 +148,7 @@ class RunDir:
         self.config = config
 
     @classmethod
-    def open(cls, path, *, keep_latest: int = 3, read_only: bool = False) -> RunDir:
+    def open(cls, path: str | os.PathLike, *, keep_latest: int = 3, read_only: bool = False) -> RunDir:
         """Opens the existing run at ``path``.
 
         ``read_only`` (replay, export, plot) changes nothing in the directory: in
@@ -158,7 +159,7 @@ class RunDir:
         return cls(path, cls.read_config(path), keep_latest, read_only)
 
     @staticmethod
-    def read_config(path) -> dict:
+    def read_config(path: str | os.PathLike) -> dict:
         """The config of the run at ``path``, checked as ``open`` checks it, without opening
         its checkpoints: a second manager on one directory cleans up temporary steps in the
         background, under the feet of the first one's save."""
@@ -238,7 +239,8 @@ class RunDir:
         for tmp in self.path.glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(tmp, ignore_errors=True)
         try:
-            self._mgr.close()
+            if self._mgr is not None:
+                self._mgr.close()
         except Exception:  # the manager may be in any state after a failed write
             pass
         self._mgr = None
@@ -345,7 +347,7 @@ class RunDir:
         _check_structure(self.path, n, saved, want)
         # Restored as numpy with the saved dtypes (no sharding: nothing tied to the saving
         # device), hashed, then placed on this process's default device.
-        abstract = treedef.unflatten([jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for _, m in saved])
+        abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for _, m in saved])
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), info=ocp.args.JsonRestore())
         try:
             with _quiet_stray_reads():
