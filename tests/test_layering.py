@@ -160,3 +160,38 @@ def test_the_checker_sees_every_import(tmp_path):
                      "class A:\n    def g(self):\n        from ..runs.session import start\n        from . import x\n")
     assert imports(probe, root) == {("nn3.runs.session", None), ("nn3.runs", "_hidden"), ("nn3.cli", None),
                                     ("nn3.runs.session", "start"), ("nn3.serve", "x")}
+
+
+def _unannotated(path: Path) -> list[str]:
+    """The public functions of ``path`` (not named with a leading underscore, at module level or
+    in a public class) with an argument or a return type not annotated."""
+    out = []
+
+    def visit(body, prefix, in_class):
+        for node in body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                visit(node.body, f"{prefix}{node.name}.", True)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.name.startswith("_") and node.name != "__init__":
+                    continue
+                a = node.args
+                params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, [a.vararg, a.kwarg])]
+                if in_class and params and params[0].arg in ("self", "cls"):
+                    params = params[1:]
+                if any(p.annotation is None for p in params) or (node.returns is None and node.name != "__init__"):
+                    out.append(f"{path.relative_to(PACKAGE.parent) if path.is_relative_to(PACKAGE.parent) else path.name}:{node.lineno} {prefix}{node.name}")
+    visit(ast.parse(path.read_text(encoding="utf-8")).body, "", False)
+    return out
+
+
+def test_every_public_function_is_annotated():
+    missing = [f for p in sorted(PACKAGE.rglob("*.py")) for f in _unannotated(p)]
+    assert not missing, "public functions without full annotations: " + ", ".join(missing)
+
+
+def test_the_annotation_check_can_fail(tmp_path):
+    probe = tmp_path / "nn3" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("def f(x) -> int:\n    return x\n\ndef _g(y):\n    return y\n\nclass A:\n"
+                     "    def h(self, z: int):\n        return z\n")
+    assert [m.split(" ")[1] for m in _unannotated(probe)] == ["f", "A.h"]
