@@ -24,18 +24,11 @@ import numpy as np
 import pytest
 
 import children
+from nets import CONV, MLP
 from nn3.engine import layers
 from nn3.runs import config as run_config
 from nn3.runs import inspect
 
-MLP = {"layers": [
-    {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
-    {"type": "SoftmaxLayer", "n_in": 20, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
-CONV = {"layers": [
-    {"type": "ConvPoolLayer", "filter_shape": [2, 1, 5, 5], "image_shape": [10, 1, 28, 28],
-     "poolsize": [2, 2], "activation_fn": "ReLU"},
-    {"type": "FullyConnectedLayer", "n_in": 288, "n_out": 12, "activation_fn": "ReLU", "p_dropout": 0.5},
-    {"type": "SoftmaxLayer", "n_in": 12, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
 SGD = dict(epochs=2, eta=0.5, lmbda=0.1, momentum=0.5, mini_batch_size=10, chunks=3)
 LIMIT = 300                 # 30 mini-batches an epoch: calls of 10
 MID = 30 + 10               # in the second epoch, after its first call

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from etils import epath
 
-from nn3.store.rundir import RunDir, RunDirError, state_hash
+from nn3.store.integrity import state_hash
+from nn3.store.rundir import RunDir, RunDirError
 
 
 def make_state(epoch: int) -> dict:

@@ -24,20 +24,13 @@ import numpy as np
 import pytest
 
 import children
+from nets import CONV, MLP
 from nn3.runs import config as run_config, inspect
 from nn3.engine import layers, step, threads, train
 from nn3.engine.device_data import DeviceData
 from nn3.engine.settings import SGDConfig
 from nn3.engine.trainer import Trainer
 
-MLP = {"layers": [
-    {"type": "FullyConnectedLayer", "n_in": 784, "n_out": 20, "activation_fn": "sigmoid", "p_dropout": 0.3},
-    {"type": "SoftmaxLayer", "n_in": 20, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
-CONV = {"layers": [
-    {"type": "ConvPoolLayer", "filter_shape": [2, 1, 5, 5], "image_shape": [10, 1, 28, 28],
-     "poolsize": [2, 2], "activation_fn": "ReLU"},
-    {"type": "FullyConnectedLayer", "n_in": 288, "n_out": 12, "activation_fn": "ReLU", "p_dropout": 0.5},
-    {"type": "SoftmaxLayer", "n_in": 12, "n_out": 10, "p_dropout": 0.0}], "cost": "LogLikelihoodCost"}
 SGD = dict(epochs=2, eta=0.5, lmbda=0.1, momentum=0.5, mini_batch_size=10, chunks=3)
 N_BATCHES = 100      # 1000 synthetic examples in mini-batches of 10; calls of 34, 34 and 32
 DEVICES = "--xla_force_host_platform_device_count"

@@ -188,9 +188,54 @@ def _placement(trainer: Trainer, config: dict) -> dict:
     return out
 
 
+class _Checkpoints:
+    """When a session saves, and what: every process gathers the arrays, the primary writes.
+
+    After an epoch: when the saver says one is due (always, in a run of several
+    processes: each must know), at a new best, at the last epoch and when the run
+    stops. At the end: where a signal stopped it, and once more where a divergence (or
+    the last member stopping by one) ended it, with the reason, so that the run reads as
+    ended for good (``nn3 book`` skips it), at step 0 (the first weights) if none was made.
+    """
+
+    def __init__(self, run: RunDir | None, trainer: Trainer, stacked: bool, state: RunState):
+        self.saver = Saver(run) if run is not None else None
+        self.trainer, self.stacked, self.epochs = trainer, stacked, trainer.cfg.epochs
+        self.step: int | None = None            # the newest save's step
+        self.reason = state.stop_reason         # and its stop reason (resumed: its checkpoint's)
+        self.unsaved: list[dict] = []           # records of the epochs since
+
+    def save(self, st: RunState) -> None:
+        arrays = checkpoint.arrays(self.trainer, self.stacked)  # every process: the members are gathered
+        self.step, self.reason, self.unsaved = st.step, st.stop_reason, []
+        if self.saver is not None:
+            self.saver.submit(st.step, arrays, checkpoint.info(st, self.stacked))
+
+    def after_epoch(self, record: dict, st: RunState) -> None:
+        if self.saver is not None:
+            self.saver.records.append(record)
+        self.unsaved.append(record)
+        best = record.get("best") or any(r and r.get("best") for r in record.get("members", ()))
+        due = cluster.started() or (self.saver is not None and self.saver.due())
+        if due or best or st.epoch >= self.epochs or st.stop_reason is not None:
+            self.save(st)
+
+    def at_end(self, st: RunState) -> None:
+        interrupted = st.stop_reason == "interrupted" and self.step != st.step
+        ended = st.stop_reason in ("nan", "members_stopped") and self.reason != st.stop_reason
+        if interrupted or ended or self.unsaved:  # unsaved: a diverged run's last good epoch
+            self.save(st)
+        if self.saver is not None:
+            self.saver.wait()
+
+    def close(self) -> None:
+        if self.saver is not None:
+            self.saver.close()
+
+
 def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, splits: tuple,
            watch: Watch) -> RunState:
-    """Train with checkpoints at epoch boundaries (see Saver) and at an interruption.
+    """Train with checkpoints at epoch boundaries and at an interruption (``_Checkpoints``).
 
     SIGINT/SIGTERM (Ctrl-Break on Windows; nn3.runs.stop) end training at the end of the
     running compiled call with a checkpoint there; in a run of several processes, a
@@ -200,39 +245,22 @@ def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, 
     process still takes part in gathering what is saved).
     """
     stacked = run_config.member_seeds(config) is not None
-    epochs = trainer.cfg.epochs
-    saver = Saver(run) if run is not None else None
-    last_reason = state.stop_reason  # resumed: as its checkpoint has it (a diverged run stays diverged)
-    saved: dict[str, Any] = {"step": None, "records": []}
-
-    def save(st: RunState) -> None:
-        arrays = checkpoint.arrays(trainer, stacked)  # every process: the members are gathered
-        saved["step"], saved["reason"] = st.step, st.stop_reason
-        if saver is not None:
-            saver.submit(st.step, arrays, checkpoint.info(st, stacked))
+    saves = _Checkpoints(run, trainer, stacked, state)
+    reached = [state.step]
 
     def on_epoch(record: dict, st: RunState, _: Trainer) -> None:
-        if saver is not None:
-            saver.records.append(record)
-        saved["records"].append(record)
-        best = record.get("best") or any(r and r.get("best") for r in record.get("members", ()))
-        due = cluster.started() or (saver is not None and saver.due())  # several processes: every epoch
-        if due or best or st.epoch >= epochs or st.stop_reason is not None:
-            save(st)
-            saved["records"] = []
+        saves.after_epoch(record, st)
         if watch.on_epoch:
             watch.on_epoch(record, st)
 
-    reached = [state.step]
-
     def on_progress(n: int) -> None:
         reached[0] += n
-        if watch.settled and saver is not None:
-            saver.wait()
+        if watch.settled and saves.saver is not None:
+            saves.saver.wait()
         if watch.on_progress:
             watch.on_progress(n, trainer.n_batches, reached[0])
 
-    def should_stop() -> bool:
+    def should_stop() -> bool:  # in a run of several: a request to any process stops them all
         asked = cluster.any_stop(stop.requested())
         if asked is not None:
             stop.adopt(asked)
@@ -247,19 +275,9 @@ def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, 
                 if not cluster.started():
                     raise
                 cluster.lost(e)
-            interrupted = state.stop_reason == "interrupted" and saved["step"] != state.step
-            # A divergence (or the last member stopping by one) ends the run between epochs, after
-            # its last save: that save is written again with the reason, so that the run reads as
-            # ended for good (nn3 book skips it), at step 0 (the first weights) if none was made.
-            ended = (state.stop_reason in ("nan", "members_stopped")
-                     and saved.get("reason", last_reason) != state.stop_reason)
-            if interrupted or ended or saved["records"]:  # records: a diverged run's last good epoch
-                save(state)
-            if saver is not None:
-                saver.wait()  # inside the handlers: a second Ctrl-C cannot cut a save short
+            saves.at_end(state)  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
-        if saver is not None:
-            saver.close()
+        saves.close()
     if run is not None:
         run.wait()
     cluster.finish()

@@ -22,15 +22,11 @@ epochs' metrics live beside them in metrics.jsonl (nn3.metrics), not here.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import hashlib
 import json
 import math
 import os
 import pathlib
 import shutil
-import sys
-import time
 import warnings
 import weakref
 from typing import Any
@@ -41,6 +37,9 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from nn3.store.files import atomic_write
+from nn3.store.integrity import quiet_stray_reads, state_hash, structure_difference
+
+__all__ = ["CONFIG", "FORMAT", "VERSION", "RunDir", "RunDirError"]
 
 FORMAT, VERSION = "nn3-run", 1
 CONFIG = "config.json"
@@ -48,16 +47,6 @@ CONFIG = "config.json"
 
 class RunDirError(ValueError):
     """A run directory or checkpoint that cannot be used; the message names it."""
-
-
-def state_hash(state: Any) -> str:
-    """SHA-256 hex digest over every leaf's dtype, shape and bytes, in tree-flatten order."""
-    h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(state):
-        a = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 def _why(e: BaseException) -> str:
@@ -344,13 +333,16 @@ class RunDir:
             raise _Damaged("no state metadata")
         saved, _ = jax.tree_util.tree_flatten_with_path(tree)
         want, treedef = jax.tree_util.tree_flatten_with_path(target)
-        _check_structure(self.path, n, saved, want)
+        differ = structure_difference(saved, want)
+        if differ:
+            raise RunDirError(f"{self.path}: checkpoint step {n} has a different state structure than the target "
+                              f"(another architecture?): {differ}")
         # Restored as numpy with the saved dtypes (no sharding: nothing tied to the saving
         # device), hashed, then placed on this process's default device.
         abstract = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for _, m in saved])
         args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract), info=ocp.args.JsonRestore())
         try:
-            with _quiet_stray_reads():
+            with quiet_stray_reads():
                 out = mgr.restore(n, args=args)
             state, info = out["state"], out["info"]
         except Exception as e:
@@ -366,47 +358,5 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
 
-@contextlib.contextmanager
-def _quiet_stray_reads(settle_s: float = 0.2):
-    """Drops the 'Event loop is closed' noise of a restore that failed part-way.
-
-    When one array of a damaged step fails to read, orbax closes its event loop while
-    tensorstore still finishes the other reads; their callbacks then hit the closed
-    loop and Python reports each as an ignored exception. We let them land, unheard.
-    """
-    previous = sys.unraisablehook
-
-    def hook(u):
-        if not (isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed"):
-            previous(u)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    except BaseException:
-        time.sleep(settle_s)
-        raise
-    finally:
-        sys.unraisablehook = previous
-
-
 class _Damaged(Exception):
     """A step that cannot be trusted; the message says why."""
-
-
-def _check_structure(run_path, n, saved, want) -> None:
-    keys = jax.tree_util.keystr
-    saved_keys, want_keys = [keys(p) for p, _ in saved], [keys(p) for p, _ in want]
-    if saved_keys != want_keys:
-        diff = sorted(set(saved_keys) ^ set(want_keys))[:3] or ["leaf order"]
-        raise RunDirError(
-            f"{run_path}: checkpoint step {n} has a different state structure than the target "
-            f"(another architecture?): {len(saved_keys)} saved leaves vs {len(want_keys)}, "
-            f"differing at {', '.join(diff)}")
-    for (p, m), (_, t) in zip(saved, want):
-        t_shape, t_dtype = tuple(np.shape(t)), np.dtype(getattr(t, "dtype", np.result_type(t)))
-        if tuple(m.shape) != t_shape or np.dtype(m.dtype) != t_dtype:
-            raise RunDirError(
-                f"{run_path}: checkpoint step {n} has a different state structure than the target "
-                f"(another architecture?): {keys(p)} saved {np.dtype(m.dtype)}{list(m.shape)}, "
-                f"target {t_dtype}{list(t_shape)}")
