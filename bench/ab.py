@@ -1,4 +1,4 @@
-"""bench_mlp, bench_conv and bench_eval of two checkouts of nn3, in alternating fresh processes.
+"""bench_mlp, bench_conv, bench_eval and bench_members of two checkouts of nn3, in alternating fresh processes.
 
     git worktree add /tmp/nn3-old <commit>
     python bench/ab.py --old /tmp/nn3-old --rounds 4
@@ -29,6 +29,9 @@ BENCHES = {
     "conv dbl_conv_relu (fused)": (["bench/bench_conv.py", "--nets", "dbl", "--forms", "fused", "--n", "2000",
                                     "--rounds", "3"], lambda r: r["results"]["dbl"]["fused"]["s_per_epoch_min"]),
     "eval dbl_conv_relu 20,000": ([str(NEW / "bench/bench_eval.py"), "--rounds", "3"], lambda r: r["wall_s_min"]),
+    "members 5 dbl_conv_relu": (["bench/bench_members.py", "--nets", "dbl_conv_relu", "--members", "5", "--ways",
+                                 "shard", "--n", "200", "--rounds", "2", "--no-sweep"],
+                                lambda r: r["results"]["dbl_conv_relu"]["rows"][0]["s_per_epoch"]),
 }
 
 

@@ -146,7 +146,8 @@ def _serve(setup: Setup) -> subprocess.Popen:
     """Start JAX's coordinator for the run, in a process of its own; once it listens."""
     port = str(setup.coordinator).rpartition(":")[2]
     child = subprocess.Popen([sys.executable, "-m", "nn3.runs.coordinator", f"[::]:{port}", str(setup.num_processes),
-                              str(JAX_HEARTBEAT_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              str(JAX_HEARTBEAT_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)  # its say is "ready" or "error: ..."
     said = child.stdout.readline().strip() if child.stdout else ""
     if said != "ready":
         child.wait()
