@@ -537,33 +537,56 @@ def _quiet_orbax():
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+@contextlib.contextmanager
+def _printable_output():
+    """stdout and stderr that escape what they cannot encode instead of failing on it.
+
+    To a pipe or a file Python writes in the locale's encoding (on Windows the ANSI code
+    page: cp1252, or cp932 in Japan), and a run directory's path or a preset's text may
+    hold characters it lacks: printing ``run directory: C:\\runs\\山田`` ended a command
+    whose work was done in an error. Python's stderr already escapes them
+    (``backslashreplace``); stdout now does the same, for the command only (a program that
+    calls ``main`` gets its streams back as they were). A console shows every character.
+    """
+    changed = [s for s in (sys.stdout, sys.stderr)
+               if getattr(s, "errors", None) == "strict" and hasattr(s, "reconfigure")]
+    for s in changed:
+        s.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        for s in changed:
+            s.reconfigure(errors="strict")
+
+
 def main(argv=None) -> int:
     from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
     stop.clear()
     _quiet_orbax()
-    try:
-        with stop.handlers(raising=True), _one_line_warnings():
-            a = _parser().parse_args(argv)
-            if a.command not in ("presets",):
-                _compile_cache()
-            return COMMANDS[a.command](a)
-    except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
-        signum = stop.requested() or signal.SIGINT
-        print(f"nn3: interrupted ({stop.name(signum)}) before training began; nothing was written",
-              file=sys.stderr)
-        return stop.exit_code(signum)
-    except UsageError as e:
-        print(f"{e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
-        print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
-        return EXIT_FAULT
-    except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
-        if os.environ.get("NN3_DEBUG"):
-            raise
-        print(f"nn3: internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
-              f"{_first_line(e)}", file=sys.stderr)
-        return EXIT_FAULT
+    with _printable_output():
+        try:
+            with stop.handlers(raising=True), _one_line_warnings():
+                a = _parser().parse_args(argv)
+                if a.command not in ("presets",):
+                    _compile_cache()
+                return COMMANDS[a.command](a)
+        except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
+            signum = stop.requested() or signal.SIGINT
+            print(f"nn3: interrupted ({stop.name(signum)}) before training began; nothing was written",
+                  file=sys.stderr)
+            return stop.exit_code(signum)
+        except UsageError as e:
+            print(f"{e}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
+            print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
+            return EXIT_FAULT
+        except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
+            if os.environ.get("NN3_DEBUG"):
+                raise
+            print(f"nn3: internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
+                  f"{_first_line(e)}", file=sys.stderr)
+            return EXIT_FAULT
 
 
 if __name__ == "__main__":
