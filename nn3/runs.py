@@ -136,7 +136,7 @@ def read_recorded(where) -> dict:
         if not path.is_file():
             raise ValueError(f"{where}: a directory without {CONFIG}; give a run directory or a config.json")
     try:
-        recorded = json.loads(path.read_text())
+        recorded = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: Notepad's UTF-8
     except (OSError, ValueError) as e:
         raise ValueError(f"{where}: not a usable nn3 config ({type(e).__name__}: {e})") from None
     if not (isinstance(recorded, dict) and "preset" in recorded and "spec" in recorded
@@ -390,7 +390,7 @@ def _pause_for_tests(at: str, saver: _Saver | None = None) -> None:
         saver.wait()
     where = pathlib.Path(os.environ["NN3_TEST_PAUSE_FILE"])
     tmp = where.with_name(where.name + ".tmp")
-    tmp.write_text(at)
+    tmp.write_text(at, encoding="utf-8")
     tmp.replace(where)  # the test sees the whole word or nothing
     give_up = time.monotonic() + 600  # a test that never signals does not hang CI for ever
     while stop.requested() is None and time.monotonic() < give_up:
