@@ -491,6 +491,18 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+EXTRAS = {"matplotlib": "plot", "werkzeug": "web", "jax_cuda12_plugin": "cuda", "jax_cuda13_plugin": "cuda"}
+# the optional packages, and which of nn3's extras (pyproject.toml) installs each
+
+
+def _missing_extra(e: BaseException) -> str | None:
+    """The line for an optional package that is not installed (the user's setup, not a bug), else None."""
+    extra = EXTRAS.get((getattr(e, "name", None) or "").partition(".")[0])
+    if not isinstance(e, ModuleNotFoundError) or extra is None:
+        return None
+    return f'{_first_line(e)}: python -m pip install -e ".[{extra}]" -c constraints.txt, in nn3\'s folder'
+
+
 @contextlib.contextmanager
 def _one_line_warnings():
     """nn3's own warnings (a damaged checkpoint skipped) as one ``nn3: warning:`` line."""
@@ -560,7 +572,7 @@ def _printable_output():
 
 
 def main(argv=None) -> int:
-    from nn3 import stop  # no JAX: the handlers are in place before anything heavy is imported
+    from nn3 import stop, threads  # no JAX: the handlers are in place before anything heavy is imported
     stop.clear()
     _quiet_orbax()
     with _printable_output():
@@ -568,6 +580,7 @@ def main(argv=None) -> int:
             with stop.handlers(raising=True), _one_line_warnings():
                 a = _parser().parse_args(argv)
                 if a.command not in ("presets",):
+                    threads.check_platforms()
                     _compile_cache()
                 return COMMANDS[a.command](a)
         except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
@@ -582,6 +595,9 @@ def main(argv=None) -> int:
             print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
             return EXIT_FAULT
         except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
+            if _missing_extra(e):
+                print(f"nn3: error: {_missing_extra(e)}", file=sys.stderr)
+                return EXIT_FAULT
             if os.environ.get("NN3_DEBUG"):
                 raise
             print(f"nn3: internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "

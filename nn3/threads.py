@@ -28,8 +28,8 @@ import os
 from nn3.spec import forward_macs, has_conv
 
 ENV = "NN3_CPU_THREADS"
-_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",
-                        "libtpu")
+_CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")   # what nn3's cuda extra (jax[cuda12]) installs
+_ACCELERATOR_PLUGINS = (*_CUDA_PLUGINS, "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
 
 
 def parse(value) -> int | None:
@@ -56,6 +56,22 @@ def _started() -> bool:
 def _cpu_only() -> bool:
     """Whether JAX_PLATFORMS keeps JAX on the CPU (then a plugin's presence does not matter)."""
     return os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
+
+
+def check_platforms() -> None:
+    """A one-line ModuleNotFoundError when JAX_PLATFORMS asks for an NVIDIA GPU (``cuda``,
+    or ``gpu`` with no ROCm plugin either) and JAX's CUDA plugin is not installed.
+
+    JAX itself fails there, when it starts, with a bare AssertionError; the plugin comes
+    with nn3's cuda extra, which installs on Linux (and in WSL2), not on native Windows or
+    macOS.
+    """
+    asked = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").lower().split(",")]
+    gpus = _CUDA_PLUGINS + (("jax_rocm60_plugin", "jax_rocm7_plugin") if "gpu" in asked else ())
+    if ({"cuda", "gpu"} & set(asked)) and not any(importlib.util.find_spec(p) for p in gpus):
+        raise ModuleNotFoundError(f"JAX_PLATFORMS={os.environ['JAX_PLATFORMS']} asks for an NVIDIA GPU, but JAX's "
+                                  "CUDA plugin is not installed (nn3's cuda extra, on Linux or in WSL2; "
+                                  "JAX_PLATFORMS=cpu trains on the CPU)", name=_CUDA_PLUGINS[0])
 
 
 def limit(n: int | None) -> bool:
