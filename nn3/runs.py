@@ -70,7 +70,7 @@ def make_config(preset: str, *, spec=None, init=None, dataset="mnist", data_path
     if "mini_batch_size" in merged:
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
-    train.SGDConfig(**merged)  # field types; values are checked against the data at start
+    train.SGDConfig(**merged).check()  # every value now, before any data is looked for; its size at start
     config = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
               "dataset": dataset, "data": None if data_path is None else str(data_path),
               "limit": limit, "monitor": [], "versions": _versions()}
@@ -89,7 +89,7 @@ def _checked_members(members, merged) -> list:
         if unknown:
             raise ValueError(f"members: {', '.join(sorted(unknown))} cannot differ per member "
                              f"(these can: {', '.join(ensemble.SWEEPABLE)})")
-        train.SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
+        train.SGDConfig(**{**merged, **m}).check()  # the values; the data's size is checked at start
     if len({json.dumps(m, sort_keys=True) for m in out}) != len(out):
         raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
     return out
