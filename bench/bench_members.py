@@ -205,7 +205,7 @@ def main(argv=None):
     print(f"\nload after: {results['load_after']:.2f}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1), encoding="utf-8")
     return results
 
 

@@ -93,7 +93,7 @@ def machine_facts() -> dict:
     if hasattr(os, "sched_getaffinity"):
         facts["usable_cores"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 facts["cpu"] = line.split(":", 1)[1].strip()
                 break
@@ -322,7 +322,7 @@ def main(argv=None) -> dict:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
+        out.write_text(json.dumps(report, indent=1), encoding="utf-8")
         print(f"\nwrote {out}")
     return report
 

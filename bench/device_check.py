@@ -257,7 +257,7 @@ def main(argv=None) -> dict:
     step(results, "versions", versions)
     results["seconds"] = time.perf_counter() - began
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     print_table(results)
     print(f"wrote {args.json}")
     return results

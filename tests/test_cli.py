@@ -45,11 +45,11 @@ def test_pipeline(capsys, tmp_path, data_args, synthetic_as_default):
     assert code == 0, err
     assert "Epoch 0: " in out and "Epoch 1: " in out and "/ 200" in out
     assert (d / "config.json").is_file() and steps(d) == [30, 60]
-    assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 2
     code, out, err = nn3(capsys, "resume", d, "--epochs", "3", "--quiet")
     assert code == 0, err
     assert "Epoch 2: " in out and "Epoch 1: " not in out and steps(d)[-1] == 90
-    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()] == [0, 1, 2]
     for how in (["--best"], ["--step", "60"], []):
         code, out, err = nn3(capsys, "replay", d, *how)
         assert code == 0 and "equal" in out and "DIFFERENT" not in out, (how, out, err)
@@ -59,10 +59,10 @@ def test_pipeline(capsys, tmp_path, data_args, synthetic_as_default):
     code, out, err = nn3(capsys, "replay", d, "--data", "validation", "--predict", "5")
     assert code == 0 and "predicted: " in out and "labels: " in out
     code, out, err = nn3(capsys, "export", d, out_json)
-    assert code == 0 and out_json.is_file() and set(json.loads(out_json.read_text())) >= {"sizes", "weights"}
+    assert code == 0 and out_json.is_file() and set(json.loads(out_json.read_text(encoding="utf-8"))) >= {"sizes", "weights"}
     code, out, err = nn3(capsys, "import", out_json, "--run", d2, "--epochs", "1", "--limit", "300")
     assert code == 0, err  # import has no --data: it trains on what nn3 finds (synthetic_as_default)
-    assert steps(d2) == [30] and json.loads((d2 / "config.json").read_text())["imported_from"] == str(out_json)
+    assert steps(d2) == [30] and json.loads((d2 / "config.json").read_text(encoding="utf-8"))["imported_from"] == str(out_json)
     code, out, err = nn3(capsys, "evaluate", out_json, *data_args)
     assert code == 0 and "test accuracy" in out and "/ 200" in out, err
 
@@ -129,9 +129,9 @@ def test_train_refuses_an_existing_run(capsys, run_copy, data_args):
 
 
 def test_resume_refuses_another_architecture(capsys, run_copy):
-    cfg = json.loads((run_copy / "config.json").read_text())
+    cfg = json.loads((run_copy / "config.json").read_text(encoding="utf-8"))
     cfg["spec"] = presets.get("ch1_100").spec  # [784, 100, 10] instead of [784, 30, 10]
-    (run_copy / "config.json").write_text(json.dumps(cfg))
+    (run_copy / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     code, _, err = nn3(capsys, "resume", run_copy, "--epochs", "3")
     assert code == 1 and len(err) == 1 and "different state structure" in err[0] and "architecture" in err[0]
     assert steps(run_copy) == [30, 60]
@@ -143,7 +143,7 @@ def test_divergence_keeps_the_last_good_epoch(capsys, tmp_path, data_args):
     assert code == cli.EXIT_DIVERGED
     assert len(err) == 1 and "diverged" in err[0] and "epoch 1" in err[0] and "step 30" in err[0]
     assert steps(d) == [30]
-    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()] == [0]
     code, out, _ = nn3(capsys, "replay", d, "--best")
     assert code == 0 and "step 30 " in out and "equal" in out
 
@@ -162,9 +162,9 @@ def test_divergence_in_the_first_epoch_keeps_the_first_weights(capsys, tmp_path,
 
 def test_replay_detects_a_tampered_record(capsys, run_copy):
     info = run_copy / "60" / "info" / "metadata"
-    rec = json.loads(info.read_text())
+    rec = json.loads(info.read_text(encoding="utf-8"))
     rec["test_accuracy"] = 0.999
-    info.write_text(json.dumps(rec))
+    info.write_text(json.dumps(rec), encoding="utf-8")
     code, out, err = nn3(capsys, "replay", run_copy)
     assert code == 1 and "DIFFERENT" in out and "99.90%" in out
 
@@ -173,11 +173,11 @@ def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_r
     """A run killed in its first epoch (config.json, no step) resumes from the start, the same run."""
     from nn3.rundir import RunDir
     d = tmp_path / "fresh"
-    RunDir.create(d, json.loads((base_run / "config.json").read_text())).close()
+    RunDir.create(d, json.loads((base_run / "config.json").read_text(encoding="utf-8"))).close()
     code, out, err = nn3(capsys, "resume", d, "--quiet")
     assert code == 0, err
     assert steps(d) == [30, 60]
-    assert (d / "metrics.jsonl").read_text() == (base_run / "metrics.jsonl").read_text()
+    assert (d / "metrics.jsonl").read_text(encoding="utf-8") == (base_run / "metrics.jsonl").read_text(encoding="utf-8")
 
 
 def test_plot_writes_three_pngs(capsys, tmp_path, synthetic_mnist):
@@ -186,7 +186,7 @@ def test_plot_writes_three_pngs(capsys, tmp_path, synthetic_mnist):
     spec = presets.with_mini_batch(presets.get("basic_conv").spec, 10)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"preset": "basic_conv", "spec": spec, "data": str(synthetic_mnist.path),
-                                  "sgd": dict(presets.get("basic_conv").sgd, epochs=1)}))
+                                  "sgd": dict(presets.get("basic_conv").sgd, epochs=1)}), encoding="utf-8")
     assert nn3(capsys, "train", "--config", config, "--run", d, *LIMIT)[0] == 0
     code, out, err = nn3(capsys, "plot", d, "--out", tmp_path / "png")
     assert code == 0, err

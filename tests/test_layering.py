@@ -59,7 +59,7 @@ def imports(path: Path, root: Path = PACKAGE) -> set[str]:
     me = _module(path, root)
     package = "nn3" if path.parent == root else "nn3." + ".".join(path.parent.relative_to(root).parts)
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -127,5 +127,5 @@ def test_the_checker_sees_every_import(tmp_path):
     probe = root / "serve" / "probe.py"
     probe.write_text("import json\n"
                      "def f():\n    from nn3 import runs, __version__\n    import nn3.cli\n"
-                     "class A:\n    def g(self):\n        from ..train import fit\n        from . import x\n")
+                     "class A:\n    def g(self):\n        from ..train import fit\n        from . import x\n", encoding="utf-8")
     assert imports(probe, root) == {"runs", "__init__", "cli", "train"}
