@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,48 @@ def test_compile_cache_is_used_when_asked_and_changes_nothing(tmp_path, base_run
     assert [o.returncode for o in outs] == [0, 0], outs[0].stderr
     assert outs[0].stdout == outs[1].stdout and "equal" in outs[0].stdout
     assert any(cache.iterdir())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "ch1", "--seed", str(2 ** 32)], ["seed", "4294967295"]),
+    (["train", "ch1", "--momentum", "1"], ["momentum must be below 1"]),
+    (["train", "ch1", "--optimizer", "nosuch"], ["nosuch"]),
+    (["train", "shallow", "--seeds", "1,1"], ["seeds must differ"]),
+    (["train", "shallow", "--members", "2", "--sweep", "momentum=0.5,1"], ["momentum must be below 1"]),
+])
+def test_every_flag_is_checked_before_any_data_is_looked_for(capsys, tmp_path, monkeypatch, argv, words):
+    """A fresh clone has no MNIST: a bad flag must be named, not the missing data (nor a download tried)."""
+    from nn3 import data
+    looked = []
+    monkeypatch.setattr(data, "load_data", lambda *a, **k: looked.append(a) or pytest.fail("data looked for"))
+    monkeypatch.setattr(data, "find_source", lambda *a, **k: looked.append(a) or pytest.fail("data looked for"))
+    monkeypatch.delenv("NN3_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = nn3(capsys, *argv, "--run", tmp_path / "r")
+    assert code == 1 and len(err) == 1 and all(w in err[0] for w in words), err
+    assert looked == [] and not (tmp_path / "r").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("module, extra", [("werkzeug", "web"), ("matplotlib", "plot")])
+def test_a_missing_extra_is_one_line_that_names_it(capsys, tmp_path, base_run, monkeypatch, module, extra):
+    """An extra left uninstalled is the user's setup, not a bug: which extra, and how to install it."""
+    monkeypatch.setitem(sys.modules, module, None)   # import fails as if it were not installed
+    argv = ["serve", base_run] if module == "werkzeug" else ["plot", base_run, "--out", tmp_path]
+    code, out, err = nn3(capsys, *argv)
+    assert code == 1 and len(err) == 1 and "internal error" not in err[0], err
+    assert err[0].startswith("nn3: error: ") and module in err[0]
+    assert f"nn3's {extra} extra" in err[0] and f'pip install -e ".[{extra}]" -c constraints.txt' in err[0]
+
+
+@pytest.mark.parametrize("platforms", ["cuda", "gpu", "cuda,cpu"])
+def test_jax_platforms_asking_for_a_gpu_without_its_plugin_is_one_line(capsys, tmp_path, monkeypatch, platforms):
+    """JAX itself fails there with a bare AssertionError, which read as 'internal error (a bug)'."""
+    from nn3 import threads
+    monkeypatch.setenv("JAX_PLATFORMS", platforms)
+    monkeypatch.setattr(threads.importlib.util, "find_spec", lambda name, *a: None)  # no plugin, even on a GPU host
+    code, out, err = nn3(capsys, "train", "ch1", "--run", tmp_path / "r")
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"nn3: error: JAX_PLATFORMS={platforms} asks for an NVIDIA GPU")
+    assert "JAX_PLATFORMS=cpu" in err[0] and 'pip install -e ".[cuda]"' in err[0]
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    threads.check_platforms()  # the CPU needs no plugin
