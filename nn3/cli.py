@@ -11,6 +11,7 @@ Every fault the user can cause ends in one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import math
 import os
@@ -549,6 +550,19 @@ def _quiet_orbax():
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def _escape(error):
+    """An encoding error handler that cannot fail: the bytes of a POSIX path that did not
+    decode go out as they came (surrogateescape), any other character the encoding lacks
+    as ``\\u5c71`` (backslashreplace)."""
+    try:
+        return codecs.lookup_error("surrogateescape")(error)
+    except UnicodeError:
+        return codecs.lookup_error("backslashreplace")(error)
+
+
+codecs.register_error("nn3.escape", _escape)
+
+
 @contextlib.contextmanager
 def _printable_output():
     """stdout and stderr that escape what they cannot encode instead of failing on it.
@@ -557,18 +571,19 @@ def _printable_output():
     page: cp1252, or cp932 in Japan), and a run directory's path or a preset's text may
     hold characters it lacks: printing ``run directory: C:\\runs\\山田`` ended a command
     whose work was done in an error. Python's stderr already escapes them
-    (``backslashreplace``); stdout now does the same, for the command only (a program that
-    calls ``main`` gets its streams back as they were). A console shows every character.
+    (``backslashreplace``); stdout, ``strict`` on POSIX and ``surrogateescape`` on Windows
+    (neither helps there), now does the same, for the command only (a program that calls
+    ``main`` gets its streams back as they were). A console shows every character.
     """
-    changed = [s for s in (sys.stdout, sys.stderr)
-               if getattr(s, "errors", None) == "strict" and hasattr(s, "reconfigure")]
-    for s in changed:
-        s.reconfigure(errors="backslashreplace")
+    changed = [(s, s.errors) for s in (sys.stdout, sys.stderr)
+               if getattr(s, "errors", None) in ("strict", "surrogateescape") and hasattr(s, "reconfigure")]
+    for s, _ in changed:
+        s.reconfigure(errors="nn3.escape")
     try:
         yield
     finally:
-        for s in changed:
-            s.reconfigure(errors="strict")
+        for s, errors in changed:
+            s.reconfigure(errors=errors)
 
 
 def main(argv=None) -> int:
