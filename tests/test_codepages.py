@@ -14,6 +14,7 @@ UTF-8 terminal) shows every character, and is not what these tests test.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -37,7 +38,26 @@ def shown(text, encoding) -> str:
 
 
 def env_for(encoding) -> dict:
-    return {**os.environ, "PYTHONIOENCODING": encoding}
+    """PYTHONIOENCODING for a child: cp1252 with Windows' default error handler for stdout
+    (surrogateescape), cp932 with the platform's own (strict on POSIX)."""
+    return {**os.environ, "PYTHONIOENCODING": encoding + (":surrogateescape" if encoding == "cp1252" else "")}
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_printable_output_escapes_what_the_encoding_lacks_and_keeps_undecoded_bytes(errors):
+    from nn3 import cli
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="cp1252", errors=errors)
+    undecoded = b"\xff".decode("utf-8", "surrogateescape")   # a POSIX file name's byte that was no UTF-8
+    real, sys.stdout = sys.stdout, stream
+    try:
+        with cli._printable_output():
+            print(f"run directory: C:\\runs\\山田 é {undecoded}")
+    finally:
+        sys.stdout = real
+    stream.flush()
+    assert raw.getvalue() == b"run directory: C:\\runs\\\\u5c71\\u7530 \xe9 \xff" + os.linesep.encode()
+    assert stream.errors == errors   # given back as it was
 
 
 def commands(argvs, env, stdout):
@@ -48,9 +68,9 @@ def commands(argvs, env, stdout):
     done = subprocess.run([sys.executable, "-c", code, json.dumps([[str(a) for a in v] for v in argvs])],
                           env={**env, "PYTHONPATH": str(children.ROOT)}, stdout=stdout, stderr=subprocess.PIPE,
                           timeout=600)
-    err = done.stderr.decode(env["PYTHONIOENCODING"])
+    err = done.stderr.decode(env["PYTHONIOENCODING"].split(":")[0])
     assert done.returncode == 0 and "exit codes" in err, err
-    out = None if done.stdout is None else done.stdout.decode(env["PYTHONIOENCODING"])
+    out = None if done.stdout is None else done.stdout.decode(env["PYTHONIOENCODING"].split(":")[0])
     return json.loads(err.rsplit("exit codes", 1)[1].splitlines()[0]), out, err
 
 
