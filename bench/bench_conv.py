@@ -42,6 +42,11 @@ FULL_EPOCH = 50_000
 FORMS = ("fused", "im2col", "xla", "previous")
 
 
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _conv_layer(nf, c, size, act):
     return {"type": "ConvPoolLayer", "filter_shape": [nf, c, 5, 5], "image_shape": [10, c, size, size],
             "poolsize": [2, 2], "activation_fn": act}
@@ -183,7 +188,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     x, y = load_train(args.data, args.n)
     print(f"bench_conv: jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}; "
+          f"load {load()}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}; "
           f"{len(x)} images x {args.rounds} rounds")
     check_shim(x)
     original = layers.ConvPoolLayer.__call__
@@ -196,7 +201,7 @@ def main(argv=None) -> dict:
             print_net(NET_NAMES[net_key], results[net_key], "previous")
     finally:
         layers.ConvPoolLayer.__call__ = original
-    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+    print(f"\nload after: {load()}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1), encoding="utf-8")

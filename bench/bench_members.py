@@ -45,6 +45,11 @@ N_DEFAULT = {"shallow": 5000, "dbl_conv_relu": 200}  # images per timed epoch: ~
 SWEEP = {"net": "dbl_conv_relu", "lmbda": [0.0, 0.01, 0.1, 1.0], "seeds": [0, 1]}
 
 
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def _cfg(preset, **over):
     sgd = {k: v for k, v in presets.get(preset).sgd.items() if k in ("mini_batch_size", "eta", "lmbda", "l2")}
     return train.SGDConfig(epochs=1, shuffle=False, drop_remainder=True, chunks=1, **{**sgd, **over})
@@ -189,8 +194,8 @@ def main(argv=None):
     threads.host_devices(a.devices or threads.cores())  # before JAX starts; a no-op if the user chose
     (x_all, y_all), _, _ = data.load_data(a.data)
     print(f"bench_members: jax {jax.__version__} on {jax.default_backend()}, {jax.device_count()} device(s), "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {a.rounds} rounds; ways {', '.join(a.ways)}")
-    results = {"load_before": os.getloadavg()[0], "devices": jax.device_count()}
+          f"{os.cpu_count()} cores, load {load()}; {a.rounds} rounds; ways {', '.join(a.ways)}")
+    results = {"load_before": load(), "devices": jax.device_count()}
     for preset in a.nets:
         n = a.n or N_DEFAULT.get(preset, 500)
         x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
@@ -201,7 +206,7 @@ def main(argv=None):
         x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
         results["sweep"] = bench_sweep(a.sweep_net, SWEEP["lmbda"], SWEEP["seeds"], x, y, a.rounds)
         print_sweep(results["sweep"], n)
-    results["load_after"] = os.getloadavg()[0]
+    results["load_after"] = load()
     print(f"\nload after: {results['load_after']:.2f}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)

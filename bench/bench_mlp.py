@@ -44,6 +44,11 @@ ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OM
             "XLA_FLAGS", "JAX_PLATFORMS")
 
 
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def read_mnist_pickle(path: Path):
     """The book's mnist.pkl.gz -> (training, validation, test), after checking its SHA-256."""
     path = Path(path)
@@ -89,7 +94,7 @@ def load_mnist(data: str | None):
 def machine_facts() -> dict:
     """Cores, CPU, library versions, backend and the environment knobs that change speed."""
     facts = {"nproc": os.cpu_count(), "python": platform.python_version(),
-             "numpy": np.__version__, "load_avg_1m": round(os.getloadavg()[0], 2)}
+             "numpy": np.__version__, "load_avg_1m": load()}
     if hasattr(os, "sched_getaffinity"):
         facts["usable_cores"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ import ast
 import copy
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -287,7 +288,9 @@ def test_bad_file_is_one_line_naming_the_key(tmp_path, name, make, message):
 
 
 def test_file_level_faults(tmp_path, monkeypatch):
-    with pytest.raises(ExportError, match=r"missing\.json: cannot read: No such file"):
+    with pytest.raises(FileNotFoundError) as missing:  # the OS's own words: "No such file or directory"
+        os.stat(tmp_path / "missing.json")         # on POSIX, "The system cannot find the file specified" on Windows
+    with pytest.raises(ExportError, match=re.escape(f"missing.json: cannot read: {missing.value.strerror}")):
         export.load_json(tmp_path / "missing.json")
     with pytest.raises(ExportError, match=r"not a regular file"):
         export.load_json(tmp_path)

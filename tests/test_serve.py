@@ -331,7 +331,7 @@ def test_serve_prints_its_url_answers_and_stops_cleanly_on_ctrl_c(served):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["serve", "/no/such/dir"], "nn3: error: /no/such/dir: no such run or directory of runs"),
+    (["serve", "/no/such/dir"], f"nn3: error: {Path('/no/such/dir')}: no such run or directory of runs"),  # \no\such\dir on Windows
     (["serve", ".", "--port", "70000"], "nn3: error: --port: 70000 is not a port number"),
 ])
 def test_serve_faults_are_one_line(args, message):
