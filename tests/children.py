@@ -75,13 +75,20 @@ runpy.run_module("nn3", run_name="__main__", alter_sys=True)
 """
 
 
+_console_checked = []
+
+
 def _console() -> None:
-    """Windows: attach this process to a console that console events travel through."""
+    """Windows: attach this process, once, to a console that console events travel through
+    (Wine's harness: its own; GetConsoleCP() stays 0 there even then, so it is asked once)."""
+    if _console_checked:
+        return
     k = ctypes.windll.kernel32
     if k.GetConsoleCP() == 0:
         k.FreeConsole()
         if not k.AllocConsole():
             raise ctypes.WinError()
+    _console_checked.append(True)
 
 
 def popen(argv, env=None, **kw) -> subprocess.Popen:
