@@ -610,8 +610,9 @@ def main(argv=None) -> int:
             print(f"nn3: error: {_first_line(e)}", file=sys.stderr)
             return EXIT_FAULT
         except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
-            if _missing_extra(e):
-                print(f"nn3: error: {_missing_extra(e)}", file=sys.stderr)
+            missing = _missing_extra(e)
+            if missing:
+                print(f"nn3: error: {missing}", file=sys.stderr)
                 return EXIT_FAULT
             if os.environ.get("NN3_DEBUG"):
                 raise

@@ -10,8 +10,8 @@
     >>> plots.of_run("checkpoints/ch1-...", "figures")             # doctest: +SKIP
 
 matplotlib is an optional extra (nn3's ``plot``); without it these raise a
-ModuleNotFoundError whose one line names the extra (the CLI adds how to install it). Every series is drawn with markers, only at
-the epochs where it was measured: a one-epoch run shows its points, and training
+ModuleNotFoundError whose one line names the extra (the CLI adds how to install it).
+Every series is drawn with markers, only at the epochs where it was measured: a one-epoch run shows its points, and training
 accuracy (measured when a run monitors it: ``nn3 train ch3 --monitor
 training_accuracy``) stands beside validation accuracy, chapter 3's overfitting picture.
 Each PNG carries its title in its metadata too.
