@@ -113,9 +113,11 @@ def bench_net(preset, counts, ways, x, y, rounds):
             continue
         wall, cpu = _fastest(ts, scale)
         lone_wall, lone_cpu = _fastest(times[("lone", n)], scale)
+        # process_time can read 0 for a short lone epoch: Windows counts CPU time in 15.6 ms
+        # ticks, and under Wine it read 0 here; the cpu ratio is then nan, not a crash
         out["rows"].append({"way": way, "members": n, **placed[(way, n)], "s_per_epoch": wall,
                             "cpu_s_per_epoch": cpu, "lone_s": lone_wall, "lone_cpu_s": lone_cpu,
-                            "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu,
+                            "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu if lone_cpu else float("nan"),
                             "compile_plus_one_s": compile_s[(way, n)], "rounds_s": [w * scale for w, _ in ts]})
     return out
 
@@ -148,7 +150,7 @@ def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
     for way in ("shard", "default"):
         wall, cpu = _fastest(times[(way, len(cfgs))], scale)
         out["rows"].append({"way": way, "members": len(cfgs), **placed[way], "s_per_epoch": wall,
-                            "cpu_s_per_epoch": cpu, "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu})
+                            "cpu_s_per_epoch": cpu, "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu if lone_cpu else float("nan")})
     return out
 
 
