@@ -209,7 +209,7 @@ def main(argv=None):
         results["sweep"] = bench_sweep(a.sweep_net, SWEEP["lmbda"], SWEEP["seeds"], x, y, a.rounds)
         print_sweep(results["sweep"], n)
     results["load_after"] = load()
-    print(f"\nload after: {results['load_after']:.2f}")
+    print(f"\nload after: {results['load_after']}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1), encoding="utf-8")
