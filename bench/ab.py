@@ -54,7 +54,7 @@ def main(argv=None):
                     env = {**os.environ, "PYTHONPATH": str(trees[t])}
                     subprocess.run([sys.executable, *args, "--json", str(out)], cwd=trees[t], env=env, check=True,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    result = json.loads(out.read_text())
+                    result = json.loads(out.read_text(encoding="utf-8"))
                     got[(b, t)].append(pick(result))
                     if "correct" in result:  # bench_eval: both checkouts must count the same
                         counts.setdefault(b, set()).add(tuple(result["correct"]))

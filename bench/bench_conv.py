@@ -2,7 +2,7 @@
 
 Each row is the whole compiled training step (``nn3.engine.trainer.Trainer.run_epoch``: one
 ``lax.scan`` over mini-batches of 10) on the first ``--n`` MNIST training images,
-scaled to 50,000. The formulations of ``nn3.conv`` are compiled side by side in one
+scaled to 50,000. The formulations of ``nn3.engine.conv`` are compiled side by side in one
 process and timed in interleaved rounds, so that a change in the machine's load hits
 them all alike; read the ratios. ``cpu`` is the process's CPU time (all threads) per epoch.
 
@@ -43,6 +43,11 @@ from nn3.engine.activations import FUNCTIONS  # noqa: E402
 
 FULL_EPOCH = 50_000
 FORMS = ("fused", "im2col", "xla", "previous")
+
+
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _conv_layer(nf, c, size, act):
@@ -108,7 +113,7 @@ def check_shim(x) -> None:
     finally:
         layers.ConvPoolLayer.__call__ = original
     if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
-        raise SystemExit("bench_conv: its ConvPoolLayer call no longer matches nn3.layers; update _bench_call")
+        raise SystemExit("bench_conv: its ConvPoolLayer call no longer matches nn3.engine.layers; update _bench_call")
 
 
 def make_trainer(net_key, form, x, y, args):
@@ -157,7 +162,7 @@ def print_net(name, res, ref) -> None:
 
 
 def load_train(data, n):
-    """The first ``n`` training images and labels, from nn3.data or the pickle itself."""
+    """The first ``n`` training images and labels, from nn3.store.data or the pickle itself."""
     try:
         from nn3.store import data as nn3_data
         (x, y), _, _ = nn3_data.load_data(data)
@@ -186,7 +191,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     x, y = load_train(args.data, args.n)
     print(f"bench_conv: jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores, "
-          f"load {os.getloadavg()[0]:.2f}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}; "
+          f"load {load()}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}; "
           f"{len(x)} images x {args.rounds} rounds")
     check_shim(x)
     original = layers.ConvPoolLayer.__call__
@@ -199,10 +204,10 @@ def main(argv=None) -> dict:
             print_net(NET_NAMES[net_key], results[net_key], "previous")
     finally:
         layers.ConvPoolLayer.__call__ = original
-    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+    print(f"\nload after: {load()}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=1), encoding="utf-8")
     return results
 
 

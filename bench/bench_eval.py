@@ -52,7 +52,7 @@ def main(argv=None):
     print(f"{a.preset}: evaluating {out['images']} images, wall {min(wall):.3f} s fastest "
           f"({statistics.median(wall):.3f} median), CPU {min(cpu):.3f} s; correct {out['correct']}")
     if a.json:
-        with open(a.json, "w") as f:
+        with open(a.json, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1)
 
 

@@ -2,7 +2,7 @@
 
 Each row trains N networks of one architecture (seeds 0..N-1) for one epoch on the first
 ``--n`` MNIST training images, scaled to 50,000, as ``nn3.engine.trainer.Trainer``
-does it, in each way of running the members (nn3.ensemble): ``vmap``, every op batched
+does it, in each way of running the members (nn3.engine.trainer): ``vmap``, every op batched
 over the members, and ``loop``, the lone scan member after member in the one compiled
 call, both on one device; ``shard``, the members sharded over every device (the
 backend's way inside each), which is what ``nn3 train --members`` does on the CPU, with
@@ -47,6 +47,11 @@ from nn3.runs import presets  # noqa: E402
 FULL_EPOCH = 50_000
 N_DEFAULT = {"shallow": 5000, "dbl_conv_relu": 200}  # images per timed epoch: ~0.1-0.5 s a call
 SWEEP = {"net": "dbl_conv_relu", "lmbda": [0.0, 0.01, 0.1, 1.0], "seeds": [0, 1]}
+
+
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _cfg(preset, **over):
@@ -111,9 +116,11 @@ def bench_net(preset, counts, ways, x, y, rounds):
             continue
         wall, cpu = _fastest(ts, scale)
         lone_wall, lone_cpu = _fastest(times[("lone", n)], scale)
+        # process_time can read 0 for a short lone epoch: Windows counts CPU time in 15.6 ms
+        # ticks, and under Wine it read 0 here; the cpu ratio is then nan, not a crash
         out["rows"].append({"way": way, "members": n, **placed[(way, n)], "s_per_epoch": wall,
                             "cpu_s_per_epoch": cpu, "lone_s": lone_wall, "lone_cpu_s": lone_cpu,
-                            "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu,
+                            "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu if lone_cpu else float("nan"),
                             "compile_plus_one_s": compile_s[(way, n)], "rounds_s": [w * scale for w, _ in ts]})
     return out
 
@@ -145,7 +152,7 @@ def bench_sweep(preset, lmbdas, seeds, x, y, rounds):
     for way in ("shard", "default"):
         wall, cpu = _fastest(times[(way, len(cfgs))], scale)
         out["rows"].append({"way": way, "members": len(cfgs), **placed[way], "s_per_epoch": wall,
-                            "cpu_s_per_epoch": cpu, "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu})
+                            "cpu_s_per_epoch": cpu, "ratio": wall / lone_wall, "cpu_ratio": cpu / lone_cpu if lone_cpu else float("nan")})
     return out
 
 
@@ -191,8 +198,8 @@ def main(argv=None):
     threads.host_devices(a.devices or threads.cores())  # before JAX starts; a no-op if the user chose
     (x_all, y_all), _, _ = data.load_data(a.data)
     print(f"bench_members: jax {jax.__version__} on {jax.default_backend()}, {jax.device_count()} device(s), "
-          f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {a.rounds} rounds; ways {', '.join(a.ways)}")
-    results = {"load_before": os.getloadavg()[0], "devices": jax.device_count()}
+          f"{os.cpu_count()} cores, load {load()}; {a.rounds} rounds; ways {', '.join(a.ways)}")
+    results = {"load_before": load(), "devices": jax.device_count()}
     for preset in a.nets:
         n = a.n or N_DEFAULT.get(preset, 500)
         x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
@@ -203,11 +210,11 @@ def main(argv=None):
         x, y = np.asarray(x_all[:n], np.float32), np.asarray(y_all[:n])
         results["sweep"] = bench_sweep(a.sweep_net, SWEEP["lmbda"], SWEEP["seeds"], x, y, a.rounds)
         print_sweep(results["sweep"], n)
-    results["load_after"] = os.getloadavg()[0]
-    print(f"\nload after: {results['load_after']:.2f}")
+    results["load_after"] = load()
+    print(f"\nload after: {results['load_after']}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "results": results}, indent=1), encoding="utf-8")
     return results
 
 

@@ -44,6 +44,11 @@ ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OM
             "XLA_FLAGS", "JAX_PLATFORMS")
 
 
+def load():
+    """The 1-minute load average, rounded; None on Windows, which has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def read_mnist_pickle(path: Path):
     """The book's mnist.pkl.gz -> (training, validation, test), after checking its SHA-256."""
     path = Path(path)
@@ -59,16 +64,16 @@ def read_mnist_pickle(path: Path):
 
 
 def load_mnist(data: str | None):
-    """(x_train, y_train, x_test, y_test, where) from --data, nn3.data, $NN3_DATA_DIR or ../shared."""
+    """(x_train, y_train, x_test, y_test, where) from --data, nn3.store.data, $NN3_DATA_DIR or ../shared."""
     if data:
         splits, where = read_mnist_pickle(Path(data)), str(data)
     else:
         splits = where = None
         try:
             from nn3.store import data as nn3_data
-            splits, where = nn3_data.load_data(), "nn3.data.load_data()"
+            splits, where = nn3_data.load_data(), "nn3.store.data.load_data()"
         except Exception as err:  # nn3 is still being written: fall back to the file
-            print(f"data: nn3.data.load_data() unavailable ({type(err).__name__}); reading the file")
+            print(f"data: nn3.store.data.load_data() unavailable ({type(err).__name__}); reading the file")
         if splits is None:
             candidates = [Path(os.environ["NN3_DATA_DIR"]) / "mnist.pkl.gz"] if os.environ.get(
                 "NN3_DATA_DIR") else []
@@ -89,11 +94,11 @@ def load_mnist(data: str | None):
 def machine_facts() -> dict:
     """Cores, CPU, library versions, backend and the environment knobs that change speed."""
     facts = {"nproc": os.cpu_count(), "python": platform.python_version(),
-             "numpy": np.__version__, "load_avg_1m": round(os.getloadavg()[0], 2)}
+             "numpy": np.__version__, "load_avg_1m": load()}
     if hasattr(os, "sched_getaffinity"):
         facts["usable_cores"] = len(os.sched_getaffinity(0))
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 facts["cpu"] = line.split(":", 1)[1].strip()
                 break
@@ -283,7 +288,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def start_jax(args) -> str:
     """Starts JAX with the CPU pool ``--cpu-threads`` asks for, before anything else runs.
 
-    ``auto`` is what ``nn3 train`` picks for the first of ``--sizes`` (nn3.threads):
+    ``auto`` is what ``nn3 train`` picks for the first of ``--sizes`` (nn3.engine.threads):
     one thread for the chapter-1 nets. Returns how the pool was set, for the report.
     """
     try:
@@ -322,7 +327,7 @@ def main(argv=None) -> dict:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
+        out.write_text(json.dumps(report, indent=1), encoding="utf-8")
         print(f"\nwrote {out}")
     return report
 

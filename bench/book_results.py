@@ -59,7 +59,7 @@ def main(argv=None):
     results = [run(n, a.epochs, a.seed) for n in a.presets]
     if a.json:
         os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
-        with open(a.json, "w") as f:
+        with open(a.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
 
 

@@ -12,7 +12,7 @@ Steps, each timed and kept apart (one that fails is reported, the others still r
    conv and backend tests) in a subprocess on this process's backend;
 3. ``speed``: s/epoch (scaled to 50,000 images) of ch1 and of dbl_conv_relu under each
    conv formulation, training only, then evaluating test images (per 10,000); 5 dbl_conv_relu
-   members vmapped (nn3.ensemble) against one net;
+   members vmapped (nn3.engine.trainer) against one net;
 4. ``replay``: the CPU run replayed here: accuracy, the recorded one, and what differs;
 5. peak device memory (``memory_stats``, where the backend has it) and the versions.
 
@@ -260,7 +260,7 @@ def main(argv=None) -> dict:
     step(results, "versions", versions)
     results["seconds"] = time.perf_counter() - began
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     print_table(results)
     print(f"wrote {args.json}")
     return results

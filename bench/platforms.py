@@ -49,7 +49,7 @@ EXTRAS = ("test", "plot", "web")
 
 
 def requirements(extras=EXTRAS) -> list[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
 
 
@@ -68,7 +68,7 @@ def resolve(tags: list[str], markers: dict, python: str, extras=EXTRAS) -> dict[
         if out.returncode != 0:
             lines = [l for l in out.stderr.splitlines() if l.strip() and "is ignored" not in l]
             return lines[-1] if lines else f"pip exited {out.returncode}"
-        got = json.loads(report.read_text())["install"]
+        got = json.loads(report.read_text(encoding="utf-8"))["install"]
         return {i["metadata"]["name"]: i["metadata"]["version"] for i in got}
 
 

@@ -88,7 +88,7 @@ def main(argv=None):
     if a.json:
         os.makedirs(os.path.dirname(a.json) or ".", exist_ok=True)
         Path(a.json).write_text(json.dumps({"sizes": sizes, "eta": a.eta, "epochs": a.epochs,
-                                            "runs": runs}, indent=1))
+                                            "runs": runs}, indent=1), encoding="utf-8")
     return runs
 
 

@@ -49,7 +49,7 @@ def saving(run: Path) -> bool:
 
 def history(run: Path) -> list[dict]:
     f = run / "metrics.jsonl"
-    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+    return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
 
 
 def launch(run: Path, train_args: list[str]) -> subprocess.Popen:

@@ -12,7 +12,7 @@ the machine's load hits them alike. Variants, set in the child before or after J
 - ``default``: as ``nn3 train`` runs a conv net (XLA's CPU pool on every core);
 - ``pin``: after the first epoch, each of XLA's pool threads (``tf_XLAEigen``) pinned to
   a core of its own; the dispatching Python thread left free;
-- ``one``: a pool of one thread (``nn3.threads.limit(1)``; the pool's core only);
+- ``one``: a pool of one thread (``nn3.engine.threads.limit(1)``; the pool's core only);
 - ``spin``: the default with the OS's view of each pool thread kept (where it last ran).
 
 Each process also reports how many cores' worth of other processes' work ran beside its
@@ -47,8 +47,8 @@ def _threads() -> list[tuple[int, str, int, list[int]]]:
     out = []
     for t in sorted(os.listdir("/proc/self/task"), key=int):
         try:
-            name = Path(f"/proc/self/task/{t}/comm").read_text().strip()
-            last = int(Path(f"/proc/self/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[36])
+            name = Path(f"/proc/self/task/{t}/comm").read_text(encoding="utf-8").strip()
+            last = int(Path(f"/proc/self/task/{t}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[36])
             out.append((int(t), name, last, sorted(os.sched_getaffinity(int(t)))))
         except (OSError, ValueError, IndexError):
             continue
@@ -61,7 +61,7 @@ def _on_cpu() -> dict[str, float]:
     pool = 0
     for tid, name, _, _ in _threads():
         try:
-            ns = int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+            ns = int(Path(f"/proc/self/task/{tid}/schedstat").read_text(encoding="utf-8").split()[0])
         except (OSError, ValueError, IndexError):
             continue
         if name.startswith("tf_XLA"):
@@ -75,7 +75,7 @@ def _on_cpu() -> dict[str, float]:
 def _machine() -> tuple[float, float]:
     """(busy, steal) seconds of all CPUs so far, from /proc/stat (0, 0 where it is missing)."""
     try:
-        f = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        f = [int(v) for v in Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()[1:]]
     except (OSError, ValueError):
         return 0.0, 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -178,7 +178,7 @@ def main(argv=None) -> dict:
            "load_before": load_before, "load_after": load_after}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     return out
 
 

@@ -221,7 +221,7 @@ def test_a_run_replays_under_another_device_layout(tmp_path, saved, replayed, sy
     assert got["device"] == (1 if replayed > 1 else 0)
     assert got["restored"] == [1 if replayed > 1 else 0]
     assert got["accuracy"] == made["accuracy"] and got["equal"]
-    recorded = json.loads((d / "config.json").read_text())["backend"]
+    recorded = json.loads((d / "config.json").read_text(encoding="utf-8"))["backend"]
     assert recorded["backend"] == "cpu" and recorded["device"] == f"cpu:{1 if saved > 1 else 0}"
     assert got["differs"] == [f"device cpu:{1 if saved > 1 else 0} -> cpu:{1 if replayed > 1 else 0}"]
 
@@ -237,7 +237,7 @@ def test_device_check_runs_in_its_cpu_quick_mode(tmp_path, synthetic_mnist):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "device_check.py"), *map(str, argv)],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads((tmp_path / "check.json").read_text())
+    got = json.loads((tmp_path / "check.json").read_text(encoding="utf-8"))
     assert not [k for k, v in got.items() if isinstance(v, dict) and "error" in v], out.stdout
     assert set(got["speed"]) == {"ch1", *(f"dbl_conv_relu[{f}]" for f in FORMS), "ensemble5[vmapped]",
                                  "ensemble5[one net]"}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 
 import pytest
 
@@ -78,7 +77,7 @@ def test_quick_book_trains_every_row_and_reports_it(tmp_path, capsys, synthetic_
     d = tmp_path / "book"
     code, out, err = nn3(capsys, "book", "--quick", "--dir", d, "--data", synthetic_mnist.path)
     assert code == 0, err
-    table = _table((d / "REPORT.md").read_text())
+    table = _table((d / "REPORT.md").read_text(encoding="utf-8"))
     assert set(table) == {r.name for r in book.ROWS + book.BEYOND}
     for r in book.ROWS:
         cells = table[r.name]
@@ -91,7 +90,7 @@ def test_quick_book_trains_every_row_and_reports_it(tmp_path, capsys, synthetic_
         assert cells[6] == "1/1" and cells[7].endswith("s") and f"jax {backend.device_name()}" in cells[8]
     assert "members" in metrics.read(d / "dropout_vote")[0]
     for r in book.BEYOND:  # listed, with their settings, but not trained
-        assert table[r.name][4] == "—" and f"- `{r.name}`: " in (d / "REPORT.md").read_text()
+        assert table[r.name][4] == "—" and f"- `{r.name}`: " in (d / "REPORT.md").read_text(encoding="utf-8")
     for png in ("curves.png", "misclassified.png"):
         assert (d / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[17/17 dropout_vote] epoch 1/1" in out and "left" in out
@@ -105,7 +104,7 @@ def test_a_second_book_skips_done_rows_and_resumes_a_stopped_one(tmp_path, capsy
 
     # The next book skips ch1 and stops in ch3 at its pause (mid-epoch: step 5 of 10).
     argv = ["book", "--rows", "ch1,ch3", "--dir", d, *common]
-    code, out, err, at = children.signalled(argv, 5, signal.SIGINT, tmp_path / "paused")
+    code, out, err, at = children.signalled(argv, 5, children.CTRL_C, tmp_path / "paused")
     assert code == 130 and at == "5", err
     assert "ch1] done: 1/1 epochs; skipped" in out and "ch3] starting" in out
     assert "not rewritten" in err and metrics.read(d / "ch3") == []
@@ -130,7 +129,7 @@ def test_seeds_are_runs_beside_the_row_and_the_best_is_quoted(tmp_path, capsys, 
     assert run_config.read_recorded(d / "ch1-seed1")["sgd"]["seed"] == 1
     assert "seed" not in run_config.read_recorded(d / "ch1")["sgd"]  # the preset's default seed, as nn3 train has it
     values = [100 * book.measured(book.row("ch1"), metrics.read(d / n))[0] for n in ("ch1", "ch1-seed1")]
-    cell = _table((d / "REPORT.md").read_text())["ch1"][4]
+    cell = _table((d / "REPORT.md").read_text(encoding="utf-8"))["ch1"][4]
     assert cell.startswith(f"{max(values):.2f}% (epoch 0); best of 2: seed 0 {values[0]:.2f}%, seed 1 {values[1]:.2f}%")
 
 
@@ -165,13 +164,13 @@ def test_a_run_of_nn3_train_in_the_rows_place_is_adopted(tmp_path, capsys, synth
     assert code == 0, err
     assert "[1/1 ch3] done: 1/1 epochs; skipped" in out and metrics.read(d / "ch3") == trained
     assert book.read_ledger(d)["rows"]["ch3"]["adopted"] is True
-    cells = _table((d / "REPORT.md").read_text())["ch3"]
+    cells = _table((d / "REPORT.md").read_text(encoding="utf-8"))["ch3"]
     assert cells[4].startswith(f"{100 * trained[0]['test_accuracy']:.2f}%") and cells[7] == "≈0.0 s"
 
     # a row that nn3 book started is not estimated
     assert nn3(capsys, "book", "--quick", "--rows", "ch1", "--dir", d, "--data", synthetic_mnist.path)[0] == 0
     assert book.read_ledger(d)["rows"]["ch1"]["adopted"] is False
-    assert not _table((d / "REPORT.md").read_text())["ch1"][7].startswith("≈")
+    assert not _table((d / "REPORT.md").read_text(encoding="utf-8"))["ch1"][7].startswith("≈")
 
 
 def _diverging(monkeypatch, epochs=4, eta=1000.0):
@@ -204,7 +203,7 @@ def test_a_diverged_row_is_done_and_not_trained_again(tmp_path, capsys, syntheti
         run.close()
     st = book.status(d / "ch3", book.config(book.row("ch3"), quick=True, data_path=synthetic_mnist.path))
     assert (st.state, st.epochs, st.reason) == ("done", epochs_done, "diverged")
-    assert _table((d / "REPORT.md").read_text())["ch3"][6] == f"{epochs_done}/4 (diverged)"
+    assert _table((d / "REPORT.md").read_text(encoding="utf-8"))["ch3"][6] == f"{epochs_done}/4 (diverged)"
 
     code, out, err = nn3(capsys, *common)  # the second book skips it
     assert code == 0, err
@@ -218,7 +217,7 @@ def test_seeds_that_never_ran_are_not_listed(tmp_path, capsys, synthetic_mnist):
                        "--data", synthetic_mnist.path)
     assert code == 0, err
     assert not (d / "ch1").exists()
-    cell = _table((d / "REPORT.md").read_text())["ch1"][4]
+    cell = _table((d / "REPORT.md").read_text(encoding="utf-8"))["ch1"][4]
     assert "best of 2: seed 1 " in cell and "seed 0" not in cell
 
 
@@ -272,7 +271,7 @@ def test_a_second_book_gives_a_vote_one_cpu_device_per_core(tmp_path, capsys, sy
     common = ["--quick", "--dir", d, "--data", synthetic_mnist.path]
     assert nn3(capsys, "book", "--rows", "ch1", *common)[0] == 0
     argv = ["book", "--rows", "ch1,dropout_vote", *common]
-    code, out, err, at = children.signalled(argv, "loaded", signal.SIGINT, tmp_path / "paused")
+    code, out, err, at = children.signalled(argv, "loaded", children.CTRL_C, tmp_path / "paused")
     assert at == "loaded" and code == 130, err
     assert "ch1] done: 1/1 epochs; skipped" in out
     assert f", {min(5, threads.cores())} device(s)" in out

@@ -214,18 +214,18 @@ def test_the_seed_used_is_recorded(tmp_path, kind):
     assert RunDir.read_config(tmp_path / "run")["sgd"]["seed"] == net.seed
     assert nn3.load(tmp_path / "run").seed == net.seed
     net.save_json(tmp_path / "net.json")
-    assert json.loads((tmp_path / "net.json").read_text())["seed"] == net.seed
+    assert json.loads((tmp_path / "net.json").read_text(encoding="utf-8"))["seed"] == net.seed
     assert nn3.load(tmp_path / "net.json").seed == net.seed
 
 
 def test_network2_json_keeps_the_books_keys_and_its_loader_still_reads_it(tmp_path):
     net = network2.Network([784, 12, 10], seed=42)
     net.save(tmp_path / "net.json")
-    d = json.loads((tmp_path / "net.json").read_text())
+    d = json.loads((tmp_path / "net.json").read_text(encoding="utf-8"))
     assert sorted(d) == ["biases", "cost", "seed", "sizes", "weights"] and d["seed"] == 42
 
     def books_load(filename):   # what the book's network2.load reads: four keys, nothing else
-        with open(filename) as f:
+        with open(filename, encoding="utf-8") as f:
             data = json.load(f)
         weights, biases = [np.array(w) for w in data["weights"]], [np.array(b) for b in data["biases"]]
         return data["sizes"], data["cost"], weights, biases
@@ -236,13 +236,13 @@ def test_network2_json_keeps_the_books_keys_and_its_loader_still_reads_it(tmp_pa
     again = network2.load(tmp_path / "net.json")
     assert again.seed == 42
     del d["seed"]   # a file from the book: no seed, so one is drawn as for a new network
-    (tmp_path / "book.json").write_text(json.dumps(d))
+    (tmp_path / "book.json").write_text(json.dumps(d), encoding="utf-8")
     np.random.seed(0)
     s1 = network2.load(tmp_path / "book.json").seed
     np.random.seed(0)
     assert network2.load(tmp_path / "book.json").seed == s1
     d["seed"] = "zero"
-    (tmp_path / "bad.json").write_text(json.dumps(d))
+    (tmp_path / "bad.json").write_text(json.dumps(d), encoding="utf-8")
     with pytest.raises(ValueError, match="seed: expected an int"):
         network2.load(tmp_path / "bad.json")
 

@@ -1,7 +1,7 @@
 """Ensemble bundles: a member run exported as one file that votes as the run did.
 
 ``nn3 export RUN OUT`` of a member run writes every member and the vote's rule
-(nn3.bundle); ``nn3 evaluate OUT`` and ``nn3.load(OUT)`` read it back. The vote from the
+(nn3.store.bundle); ``nn3 evaluate OUT`` and ``nn3.load(OUT)`` read it back. The vote from the
 file equals the vote the run recorded in metrics.jsonl for the same epoch, and a bad
 bundle is one line naming the file and the fault.
 """
@@ -27,7 +27,7 @@ SGD = dict(epochs=2, eta=0.5, lmbda=0.1, mini_batch_size=10)
 
 
 def lines(run_dir):
-    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines() if t.strip()]
+    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +49,14 @@ def exported(member_run, tmp_path_factory):
 
 def test_export_without_member_writes_a_bundle_of_every_member(member_run, exported, tmp_path):
     d = member_run[0]
-    doc = json.loads(exported.read_text())
+    doc = json.loads(exported.read_text(encoding="utf-8"))
     assert doc["format"] == "nn3-ensemble" and doc["vote"] == {"rule": "plurality", "ties": "smallest"}
     assert doc["n_members"] == len(SEEDS) and [m["seed"] for m in doc["members"]] == SEEDS
     assert doc["members"][1]["settings"]["lmbda"] == 0.1 and doc["members"][1]["settings"]["seed"] == 0
     assert doc["source"]["step"] == lines(d)[-1]["step"]
     for i in range(len(SEEDS)):  # each member's network is what export --member writes
         assert cli.main(["export", str(d), str(tmp_path / f"m{i}.json"), "--member", str(i)]) == 0
-        assert doc["members"][i]["network"] == json.loads((tmp_path / f"m{i}.json").read_text())
+        assert doc["members"][i]["network"] == json.loads((tmp_path / f"m{i}.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("epoch", [0, 1])
@@ -67,7 +67,7 @@ def test_the_bundles_vote_equals_the_vote_the_run_recorded(synthetic_mnist, memb
     assert cli.main(["export", str(d), str(out), "--step", str(record["step"])]) == 0
     ens = nn3.load(out)
     assert isinstance(ens, facade.Ensemble) and ens.seeds == SEEDS and len(ens) == len(SEEDS)
-    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text()))
+    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text(encoding="utf-8")))
     assert ens.accuracy(test) == record["test_accuracy"]
     assert ens.accuracy(validation) == record["validation_accuracy"]
     assert ens.member_accuracies(test) == [r["test_accuracy"] for r in record["members"]]
@@ -105,7 +105,7 @@ def test_a_tie_goes_to_the_smallest_digit(tmp_path):
 def _fault(tmp_path, capsys, doc_or_text, name="bad.json"):
     """The CLI's exit code and stderr for ``nn3 evaluate`` of this document, and the library's error."""
     path = tmp_path / name
-    path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text))
+    path.write_text(doc_or_text if isinstance(doc_or_text, str) else json.dumps(doc_or_text), encoding="utf-8")
     capsys.readouterr()
     code = cli.main(["evaluate", str(path)])
     err = capsys.readouterr().err
@@ -116,7 +116,7 @@ def _fault(tmp_path, capsys, doc_or_text, name="bad.json"):
 
 
 def test_bad_bundles_are_one_line_errors_naming_the_file_and_the_fault(exported, tmp_path, capsys):
-    good = json.loads(exported.read_text())
+    good = json.loads(exported.read_text(encoding="utf-8"))
     cases = []
     missing = {**good, "members": [good["members"][0], good["members"][2]]}
     cases.append((missing, "members[1].member: is 2, expected 1: member 1 is missing"))
@@ -132,7 +132,7 @@ def test_bad_bundles_are_one_line_errors_naming_the_file_and_the_fault(exported,
     bent = json.loads(json.dumps(good))
     bent["members"][1]["network"]["layers"][1]["weights"][4] = [0.0] * 3
     cases.append((bent, "members[1].network: layers[1].weights[4]: expected 10 entries (shape (20, 10)), got 3"))
-    cases.append((exported.read_text()[:5000], "not valid JSON"))  # a truncated file
+    cases.append((exported.read_text(encoding="utf-8")[:5000], "not valid JSON"))  # a truncated file
     cases.append(({**good, "vote": {"rule": "mean", "ties": "smallest"}}, "vote.rule: 'mean'"))
     for doc, why in cases:
         code, err, lib = _fault(tmp_path, capsys, doc)

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,11 +48,11 @@ def test_pipeline(capsys, tmp_path, data_args, synthetic_as_default):
     assert code == 0, err
     assert "Epoch 0: " in out and "Epoch 1: " in out and "/ 200" in out
     assert (d / "config.json").is_file() and steps(d) == [30, 60]
-    assert len((d / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 2
     code, out, err = nn3(capsys, "resume", d, "--epochs", "3", "--quiet")
     assert code == 0, err
     assert "Epoch 2: " in out and "Epoch 1: " not in out and steps(d)[-1] == 90
-    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()] == [0, 1, 2]
     for how in (["--best"], ["--step", "60"], []):
         code, out, err = nn3(capsys, "replay", d, *how)
         assert code == 0 and "equal" in out and "DIFFERENT" not in out, (how, out, err)
@@ -61,10 +62,10 @@ def test_pipeline(capsys, tmp_path, data_args, synthetic_as_default):
     code, out, err = nn3(capsys, "replay", d, "--data", "validation", "--predict", "5")
     assert code == 0 and "predicted: " in out and "labels: " in out
     code, out, err = nn3(capsys, "export", d, out_json)
-    assert code == 0 and out_json.is_file() and set(json.loads(out_json.read_text())) >= {"sizes", "weights"}
+    assert code == 0 and out_json.is_file() and set(json.loads(out_json.read_text(encoding="utf-8"))) >= {"sizes", "weights"}
     code, out, err = nn3(capsys, "import", out_json, "--run", d2, "--epochs", "1", "--limit", "300")
     assert code == 0, err  # import has no --data: it trains on what nn3 finds (synthetic_as_default)
-    assert steps(d2) == [30] and json.loads((d2 / "config.json").read_text())["imported_from"] == str(out_json)
+    assert steps(d2) == [30] and json.loads((d2 / "config.json").read_text(encoding="utf-8"))["imported_from"] == str(out_json)
     code, out, err = nn3(capsys, "evaluate", out_json, *data_args)
     assert code == 0 and "test accuracy" in out and "/ 200" in out, err
 
@@ -131,9 +132,9 @@ def test_train_refuses_an_existing_run(capsys, run_copy, data_args):
 
 
 def test_resume_refuses_another_architecture(capsys, run_copy):
-    cfg = json.loads((run_copy / "config.json").read_text())
+    cfg = json.loads((run_copy / "config.json").read_text(encoding="utf-8"))
     cfg["spec"] = presets.get("ch1_100").spec  # [784, 100, 10] instead of [784, 30, 10]
-    (run_copy / "config.json").write_text(json.dumps(cfg))
+    (run_copy / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     code, _, err = nn3(capsys, "resume", run_copy, "--epochs", "3")
     assert code == 1 and len(err) == 1 and "different state structure" in err[0] and "architecture" in err[0]
     assert steps(run_copy) == [30, 60]
@@ -145,7 +146,7 @@ def test_divergence_keeps_the_last_good_epoch(capsys, tmp_path, data_args):
     assert code == cli.EXIT_DIVERGED
     assert len(err) == 1 and "diverged" in err[0] and "epoch 1" in err[0] and "step 30" in err[0]
     assert steps(d) == [30]
-    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [0]
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()] == [0]
     code, out, _ = nn3(capsys, "replay", d, "--best")
     assert code == 0 and "step 30 " in out and "equal" in out
 
@@ -164,9 +165,9 @@ def test_divergence_in_the_first_epoch_keeps_the_first_weights(capsys, tmp_path,
 
 def test_replay_detects_a_tampered_record(capsys, run_copy):
     info = run_copy / "60" / "info" / "metadata"
-    rec = json.loads(info.read_text())
+    rec = json.loads(info.read_text(encoding="utf-8"))
     rec["test_accuracy"] = 0.999
-    info.write_text(json.dumps(rec))
+    info.write_text(json.dumps(rec), encoding="utf-8")
     code, out, err = nn3(capsys, "replay", run_copy)
     assert code == 1 and "DIFFERENT" in out and "99.90%" in out
 
@@ -175,11 +176,11 @@ def test_resume_before_the_first_checkpoint_starts_over(capsys, tmp_path, base_r
     """A run killed in its first epoch (config.json, no step) resumes from the start, the same run."""
     from nn3.store.rundir import RunDir
     d = tmp_path / "fresh"
-    RunDir.create(d, json.loads((base_run / "config.json").read_text())).close()
+    RunDir.create(d, json.loads((base_run / "config.json").read_text(encoding="utf-8"))).close()
     code, out, err = nn3(capsys, "resume", d, "--quiet")
     assert code == 0, err
     assert steps(d) == [30, 60]
-    assert (d / "metrics.jsonl").read_text() == (base_run / "metrics.jsonl").read_text()
+    assert (d / "metrics.jsonl").read_text(encoding="utf-8") == (base_run / "metrics.jsonl").read_text(encoding="utf-8")
 
 
 def test_plot_writes_three_pngs(capsys, tmp_path, synthetic_mnist):
@@ -188,7 +189,7 @@ def test_plot_writes_three_pngs(capsys, tmp_path, synthetic_mnist):
     spec = presets.with_mini_batch(presets.get("basic_conv").spec, 10)
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"preset": "basic_conv", "spec": spec, "data": str(synthetic_mnist.path),
-                                  "sgd": dict(presets.get("basic_conv").sgd, epochs=1)}))
+                                  "sgd": dict(presets.get("basic_conv").sgd, epochs=1)}), encoding="utf-8")
     assert nn3(capsys, "train", "--config", config, "--run", d, *LIMIT)[0] == 0
     code, out, err = nn3(capsys, "plot", d, "--out", tmp_path / "png")
     assert code == 0, err
@@ -208,3 +209,72 @@ def test_compile_cache_is_used_when_asked_and_changes_nothing(tmp_path, base_run
     assert [o.returncode for o in outs] == [0, 0], outs[0].stderr
     assert outs[0].stdout == outs[1].stdout and "equal" in outs[0].stdout
     assert any(cache.iterdir())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "ch1", "--seed", str(2 ** 32)], ["seed", "4294967295"]),
+    (["train", "ch1", "--momentum", "1"], ["momentum must be below 1"]),
+    (["train", "ch1", "--optimizer", "nosuch"], ["nosuch"]),
+    (["train", "shallow", "--seeds", "1,1"], ["seeds must differ"]),
+    (["train", "shallow", "--members", "2", "--sweep", "momentum=0.5,1"], ["momentum must be below 1"]),
+])
+def test_every_flag_is_checked_before_any_data_is_looked_for(capsys, tmp_path, monkeypatch, argv, words):
+    """A fresh clone has no MNIST: a bad flag must be named, not the missing data (nor a download tried)."""
+    from nn3.store import data
+    looked = []
+    monkeypatch.setattr(data, "load_data", lambda *a, **k: looked.append(a) or pytest.fail("data looked for"))
+    monkeypatch.setattr(data, "find_source", lambda *a, **k: looked.append(a) or pytest.fail("data looked for"))
+    monkeypatch.delenv("NN3_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = nn3(capsys, *argv, "--run", tmp_path / "r")
+    assert code == 1 and len(err) == 1 and all(w in err[0] for w in words), err
+    assert looked == [] and not (tmp_path / "r").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("module, extra", [("werkzeug", "web"), ("matplotlib", "plot")])
+def test_a_missing_extra_is_one_line_that_names_it(capsys, tmp_path, base_run, monkeypatch, module, extra):
+    """An extra left uninstalled is the user's setup, not a bug: which extra, and how to install it."""
+    monkeypatch.setitem(sys.modules, module, None)   # import fails as if it were not installed
+    argv = ["serve", base_run] if module == "werkzeug" else ["plot", base_run, "--out", tmp_path]
+    code, out, err = nn3(capsys, *argv)
+    assert code == 1 and len(err) == 1 and "internal error" not in err[0], err
+    assert err[0].startswith("nn3: error: ") and module in err[0]
+    assert f"nn3's {extra} extra" in err[0] and f'pip install -e ".[{extra}]" -c constraints.txt' in err[0]
+
+
+@pytest.mark.parametrize("platforms", ["cuda", "gpu", "cuda,cpu"])
+def test_jax_platforms_asking_for_a_gpu_without_its_plugin_is_one_line(capsys, tmp_path, monkeypatch, platforms):
+    """JAX itself fails there with a bare AssertionError, which read as 'internal error (a bug)'."""
+    from nn3.engine import threads
+    monkeypatch.setenv("JAX_PLATFORMS", platforms)
+    monkeypatch.setattr(threads.importlib.util, "find_spec", lambda name, *a: None)  # no plugin, even on a GPU host
+    code, out, err = nn3(capsys, "train", "ch1", "--run", tmp_path / "r")
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"nn3: error: JAX_PLATFORMS={platforms} asks for an NVIDIA GPU")
+    assert "JAX_PLATFORMS=cpu" in err[0] and 'pip install -e ".[cuda]"' in err[0]
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    threads.check_platforms()  # the CPU needs no plugin
+
+
+def test_several_processes_where_jax_has_no_collectives_between_them_is_one_line(monkeypatch):
+    """jaxlib builds its CPU collectives between processes (gloo) for Linux and macOS only:
+    on Windows a run of several is refused in one line before anything starts."""
+    from nn3.runs import cluster
+    with monkeypatch.context() as m:
+        m.setattr(cluster.sys, "platform", "win32")
+        with pytest.raises(cluster.ClusterError, match=r"^a run of several processes needs Linux or macOS"):
+            cluster.Setup.from_flags("127.0.0.1:9", 2, 1)
+        with pytest.raises(cluster.ClusterError, match="needs Linux or macOS"):
+            cluster.Setup.from_flags(None, None, None, {"SLURM_JOB_ID": "1", "SLURM_NTASKS": "2"})
+        assert cluster.Setup.from_flags("127.0.0.1:9", 1, 0) is None  # one process: nothing to refuse
+        m.setattr(cluster.sys, "platform", "linux")
+        assert cluster.Setup.from_flags("127.0.0.1:9", 2, 1) == cluster.Setup("127.0.0.1:9", 2, 1)
+
+
+@pytest.mark.skipif(sys.platform != "win32", reason="Windows only; .ci/windows runs it under Windows CPython")
+def test_several_processes_on_windows_end_in_one_line(capsys, tmp_path):
+    code, out, err = nn3(capsys, "train", "shallow", "--members", "2", "--epochs", "1", "--run", tmp_path / "r",
+                         "--coordinator", "127.0.0.1:9", "--num-processes", "2", "--process-id", "1")
+    assert code == 1 and err == ["nn3: error: a run of several processes needs Linux or macOS (WSL2 on Windows): "
+                                 "JAX on Windows has no collectives between processes"], err
+    assert not (tmp_path / "r").exists()

@@ -71,7 +71,7 @@ def _json_net(path, spec, mini_batch_size=None):
 
 
 def _config(run):
-    return json.loads((Path(run) / "config.json").read_text())
+    return json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -176,19 +176,19 @@ def test_save_json_names_the_file_not_its_temporary(tmp_path):
 
 def test_export_refuses_to_overwrite_unless_forced(capsys, ch1_run, tmp_path):
     out_json = tmp_path / "net.json"
-    out_json.write_text("mine")
+    out_json.write_text("mine", encoding="utf-8")
     code, out, err = nn3(capsys, "export", ch1_run, out_json)
     assert code == 1 and err == [f"nn3: error: {out_json}: exists; pass --force to replace it"]
-    assert out_json.read_text() == "mine"
+    assert out_json.read_text(encoding="utf-8") == "mine"
     code, out, err = nn3(capsys, "export", ch1_run, out_json, "--force")
     assert code == 0, err
-    assert json.loads(out_json.read_text())["sizes"] == [784, 30, 10]
+    assert json.loads(out_json.read_text(encoding="utf-8"))["sizes"] == [784, 30, 10]
 
 
 def test_train_config_takes_a_run_directory(capsys, ch1_run, tmp_path):
     code, out, err = nn3(capsys, "train", "--config", ch1_run, "--run", tmp_path / "again", "--quiet")
     assert code == 0, err
-    assert (tmp_path / "again" / "metrics.jsonl").read_text() == (ch1_run / "metrics.jsonl").read_text()
+    assert (tmp_path / "again" / "metrics.jsonl").read_text(encoding="utf-8") == (ch1_run / "metrics.jsonl").read_text(encoding="utf-8")
     empty = tmp_path / "empty"
     empty.mkdir()
     code, out, err = nn3(capsys, "train", "--config", empty, "--run", tmp_path / "r")
@@ -266,7 +266,7 @@ def test_train_monitors_training_accuracy(capsys, tmp_path):
     code, out, err = nn3(capsys, "train", "ch3", "--epochs", "2", "--run", tmp_path / "r", "--monitor",
                          "training_accuracy", *LIMIT)
     assert code == 0, err
-    records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["training_n"] for r in records] == [100, 100]
     assert out.count("Accuracy on training data: ") == 2
     if importlib.util.find_spec("matplotlib"):

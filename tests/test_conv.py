@@ -1,4 +1,4 @@
-"""Tests for nn3.conv: a numpy true convolution and max-pool, gradients, fused == separate, ties."""
+"""Tests for nn3.engine.conv: a numpy true convolution and max-pool, gradients, fused == separate, ties."""
 from __future__ import annotations
 
 from functools import partial

@@ -1,4 +1,4 @@
-"""Tests for nn3.costs: each cost against the book's formula in numpy, its gradient, the registry."""
+"""Tests for nn3.engine.costs: each cost against the book's formula in numpy, its gradient, the registry."""
 from __future__ import annotations
 
 import jax

@@ -1,4 +1,4 @@
-"""Tests for nn3.data: both file formats, the checks, safe unpickling, download, expansion.
+"""Tests for nn3.store.data: both file formats, the checks, safe unpickling, download, expansion.
 
     python -m pytest tests/test_data.py -q          # the real file too, where nn3 finds it
 """

@@ -13,13 +13,13 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
 def pins() -> dict[str, str]:
     """constraints.txt as {canonical name: version}; every line must be name==version."""
     out = {}
-    for i, line in enumerate((ROOT / "constraints.txt").read_text().splitlines(), 1):
+    for i, line in enumerate((ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -53,9 +53,9 @@ def test_ranges_stop_before_the_announced_api_breaks(name, breaking):
 
 
 def test_ci_and_the_readme_install_with_the_constraints():
-    ci = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if "pip install" in l and ".[" in l]
+    ci = [l for l in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if "pip install" in l and ".[" in l]
     assert ci and all("-c constraints.txt" in l for l in ci), ci
-    readme = (ROOT / "README.md").read_text().split("\n## ", 1)[0]  # the lines before the first section
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## ", 1)[0]  # the lines before the first section
     installs = [l for l in readme.splitlines() if re.search(r"pip install -e", l)]
     assert len(installs) >= 2, "the README opens with the install command for Linux/macOS and for Windows"
     assert all("-c constraints.txt" in l for l in installs), installs

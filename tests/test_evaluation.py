@@ -1,4 +1,4 @@
-"""nn3.evaluation's batched path gives, bit for bit, the counts and costs of the per-batch path it replaced.
+"""nn3.engine.evaluation's batched path gives, bit for bit, the counts and costs of the per-batch path it replaced.
 
 The reference below is how evaluation ran before (issue 12's speed work): one compiled
 call per batch of ``eval_batch(net)`` rows, the last one padded and masked, each call's

@@ -1,10 +1,11 @@
-"""Tests for nn3.export: round trips, the book's network2 files, a catalogue of bad files, fuzz."""
+"""Tests for nn3.store.export: round trips, the book's network2 files, a catalogue of bad files, fuzz."""
 from __future__ import annotations
 
 import ast
 import copy
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -93,7 +94,7 @@ def test_conv_round_trip_is_bit_identical():
 
 def test_save_and_load_file_atomically(tmp_path):
     path = tmp_path / "net.json"
-    path.write_text("old")
+    path.write_text("old", encoding="utf-8")
     params = random_params(SMALL_CONV_SPEC)
     export.save_json(path, SMALL_CONV_SPEC, params, mini_batch_size=4)
     assert os.listdir(tmp_path) == ["net.json"]  # no temp file left behind
@@ -143,7 +144,7 @@ def test_file_written_by_book_network2_save_loads(tmp_path):
     weights = [rng.standard_normal((y, x)) / np.sqrt(x) for x, y in zip(sizes[:-1], sizes[1:])]
     biases = [rng.standard_normal((y, 1)) for y in sizes[1:]]
     path = tmp_path / "book.json"
-    with open(path, "w") as f:  # as network2.Network.save writes it
+    with open(path, "w", encoding="utf-8") as f:  # as network2.Network.save writes it
         json.dump({"sizes": sizes, "weights": [w.tolist() for w in weights],
                    "biases": [b.tolist() for b in biases], "cost": str("CrossEntropyCost")}, f)
     spec, params, mbs, _ = export.load_json(path)
@@ -159,7 +160,7 @@ def test_our_mlp_file_is_read_by_a_book_style_loader(tmp_path):
     params = random_params(spec, seed=3)
     path = tmp_path / "ours.json"
     export.save_json(path, spec, params)
-    with open(path) as f:  # what network2.load does, minus building the Network
+    with open(path, encoding="utf-8") as f:  # what network2.load does, minus building the Network
         data = json.load(f)
     assert set(data) == {"sizes", "weights", "biases", "cost"}
     assert data["sizes"] == [20, 7, 3] and data["cost"] == "QuadraticCost"
@@ -278,7 +279,7 @@ BAD_FILES = [
 @pytest.mark.parametrize("name,make,message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_bad_file_is_one_line_naming_the_key(tmp_path, name, make, message):
     path = tmp_path / "bad.json"
-    path.write_text(make())
+    path.write_text(make(), encoding="utf-8")
     with pytest.raises(ExportError) as info:
         export.load_json(path)
     text = str(info.value)
@@ -287,7 +288,9 @@ def test_bad_file_is_one_line_naming_the_key(tmp_path, name, make, message):
 
 
 def test_file_level_faults(tmp_path, monkeypatch):
-    with pytest.raises(ExportError, match=r"missing\.json: cannot read: No such file"):
+    with pytest.raises(FileNotFoundError) as missing:  # the OS's own words: "No such file or directory"
+        os.stat(tmp_path / "missing.json")         # on POSIX, "The system cannot find the file specified" on Windows
+    with pytest.raises(ExportError, match=re.escape(f"missing.json: cannot read: {missing.value.strerror}")):
         export.load_json(tmp_path / "missing.json")
     with pytest.raises(ExportError, match=r"not a regular file"):
         export.load_json(tmp_path)
@@ -380,7 +383,7 @@ def test_fuzz_mutated_documents(which, data):
 
 
 def test_export_module_needs_no_jax():
-    tree = ast.parse(open(export.__file__).read())
+    tree = ast.parse(open(export.__file__, encoding="utf-8").read())
     mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert mods <= {"__future__", "json", "os", "pathlib", "stat", "typing", "numpy", "nn3.engine.spec", "nn3.store.files"}

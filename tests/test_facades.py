@@ -110,14 +110,14 @@ def test_network2_initialisers():
 def test_network2_save_is_the_books_json_and_load_accepts_only_known_costs(tmp_path):
     net = network2.Network([784, 12, 10], cost=network2.QuadraticCost)
     net.save(tmp_path / "net.json")
-    d = json.loads((tmp_path / "net.json").read_text())
+    d = json.loads((tmp_path / "net.json").read_text(encoding="utf-8"))
     assert sorted(d) == ["biases", "cost", "seed", "sizes", "weights"]   # the book's load reads the other four
     assert d["sizes"] == [784, 12, 10] and d["cost"] == "QuadraticCost"
     assert np.array(d["biases"][0]).shape == (12, 1)
     again = network2.load(tmp_path / "net.json")
     assert again.cost is network2.QuadraticCost and _same(_params(net), _params(again))
     d["cost"] = "os.system"
-    (tmp_path / "bad.json").write_text(json.dumps(d))
+    (tmp_path / "bad.json").write_text(json.dumps(d), encoding="utf-8")
     with pytest.raises(ValueError, match="cost"):
         network2.load(tmp_path / "bad.json")
 
@@ -211,7 +211,7 @@ def test_a_short_real_run_beats_90_percent(capsys, monkeypatch, real_mnist):
     assert net.accuracy(test_data) > 9000
 
 
-# ---------------------------------------------------------------- one source of truth (nn3.facade)
+# ---------------------------------------------------------------- one source of truth (nn3.book.facade)
 
 
 def test_the_books_lines_are_written_in_one_place():
@@ -222,7 +222,7 @@ def test_the_books_lines_are_written_in_one_place():
                "The corresponding test accuracy", "Cost on training data")
     writers = set()
     for path in Path(nn3.__file__).parent.rglob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         docs = {id(n.body[0].value) for n in ast.walk(tree)
                 if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
                 and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}

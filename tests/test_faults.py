@@ -88,7 +88,7 @@ def _idx_folder(t):
 def _fake_run(t):
     d = t / "fake_run"
     d.mkdir()
-    (d / "config.json").write_text("{}")
+    (d / "config.json").write_text("{}", encoding="utf-8")
     return str(d)
 
 
@@ -105,9 +105,9 @@ def _damage_all(r):
 
 
 def _other_arch(r):
-    cfg = json.loads((Path(r) / "config.json").read_text())
+    cfg = json.loads((Path(r) / "config.json").read_text(encoding="utf-8"))
     cfg["spec"] = presets.get("ch1_100").spec  # [784, 100, 10] instead of [784, 30, 10]
-    (Path(r) / "config.json").write_text(json.dumps(cfg))
+    (Path(r) / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return r
 
 

@@ -152,12 +152,12 @@ def test_the_checker_sees_every_import(tmp_path):
     root = tmp_path / "nn3"
     (root / "serve").mkdir(parents=True)
     (root / "runs").mkdir()
-    (root / "runs" / "__init__.py").write_text("")
-    (root / "runs" / "session.py").write_text("")
+    (root / "runs" / "__init__.py").write_text("", encoding="utf-8")
+    (root / "runs" / "session.py").write_text("", encoding="utf-8")
     probe = root / "serve" / "probe.py"
     probe.write_text("import json\n"
                      "def f():\n    from nn3.runs import session, _hidden\n    import nn3.cli\n"
-                     "class A:\n    def g(self):\n        from ..runs.session import start\n        from . import x\n")
+                     "class A:\n    def g(self):\n        from ..runs.session import start\n        from . import x\n", encoding="utf-8")
     assert imports(probe, root) == {("nn3.runs.session", None), ("nn3.runs", "_hidden"), ("nn3.cli", None),
                                     ("nn3.runs.session", "start"), ("nn3.serve", "x")}
 
@@ -193,5 +193,5 @@ def test_the_annotation_check_can_fail(tmp_path):
     probe = tmp_path / "nn3" / "probe.py"
     probe.parent.mkdir()
     probe.write_text("def f(x) -> int:\n    return x\n\ndef _g(y):\n    return y\n\nclass A:\n"
-                     "    def h(self, z: int):\n        return z\n")
+                     "    def h(self, z: int):\n        return z\n", encoding="utf-8")
     assert [m.split(" ")[1] for m in _unannotated(probe)] == ["f", "A.h"]

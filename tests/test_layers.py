@@ -1,4 +1,4 @@
-"""Tests for nn3.layers: the book's shapes, a numpy convolution, flatten order, init, dropout.
+"""Tests for nn3.engine.layers: the book's shapes, a numpy convolution, flatten order, init, dropout.
 
 The spec's own rules (validation, shapes, names) are tested in test_spec.py.
 """

@@ -2,12 +2,12 @@
 
 Member i of a run with seeds S trains, is measured and is saved exactly as a lone run with
 seed S[i] (bit for bit on one CPU device), with shuffling and dropout; the vote's accuracy
-is recorded per epoch; resume and kill -9 carry a member run on as never stopping.
+is recorded per epoch; resume after a hard kill (kill -9, TerminateProcess) or a stop (SIGTERM,
+Ctrl-Break on Windows) carries a member run on as never stopping.
 """
 from __future__ import annotations
 
 import json
-import signal
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def config(data, members=SEEDS, **sgd):
 
 
 def lines(run_dir):
-    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines() if t.strip()]
+    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +75,11 @@ def test_metrics_record_the_vote_per_epoch(synthetic_mnist, member_run):
     d, nets, loop = member_run
     recorded = lines(d)
     assert [r["epoch"] for r in recorded] == [0, 1]
-    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text()))
+    _, validation, test = run_config.load_splits(json.loads((d / "config.json").read_text(encoding="utf-8")))
     x, y = test
     assert recorded[-1]["test_accuracy"] == float(np.mean(evaluation.vote(nets, x) == y))
     assert recorded[-1]["validation_correct"] == int(np.sum(evaluation.vote(nets, validation[0]) == validation[1]))
-    assert json.loads((d / "config.json").read_text())["members"] == [{"seed": s} for s in SEEDS]
+    assert json.loads((d / "config.json").read_text(encoding="utf-8"))["members"] == [{"seed": s} for s in SEEDS]
 
 
 def test_resume_carries_a_member_run_on_as_never_stopping(synthetic_mnist, member_run, tmp_path):
@@ -108,7 +108,7 @@ def test_cli_trains_members_and_refuses_bad_seeds(synthetic_mnist, tmp_path, cap
                      "--data", str(synthetic_mnist.path), "--run", str(d)]) == 0
     out = capsys.readouterr().out
     assert "accuracy of the members" in out and "member 1: best validation accuracy" in out
-    assert json.loads((d / "config.json").read_text())["members"] == [{"seed": 0}, {"seed": 1}]
+    assert json.loads((d / "config.json").read_text(encoding="utf-8"))["members"] == [{"seed": 0}, {"seed": 1}]
     assert cli.main(["train", "shallow", "--seeds", "4,x", "--run", str(tmp_path / "no")]) == 2
     assert "--seeds: not a comma-separated list of integers" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
@@ -122,25 +122,24 @@ def params_of(run_dir):
     return [layers.get_params(n) for n in inspect.load(run_dir)]
 
 
-def train_paused(synthetic_mnist, run_dir, signum):
-    """``nn3 train --config`` of the member run in a child, paused at MID (a hook, no race), then signalled."""
+def train_paused(synthetic_mnist, run_dir, how):
+    """``nn3 train --config`` of the member run in a child, paused at MID (a hook, no race), then stopped by
+    ``how`` (children.HARD_KILL, STOP)."""
     recorded = run_dir.parent / "config.json"
-    recorded.write_text(json.dumps(config(synthetic_mnist)))
-    code, _, err, at = children.signalled(["train", "--config", recorded, "--run", run_dir, "--quiet"], MID, signum,
+    recorded.write_text(json.dumps(config(synthetic_mnist)), encoding="utf-8")
+    code, _, err, at = children.signalled(["train", "--config", recorded, "--run", run_dir, "--quiet"], MID, how,
                                           run_dir.parent / "paused")
     assert at == str(MID)
     return code, err
 
 
-@pytest.mark.parametrize("signum, code, latest", [(signal.SIGKILL, -signal.SIGKILL, N_BATCHES),
-                                                  (signal.SIGTERM, 143, MID)])
-def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run, tmp_path, signum, code, latest,
-                                                     capsys):
+@pytest.mark.parametrize("how, latest", [(children.HARD_KILL, N_BATCHES), (children.STOP, MID)])
+def test_a_stopped_member_run_resumes_bit_identical(synthetic_mnist, member_run, tmp_path, how, latest, capsys):
     d = tmp_path / "run"
-    got, err = train_paused(synthetic_mnist, d, signum)
-    assert got == code, err
+    got, err = train_paused(synthetic_mnist, d, how)
+    assert got == children.EXIT[how], (children.HOW[how], err)
     steps = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
-    assert steps[-1] == latest   # kill -9 loses the second epoch's work; SIGTERM saves it mid-epoch
+    assert steps[-1] == latest   # a hard kill loses the second epoch's work; a stop saves it mid-epoch
     assert len(lines(d)) == 1
     if latest == MID:  # the mid-epoch checkpoint, after an epoch with bests: replay says it has no accuracy
         assert cli.main(["replay", str(d), "--step", str(MID)]) == 0
@@ -182,7 +181,7 @@ def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, 
         assert (tmp_path / f"m{i}.json").read_bytes() == (tmp_path / f"lone{i}.json").read_bytes()
     capsys.readouterr()
     assert cli.main(["export", str(d), str(tmp_path / "all.json")]) == 0   # every member: a bundle (test_bundle.py)
-    assert json.loads((tmp_path / "all.json").read_text())["n_members"] == len(SEEDS)
+    assert json.loads((tmp_path / "all.json").read_text(encoding="utf-8"))["n_members"] == len(SEEDS)
     assert cli.main(["export", str(lone[0][3]), str(tmp_path / "x.json"), "--member", "0"]) == 1
     assert "has no members; leave out --member" in capsys.readouterr().err
 
@@ -190,7 +189,7 @@ def test_export_of_a_member_is_the_lone_runs_export(lone, member_run, tmp_path, 
 def test_import_into_members_starts_each_from_the_json(member_run, tmp_path):
     src = tmp_path / "net.json"
     inspect.export_json(member_run[0], src, member=0)
-    data_path = json.loads((member_run[0] / "config.json").read_text())["data"]
+    data_path = json.loads((member_run[0] / "config.json").read_text(encoding="utf-8"))["data"]
     common = ["--epochs", "1", "--limit", "100", "--quiet", "--data", data_path]
     assert cli.main(["import", str(src), "--run", str(tmp_path / "m"), "--seeds", "5,2", *common]) == 0
     nets = inspect.load(tmp_path / "m")

@@ -1,4 +1,4 @@
-"""Tests for nn3.metrics: the metrics log of a run, apart from its checkpoints."""
+"""Tests for nn3.store.metrics: the metrics log of a run, apart from its checkpoints."""
 from __future__ import annotations
 
 import os
@@ -16,12 +16,12 @@ def test_metrics_torn_line_and_truncate(tmp_path):
     run.mkdir()
     for e in range(4):
         metrics.append(run, {"epoch": e, "validation_accuracy": e / 10})
-    with open(run / "metrics.jsonl", "a") as f:
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"epoch": 4, "valid')  # killed mid-write
     assert [r["epoch"] for r in metrics.read(run)] == [0, 1, 2, 3]
     metrics.append(run, {"epoch": 4, "validation_accuracy": 0.4})  # drops the torn tail
     assert [r["epoch"] for r in metrics.read(run)] == [0, 1, 2, 3, 4]
-    with open(run / "metrics.jsonl", "a") as f:
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write('{"epoch": 5}')  # complete, but killed before its newline
     assert [r["epoch"] for r in metrics.read(run)] == [0, 1, 2, 3, 4, 5]
     metrics.append(run, {"epoch": 6})
@@ -29,8 +29,8 @@ def test_metrics_torn_line_and_truncate(tmp_path):
     metrics.truncate(run, 2)
     assert metrics.read(run) == [{"epoch": 0, "validation_accuracy": 0.0},
                                   {"epoch": 1, "validation_accuracy": 0.1}]
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    (run / "metrics.jsonl").write_text("\n".join(["{oops", *lines]) + "\n")
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(["{oops", *lines]) + "\n", encoding="utf-8")
     with pytest.raises(metrics.MetricsError, match=r"metrics.jsonl: line 1 is not a JSON object"):
         metrics.read(run)
 

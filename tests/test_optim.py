@@ -1,8 +1,8 @@
-"""Tests for nn3.optim: the book's rule as an optax chain equals the hand-written step it replaced.
+"""Tests for nn3.engine.optim: the book's rule as an optax chain equals the hand-written step it replaced.
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_optim.py -q
 
-The reference below is the engine's update as it was written by hand before nn3.optim
+The reference below is the engine's update as it was written by hand before nn3.engine.optim
 (c921cb6's train.scan_batches): ``d = eta*(g + lam*p + lam1*sign(p))`` on weights,
 ``eta*g`` on biases, then ``v = mu*v - d; p = p + v`` or ``p = p - d``. The chain must
 give the same bits, and a checkpoint of that engine's layout must carry on exactly.
@@ -288,7 +288,7 @@ def test_an_adam_run_records_its_optimizer_and_resumes_and_replays_exactly(tmp_p
     assert cli.main(["train", "ch1", "--epochs", "2", "--run", str(tmp_path / "straight"), *work]) == 0
     assert cli.main(["train", "ch1", "--epochs", "1", "--run", str(tmp_path / "paused"), *work]) == 0
     assert cli.main(["resume", str(tmp_path / "paused"), "--epochs", "2", "--quiet"]) == 0
-    config = json.loads((tmp_path / "paused" / "config.json").read_text())
+    config = json.loads((tmp_path / "paused" / "config.json").read_text(encoding="utf-8"))
     assert config["sgd"]["optimizer"] == "adam" and config["sgd"]["eta"] == 0.003
     a, b = inspect.load(tmp_path / "straight"), inspect.load(tmp_path / "paused")
     assert params_equal(layers.get_params(a), layers.get_params(b))
@@ -300,6 +300,6 @@ def test_an_adam_run_records_its_optimizer_and_resumes_and_replays_exactly(tmp_p
     assert set(arrays) == {"params", "opt_state"} and len(arrays["opt_state"]) == 1 + 2 * 4  # count, mu, nu
     res = inspect.replay(tmp_path / "paused")
     assert res["equal"] and res["epoch"] == 1
-    straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
-    paused = [json.loads(line) for line in (tmp_path / "paused" / "metrics.jsonl").read_text().splitlines()]
+    straight = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    paused = [json.loads(line) for line in (tmp_path / "paused" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["train_loss"] for r in straight] == [r["train_loss"] for r in paused]

@@ -1,10 +1,12 @@
-"""Tests for nn3.rundir: run directories, orbax steps, damage fallback."""
+"""Tests for nn3.store.rundir: run directories, orbax steps, damage fallback."""
 from __future__ import annotations
 
 import errno
+import re
 import json
 import os
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -59,7 +61,7 @@ def data_file(run: RunDir, step: int):
 def test_create_open_round_trip(tmp_path):
     run = RunDir.create(tmp_path / "a" / "run", {"sizes": [2, 3], "cost": "CrossEntropyCost"})
     assert run.config == {"sizes": [2, 3], "cost": "CrossEntropyCost", "format": "nn3-run", "version": 1}
-    assert json.loads((run.path / "config.json").read_text()) == run.config
+    assert json.loads((run.path / "config.json").read_text(encoding="utf-8")) == run.config
     assert run.steps() == [] and run.best_step() is None
     run.close()
     run.close()  # idempotent
@@ -73,11 +75,11 @@ def test_create_open_round_trip(tmp_path):
 
 
 def test_create_refuses_file_and_foreign_dir(tmp_path):
-    (tmp_path / "f").write_text("x")
+    (tmp_path / "f").write_text("x", encoding="utf-8")
     with pytest.raises(RunDirError, match="f: exists and is not a directory"):
         RunDir.create(tmp_path / "f", {})
     (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "notes.txt").write_text("mine")
+    (tmp_path / "d" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(RunDirError, match="d: directory is not empty"):
         RunDir.create(tmp_path / "d", {})
     assert os.listdir(tmp_path / "d") == ["notes.txt"]
@@ -92,15 +94,15 @@ def test_open_refuses_missing_foreign_and_corrupt(tmp_path):
     with pytest.raises(RunDirError, match="nope: no such run directory"):
         RunDir.open(tmp_path / "nope")
     (tmp_path / "foreign").mkdir()
-    (tmp_path / "foreign" / "x.txt").write_text("x")
+    (tmp_path / "foreign" / "x.txt").write_text("x", encoding="utf-8")
     with pytest.raises(RunDirError, match=r"not an nn3 run directory \(no config.json\)"):
         RunDir.open(tmp_path / "foreign")
-    (tmp_path / "foreign" / "config.json").write_text('{"lr": 1}')
+    (tmp_path / "foreign" / "config.json").write_text('{"lr": 1}', encoding="utf-8")
     with pytest.raises(RunDirError, match="not an nn3 run directory"):
         RunDir.open(tmp_path / "foreign")
     RunDir.create(tmp_path / "r", {"a": 1}).close()
-    (tmp_path / "r" / "config.json").write_text('{"a": 1, "form')
-    with pytest.raises(RunDirError, match=r"r/config.json: corrupt"):
+    (tmp_path / "r" / "config.json").write_text('{"a": 1, "form', encoding="utf-8")
+    with pytest.raises(RunDirError, match=re.escape(f"{Path('r') / 'config.json'}: corrupt")):  # r\config.json on Windows
         RunDir.open(tmp_path / "r")
 
 
@@ -188,7 +190,7 @@ def test_half_written_step_is_ignored(tmp_path):
     run.close()
     tmp = tmp_path / "r" / "2.orbax-checkpoint-tmp-1234567"
     (tmp / "state").mkdir(parents=True)
-    (tmp / "state" / "_METADATA").write_text("{")
+    (tmp / "state" / "_METADATA").write_text("{", encoding="utf-8")
     run = RunDir.open(tmp_path / "r")
     assert run.steps() == [0, 1]
     assert run.restore(make_state(0))[0] == 1
@@ -258,7 +260,7 @@ def test_all_damaged_is_an_error(tmp_path):
 
 def test_corrupt_orbax_metrics_does_not_block_open(tmp_path):
     saved_run(tmp_path / "r", [0.1, 0.2]).close()
-    (tmp_path / "r" / "1" / "metrics" / "metrics").write_text("{garb")
+    (tmp_path / "r" / "1" / "metrics" / "metrics").write_text("{garb", encoding="utf-8")
     run = RunDir.open(tmp_path / "r")
     assert run.steps() == [0, 1] and run.restore(make_state(0))[0] == 1
     run.close()

@@ -1,10 +1,10 @@
-"""Runs that stop and carry on: kill -9, SIGTERM and Ctrl-C, then resume, bit for bit.
+"""Runs that stop and carry on: a hard kill, a stop and Ctrl-C, then resume, bit for bit.
 
     .venv/bin/python -m pytest tests/test_runs.py -q
 
 Each test trains the chapter-1 MLP on the tests' synthetic MNIST-shaped set, once
 straight through in this process (the reference) and once in a real ``nn3 train``
-subprocess that is signalled, then resumed here; the final parameters and the metrics
+subprocess that is stopped, then resumed here; the final parameters and the metrics
 history must be those of the reference exactly. No test races its child: the child
 pauses at a known point (a hook the test injects, tests/children.py) and says so in a file, and
 only then is it signalled.
@@ -52,7 +52,7 @@ def same_params(a, b) -> bool:
 
 
 def history(run_dir):
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
 
@@ -69,9 +69,10 @@ def pause_flag(run_dir):
     return Path(run_dir).parent / f"{Path(run_dir).name}.paused"
 
 
-def signalled(run_dir, pause_at, signum, work):
-    """Train in a child, pause it at ``pause_at``, send ``signum``: (exit code, stdout, stderr, pause word)."""
-    return children.signalled(train_argv(run_dir, work), pause_at, signum, pause_flag(run_dir))
+def signalled(run_dir, pause_at, how, work):
+    """Train in a child, pause it at ``pause_at``, stop it by ``how`` (children.CTRL_C, STOP):
+    (exit code, stdout, stderr, pause word)."""
+    return children.signalled(train_argv(run_dir, work), pause_at, how, pause_flag(run_dir))
 
 
 def reference_run(tmp_path_factory, name, work):
@@ -101,33 +102,28 @@ def assert_resumes_to(run_dir, ref):
     assert got == ref_hist  # train_loss of an interrupted epoch included
 
 
-def test_kill9_then_resume_is_bit_identical(tmp_path, reference, work):
+def test_a_hard_kill_then_resume_is_bit_identical(tmp_path, reference, work):
+    """kill -9 (POSIX) or TerminateProcess (Windows, also what SIGTERM and taskkill /F do
+    there): nothing runs in the child, and the work since the last checkpoint is lost."""
     d = tmp_path / "killed"
-    flag = pause_flag(d)
-    proc = children.start(train_argv(d, work), MID, flag)  # paused in the second epoch, the first one saved
-    try:
-        assert children.wait_for_pause(proc, flag) == str(MID)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    code, _, _, at = signalled(d, MID, children.HARD_KILL, work)  # paused in the second epoch, the first saved
+    assert (code, at) == (children.EXIT[children.HARD_KILL], str(MID))
     assert len(history(d)) == 1 and max(step_dirs(d)) == N_BATCHES  # the second epoch's work is lost
     assert_resumes_to(d, reference)
 
 
 @pytest.fixture(scope="module")
-def termed(tmp_path_factory, work):
-    """A run paused mid-epoch and sent SIGTERM: (dir, exit code, stderr, latest step)."""
-    d = tmp_path_factory.mktemp("term") / "run"
-    code, _, err, _ = signalled(d, MID, signal.SIGTERM, work)
+def stopped(tmp_path_factory, work):
+    """A run paused mid-epoch and stopped (SIGTERM; Ctrl-Break on Windows): (dir, exit code,
+    stderr, latest step)."""
+    d = tmp_path_factory.mktemp("stop") / "run"
+    code, _, err, _ = signalled(d, MID, children.STOP, work)
     return d, code, err, max(step_dirs(d))
 
 
-def test_sigterm_checkpoints_mid_epoch_and_resume_matches(termed, reference):
-    d, code, err, latest = termed
-    assert code == 143, err
+def test_a_stop_checkpoints_mid_epoch_and_resume_matches(stopped, reference):
+    d, code, err, latest = stopped
+    assert code == children.EXIT[children.STOP], (children.HOW[children.STOP], err)
     assert f"interrupted in epoch 1, after mini-batch {MID - N_BATCHES}; checkpoint saved at step {MID}" in err
     assert f"carry on with: nn3 resume {d}" in err
     # The stop lands at the end of the running call: the one dispatched behind it is dropped.
@@ -135,9 +131,9 @@ def test_sigterm_checkpoints_mid_epoch_and_resume_matches(termed, reference):
     assert_resumes_to(d, reference)
 
 
-def test_replay_of_a_mid_epoch_checkpoint_is_no_false_alarm(termed, capsys):
+def test_replay_of_a_mid_epoch_checkpoint_is_no_false_alarm(stopped, capsys):
     """Ctrl-C's mid-epoch checkpoint has no accuracy of its own: replay must not call it DIFFERENT."""
-    d = termed[0]
+    d = stopped[0]
     capsys.readouterr()
     assert cli.main(["replay", str(d), "--step", str(MID)]) == 0
     out = capsys.readouterr().out
@@ -148,9 +144,9 @@ def test_replay_of_a_mid_epoch_checkpoint_is_no_false_alarm(termed, capsys):
 def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference_one_call, one_call):
     """ch1's epoch is a single call: Ctrl-C used to be polled only between calls of an epoch."""
     d = tmp_path / "run"
-    code, out, err, at = signalled(d, N_BATCHES, signal.SIGINT, one_call)
+    code, out, err, at = signalled(d, N_BATCHES, children.CTRL_C, one_call)
     assert at == str(N_BATCHES)  # the end of the first epoch's only call
-    assert code == 130, err
+    assert code == 130, (children.HOW[children.CTRL_C], err)
     assert "Epoch 0:" in out and "Epoch 1:" not in out
     assert f"interrupted after epoch 0; checkpoint saved at step {N_BATCHES}" in err
     assert f"carry on with: nn3 resume {d}" in err
@@ -158,13 +154,13 @@ def test_sigint_stops_a_run_whose_epoch_is_one_compiled_call(tmp_path, reference
     assert_resumes_to(d, reference_one_call)
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, signum, code, work):
+@pytest.mark.parametrize("how", [children.CTRL_C, children.STOP])
+def test_a_signal_during_start_up_ends_the_command_in_one_line(tmp_path, how, work):
     d = tmp_path / "run"
-    code_got, out, err, at = signalled(d, "loaded", signum, work)
-    assert at == "loaded" and code_got == code
+    code, out, err, at = signalled(d, "loaded", how, work)
+    assert at == "loaded" and code == children.EXIT[how], (children.HOW[how], err)
     assert err.strip().splitlines() == [
-        f"nn3: interrupted ({signal.Signals(signum).name}) before training began; nothing was written"]
+        f"nn3: interrupted ({children.SIGNAL[how]}) before training began; nothing was written"]
     assert not d.exists()  # nothing half-written
 
 
@@ -258,7 +254,7 @@ def test_train_config_from_a_preset_or_a_recorded_config(tmp_path):
     cfg = run_config.train_config("ch3", epochs=2, eta=None, limit=100, monitor=["training_cost", "training_cost"])
     assert cfg["preset"] == "ch3" and cfg["sgd"]["epochs"] == 2 and cfg["sgd"]["eta"] == 0.5
     assert cfg["monitor"] == ["training_cost"] and cfg["dataset"] == "mnist" and cfg["limit"] == 100
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     recorded = run_config.read_recorded(tmp_path)  # the run directory, or its config.json
     assert recorded == run_config.read_recorded(tmp_path / "config.json")
     again = run_config.train_config("ch1", recorded=recorded, lmbda=1.0, dataset="fashion")
@@ -276,7 +272,7 @@ def test_read_recorded_refuses_in_one_line(tmp_path, text, says):
     where = tmp_path
     if text is not None:
         where = tmp_path / "c.json"
-        where.write_text(text)
+        where.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=says) as e:
         run_config.read_recorded(where)
     assert str(where) in str(e.value) and "\n" not in str(e.value)
@@ -316,7 +312,7 @@ def test_import_and_evaluate_refuse_a_net_that_does_not_take_mnist(tmp_path):
 
 
 def test_export_json_refuses_before_loading_anything(tmp_path):
-    (tmp_path / "there.json").write_text("{}")
+    (tmp_path / "there.json").write_text("{}", encoding="utf-8")
     for out, says in ((tmp_path, "is a directory"), (tmp_path / "there.json", "exists; pass --force"),
                       (tmp_path / "no" / "net.json", "does not exist")):
         with pytest.raises(ValueError, match=says):

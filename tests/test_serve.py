@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +16,8 @@ import pytest
 
 pytest.importorskip("werkzeug")
 
-from nn3.runs import config as run_config, inspect, session
+import children  # noqa: E402
+from nn3.runs import config as run_config, inspect, session  # noqa: E402
 from nn3.engine import evaluation, layers  # noqa: E402
 from nn3.engine.train import Loop  # noqa: E402
 from nn3.store.rundir import RunDir  # noqa: E402
@@ -79,7 +79,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     _made_run(root / "made")
     RunDir.create(root / "empty", run_config.make_config("shallow", epochs=1)).close()
-    (root / "secret.txt").write_text("not for the page")
+    (root / "secret.txt").write_text("not for the page", encoding="utf-8")
     server = app.make_server([root], port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -124,7 +124,7 @@ def test_a_member_run_is_listed_and_its_curves_hold_each_member_and_the_vote(mem
     assert status == 200 and [m["seed"] for m in summary["members"]] == MEMBER_SEEDS
     assert [r["params"] for r in summary["layers"]] == [784 * 12 + 12, 12 * 10 + 10]
     status, progress = _api(f"{base}/api/runs/many/progress")
-    lines = [json.loads(t) for t in (d / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(t) for t in (d / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert status == 200 and progress["records"] == lines and len(lines) == 2
     assert all(len(r["members"]) == 3 and r["validation_accuracy"] is not None for r in progress["records"])
     assert "member" not in _api(f"{base}/api/runs/lone/summary")[1] and "members" not in _api(f"{base}/api/runs/lone/summary")[1]
@@ -317,16 +317,15 @@ def _nn3(*args):
                             text=True, env=env)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child is POSIX")
 def test_serve_prints_its_url_answers_and_stops_cleanly_on_ctrl_c(served):
     _, root = served
-    proc = _nn3("serve", str(root))
+    proc = children.popen(["serve", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once the socket listens
         assert line.startswith("nn3 serve: 2 runs at http://127.0.0.1:"), line
         url = line.split(" at ")[1].split()[0]
         assert _get(url + "api/runs")[0] == 200
-        proc.send_signal(signal.SIGINT)
+        children.send(proc, children.CTRL_C)
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -334,7 +333,7 @@ def test_serve_prints_its_url_answers_and_stops_cleanly_on_ctrl_c(served):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["serve", "/no/such/dir"], "nn3: error: /no/such/dir: no such run or directory of runs"),
+    (["serve", "/no/such/dir"], f"nn3: error: {Path('/no/such/dir')}: no such run or directory of runs"),  # \no\such\dir on Windows
     (["serve", ".", "--port", "70000"], "nn3: error: --port: 70000 is not a port number"),
 ])
 def test_serve_faults_are_one_line(args, message):
@@ -361,13 +360,13 @@ def test_the_pages_need_nothing_from_elsewhere():
     import tomllib
     static = app.STATIC
     for page in static.glob("*.html"):
-        text = page.read_text()
+        text = page.read_text(encoding="utf-8")
         for name in re.findall(r'(?:src|href)="/static/([^"]+)"', text):
             assert (static / name).is_file(), (page.name, name)
     for f in static.iterdir():
-        text = f.read_text().replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, not a fetch
+        text = f.read_text(encoding="utf-8").replace('"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, not a fetch
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), f.name
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     import setuptools
     found = setuptools.find_packages(str(ROOT), **project["tool"]["setuptools"]["packages"]["find"])
     assert "nn3.serve" in found and "nn3.engine" in found

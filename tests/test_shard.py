@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -55,14 +54,14 @@ def nn3(argv, devices: int):
 def train_run(tmp_path, name, cfg, devices: int):
     """``nn3 train --config`` of ``cfg`` under ``devices`` CPU devices; the run directory."""
     recorded = tmp_path / f"{name}.json"
-    recorded.write_text(json.dumps(cfg))
+    recorded.write_text(json.dumps(cfg), encoding="utf-8")
     d = tmp_path / name
     nn3(["train", "--config", recorded, "--run", d, "--quiet"], devices)
     return d
 
 
 def lines(run_dir):
-    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text().splitlines() if t.strip()]
+    return [json.loads(t) for t in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if t.strip()]
 
 
 def params(run_dir):
@@ -81,7 +80,7 @@ def assert_same_run(a, b):
 
 
 def placement(run_dir) -> dict:
-    return json.loads((run_dir / "config.json").read_text())["backend"]
+    return json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["backend"]
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +116,15 @@ def test_a_checkpoint_moves_from_four_devices_to_one_and_back(synthetic_mnist, o
     """Stopped mid-epoch under 4 devices, carried on under 1 and stopped again, finished
     under 4: the run that never stopped, bit for bit."""
     recorded = tmp_path / "config.json"
-    recorded.write_text(json.dumps(config(synthetic_mnist)))
+    recorded.write_text(json.dumps(config(synthetic_mnist)), encoding="utf-8")
     d = tmp_path / "run"
     first, second = N_BATCHES + 34, N_BATCHES + 68   # the ends of epoch 1's first and second calls
     stops = [(["train", "--config", recorded, "--run", d, "--quiet"], 4, first),
              (["resume", d, "--quiet"], 1, second)]
     for argv, devices, at in stops:
         monkeypatch.setenv("XLA_FLAGS", f"{DEVICES}={devices}")  # the child's
-        code, _, err, paused = children.signalled(argv, at, signal.SIGTERM, tmp_path / f"paused{at}")
-        assert (code, paused) == (143, str(at)), err
+        code, _, err, paused = children.signalled(argv, at, children.STOP, tmp_path / f"paused{at}")
+        assert (code, paused) == (children.EXIT[children.STOP], str(at)), (children.HOW[children.STOP], err)
         assert max(int(p.name) for p in d.iterdir() if p.name.isdigit()) == at
     nn3(["resume", d, "--quiet"], devices=4)
     assert_same_run(d, one_device)

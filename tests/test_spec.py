@@ -1,4 +1,4 @@
-"""Tests for nn3.spec: validation, shapes, multiply-adds, the registries, and starting without JAX.
+"""Tests for nn3.engine.spec: validation, shapes, multiply-adds, the registries, and starting without JAX.
 
     .venv/bin/python -m pytest tests/test_spec.py -q
 """
@@ -226,7 +226,7 @@ def test_reading_and_checking_network_files_needs_no_jax(tmp_path):
         params = [{"w": rng.standard_normal(w).astype(np.float32), "b": rng.standard_normal(b).astype(np.float32)}
                   for w, b in map(spec.param_shapes, s["layers"])]
         export.save_json(tmp_path / name, s, params)
-    (tmp_path / "cfg.json").write_text(json.dumps(presets.get("dropout").spec))
+    (tmp_path / "cfg.json").write_text(json.dumps(presets.get("dropout").spec), encoding="utf-8")
     out = _no_jax("import json, nn3\nfrom nn3.engine import spec\nfrom nn3.store import export\n"
                   "for f in ('mlp.json', 'conv.json'):\n    s, p, mb, _ = export.load_json(f)\n"
                   "    print(f, len(p), mb, spec.is_mlp(s))\n"

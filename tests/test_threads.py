@@ -1,4 +1,4 @@
-"""Tests for nn3.threads: the CPU pool size chosen before JAX starts.
+"""Tests for nn3.engine.threads: the CPU pool size chosen before JAX starts.
 
     .venv/bin/python -m pytest tests/test_threads.py -q
 """

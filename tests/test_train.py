@@ -1,4 +1,4 @@
-"""Tests for nn3.train: gradients and SGD updates against the book's numpy backprop, resume, stops.
+"""Tests for nn3.engine.train: gradients and SGD updates against the book's numpy backprop, resume, stops.
 
     PYTHONPATH=. .venv/bin/python -m pytest tests/test_train.py -q
 

@@ -165,7 +165,7 @@ def test_the_bench_runs(tmp_path, synthetic_mnist):
     out = subprocess.run([sys.executable, str(root / "bench" / "bench_members.py"), *map(str, argv)],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads((tmp_path / "members.json").read_text())["results"]
+    results = json.loads((tmp_path / "members.json").read_text(encoding="utf-8"))["results"]
     rows = results["shallow"]["rows"]
     assert [(r["way"], r["members"]) for r in rows] == [(w, n) for n in (1, 2) for w in ("loop", "vmap", "shard")]
     assert [(r["way"], r["members"]) for r in results["sweep"]["rows"]] == [("shard", 8), ("default", 8)]

@@ -15,9 +15,9 @@
     >>> book.command("checkpoints/book", rows="ch1,ch3", quick=True)   # doctest: +SKIP
     0
 
-The rows, their run directories and the ledger are nn3.booktable's (its names are
+The rows, their run directories and the ledger are nn3.book.table's (its names are
 re-exported here: ``book.ROWS``, ``book.row``, ``book.status``, ...); REPORT.md and the
-figures are nn3.bookreport's. This module trains: it picks JAX's CPU threads (and, for
+figures are nn3.book.report's. This module trains: it picks JAX's CPU threads (and, for
 a vote, its devices) from the rows' configs before anything starts JAX, trains every
 row that is not done in order (resuming a stopped one), keeps the ledger's times, and
 prints a progress line with the time left. Once the rows have trained (or with

@@ -9,11 +9,12 @@
     >>> plots.accuracy_grid([("ch1", history, 95.42)], "rows.png")  # doctest: +SKIP
     >>> plots.of_run("checkpoints/ch1-...", "figures")             # doctest: +SKIP
 
-matplotlib is an optional extra (``pip install nn3[plot]``); without it these raise a
-one-line error that says how to get it. Every series is drawn with markers, only at
-the epochs where it was measured: a one-epoch run shows its points, and training
-accuracy (measured when a run monitors it: ``nn3 train ch3 --monitor
-training_accuracy``) stands beside validation accuracy, chapter 3's overfitting picture.
+matplotlib is an optional extra (nn3's ``plot``); without it these raise a
+ModuleNotFoundError whose one line names the extra (the CLI adds how to install it).
+Every series is drawn with markers, only at the epochs where it was measured: a one-epoch
+run shows its points, and training accuracy (measured when a run monitors it: ``nn3 train
+ch3 --monitor training_accuracy``) stands beside validation accuracy, chapter 3's
+overfitting picture.
 Each PNG carries its title in its metadata too.
 """
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RuntimeError("plots need matplotlib: pip install 'nn3[plot]'") from None
+        raise ModuleNotFoundError("plots need matplotlib, which nn3's plot extra installs",
+                                  name="matplotlib") from None
     return plt
 
 

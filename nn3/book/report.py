@@ -215,7 +215,7 @@ def _figures(bookdir: pathlib.Path, found: list[list[Result]]) -> tuple[list[pat
     out.mkdir(exist_ok=True)
     try:
         made = [plots.accuracy_grid(panels, out / "curves.png", title="validation and test accuracy per epoch")]
-    except RuntimeError as e:  # no matplotlib
+    except ModuleNotFoundError as e:  # no matplotlib
         return [], f"No figures: {e}."
     done = [best(f) for f in found if best(f).status.state == "done" and best(f).value is not None]
     votes = [b for b in done if b.row.members]

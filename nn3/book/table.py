@@ -214,7 +214,7 @@ def machine() -> str:
     """This machine in words: CPU model and usable cores, and JAX's device (starts JAX)."""
     model = platform.processor() or platform.machine()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
@@ -226,7 +226,7 @@ def read_ledger(bookdir: str | os.PathLike[str]) -> dict:
     "adopted"}}}``; an empty ledger where there is none."""
     path = pathlib.Path(bookdir) / LEDGER
     try:
-        ledger = json.loads(path.read_text())
+        ledger = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {"rows": {}}
     except (OSError, ValueError) as e:

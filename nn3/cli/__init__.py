@@ -12,6 +12,7 @@ it names, 3 for a run that diverged, 128 + the signal for one stopped by a signa
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
@@ -51,6 +52,18 @@ def parser() -> Parser:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+EXTRAS = {"matplotlib": "plot", "werkzeug": "web", "jax_cuda12_plugin": "cuda", "jax_cuda13_plugin": "cuda"}
+"""The optional packages, and which of nn3's extras (pyproject.toml) installs each."""
+
+
+def _missing_extra(e: BaseException) -> str | None:
+    """The line for an optional package that is not installed (the user's setup, not a bug), else None."""
+    extra = EXTRAS.get((getattr(e, "name", None) or "").partition(".")[0])
+    if not isinstance(e, ModuleNotFoundError) or extra is None:
+        return None
+    return f'{_first_line(e)}: python -m pip install -e ".[{extra}]" -c constraints.txt, in nn3\'s folder'
 
 
 @contextlib.contextmanager
@@ -95,31 +108,73 @@ def _quiet_orbax() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
+def _escape(error: UnicodeError) -> tuple[str | bytes, int]:
+    """An encoding error handler that cannot fail: the bytes of a POSIX path that did not
+    decode go out as they came (surrogateescape), any other character the encoding lacks
+    as ``\\u5c71`` (backslashreplace)."""
+    try:
+        return codecs.lookup_error("surrogateescape")(error)
+    except UnicodeError:
+        return codecs.lookup_error("backslashreplace")(error)
+
+
+codecs.register_error("nn3.escape", _escape)
+
+
+@contextlib.contextmanager
+def _printable_output():
+    """stdout and stderr that escape what they cannot encode instead of failing on it.
+
+    To a pipe or a file Python writes in the locale's encoding (on Windows the ANSI code
+    page: cp1252, or cp932 in Japan), and a run directory's path or a preset's text may
+    hold characters it lacks: printing ``run directory: C:\\runs\\山田`` must not turn a
+    command whose work was done into an error. Python's stderr already escapes them
+    (``backslashreplace``); stdout, ``strict`` on POSIX and ``surrogateescape`` on Windows
+    (neither helps there), does the same while the command runs (a program that calls
+    ``main`` gets its streams back as they were). A console shows every character.
+    """
+    changed = [(s, s.errors) for s in (sys.stdout, sys.stderr)
+               if getattr(s, "errors", None) in ("strict", "surrogateescape") and hasattr(s, "reconfigure")]
+    for s, _ in changed:
+        s.reconfigure(errors="nn3.escape")
+    try:
+        yield
+    finally:
+        for s, errors in changed:
+            s.reconfigure(errors=errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``nn3`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
-    from nn3.runs import stop  # no JAX: the handlers are in place before anything heavy is imported
+    from nn3.engine import threads  # no JAX: the handlers are in place before anything heavy is imported
+    from nn3.runs import stop
     stop.clear()
     _quiet_orbax()
-    try:
-        with stop.handlers(raising=True), _one_line_warnings():
-            a = parser().parse_args(argv)
-            if a.command != "presets":
-                _compile_cache()
-            return a.run_cmd(a)
-    except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
-        signum = stop.requested() or signal.SIGINT
-        return _failed(f"interrupted ({stop.name(signum)}) before training began; nothing was written",
-                       stop.exit_code(signum))
-    except UsageError as e:
-        print(f"{e}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
-        return _failed(f"error: {_first_line(e)}", EXIT_FAULT)
-    except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
-        if os.environ.get("NN3_DEBUG"):
-            raise
-        return _failed(f"internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
-                       f"{_first_line(e)}", EXIT_FAULT)
+    with _printable_output():
+        try:
+            with stop.handlers(raising=True), _one_line_warnings():
+                a = parser().parse_args(argv)
+                if a.command != "presets":
+                    threads.check_platforms()
+                    _compile_cache()
+                return a.run_cmd(a)
+        except KeyboardInterrupt:  # before training began (importing, loading data, compiling): nothing to save
+            signum = stop.requested() or signal.SIGINT
+            return _failed(f"interrupted ({stop.name(signum)}) before training began; nothing was written",
+                           stop.exit_code(signum))
+        except UsageError as e:
+            print(f"{e}", file=sys.stderr)
+            return EXIT_USAGE
+        except (ValueError, OSError) as e:  # DataError, ExportError, RunDirError, MetricsError are ValueErrors
+            return _failed(f"error: {_first_line(e)}", EXIT_FAULT)
+        except Exception as e:  # a bug: still one line, unless NN3_DEBUG asks for the traceback
+            missing = _missing_extra(e)
+            if missing:
+                return _failed(f"error: {missing}", EXIT_FAULT)
+            if os.environ.get("NN3_DEBUG"):
+                raise
+            return _failed(f"internal error (a bug; NN3_DEBUG=1 shows the traceback): {type(e).__name__}: "
+                           f"{_first_line(e)}", EXIT_FAULT)
 
 
 def _failed(line: str, status: int) -> int:

@@ -39,13 +39,13 @@ CALL_ROWS = 10_000  # images per compiled call: one call for each of MNIST's val
 
 
 def eval_batch(net: Network) -> int:
-    """Rows of one evaluation unit for ``net`` on this backend (nn3.backend): its cost is one float32 sum."""
+    """Rows of one evaluation unit for ``net`` on this backend (nn3.engine.backend): its cost is one float32 sum."""
     c = backend.choices()
     return c.conv_eval_batch if has_conv(net.spec) else c.eval_batch
 
 
 def forward_batch(net: Network) -> int:
-    """Rows per forward pass inside an evaluation unit (nn3.backend); it divides ``eval_batch(net)``."""
+    """Rows per forward pass inside an evaluation unit (nn3.engine.backend); it divides ``eval_batch(net)``."""
     unit = eval_batch(net)
     size = backend.choices().conv_forward_batch if has_conv(net.spec) else unit
     return size if 0 < size <= unit and unit % size == 0 else unit

@@ -63,15 +63,16 @@ class SGDConfig:
     chunks: int | None = None
     optimizer: str = "sgd"
 
-    def check(self, n_train: int) -> None:
-        """Raises a one-line ValueError for a setting that cannot train on ``n_train`` examples."""
+    def check(self, n_train: int | None = None) -> None:
+        """Raises a one-line ValueError for a setting that cannot train; with ``n_train`` (the
+        training examples an epoch draws from) also for a mini-batch larger than the data."""
         def bad(what: str) -> None:
             raise ValueError(f"training settings: {what}")
         if not isinstance(self.epochs, int) or self.epochs < 1:
             bad(f"epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.mini_batch_size, int) or self.mini_batch_size < 1:
             bad(f"mini-batch size must be a positive integer, got {self.mini_batch_size!r}")
-        if self.mini_batch_size > n_train:
+        if n_train is not None and self.mini_batch_size > n_train:
             bad(f"mini-batch size {self.mini_batch_size} is larger than the {n_train} training examples")
         for name in ("eta", "lmbda", "l1", "momentum"):
             v = getattr(self, name)

@@ -27,8 +27,8 @@ import os
 from nn3.engine.spec import forward_macs, has_conv
 
 ENV = "NN3_CPU_THREADS"
-_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin",
-                        "libtpu")
+_CUDA_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin")   # what nn3's cuda extra (jax[cuda12]) installs
+_ACCELERATOR_PLUGINS = (*_CUDA_PLUGINS, "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
 
 
 def parse(value: str | int | None) -> int | None:
@@ -57,13 +57,29 @@ def _cpu_only() -> bool:
     return os.environ.get("JAX_PLATFORMS", "").strip().lower() == "cpu"
 
 
+def check_platforms() -> None:
+    """A one-line ModuleNotFoundError when JAX_PLATFORMS asks for an NVIDIA GPU (``cuda``,
+    or ``gpu`` with no ROCm plugin either) and JAX's CUDA plugin is not installed.
+
+    JAX itself fails there, when it starts, with a bare AssertionError; the plugin comes
+    with nn3's cuda extra, which installs on Linux (and in WSL2), not on native Windows or
+    macOS.
+    """
+    asked = [p.strip() for p in os.environ.get("JAX_PLATFORMS", "").lower().split(",")]
+    gpus = _CUDA_PLUGINS + (("jax_rocm60_plugin", "jax_rocm7_plugin") if "gpu" in asked else ())
+    if ({"cuda", "gpu"} & set(asked)) and not any(importlib.util.find_spec(p) for p in gpus):
+        raise ModuleNotFoundError(f"JAX_PLATFORMS={os.environ['JAX_PLATFORMS']} asks for an NVIDIA GPU, but JAX's "
+                                  "CUDA plugin is not installed (nn3's cuda extra, on Linux or in WSL2; "
+                                  "JAX_PLATFORMS=cpu trains on the CPU)", name=_CUDA_PLUGINS[0])
+
+
 def limit(n: int | None) -> bool:
     """Start JAX's backends now, with a CPU pool of ``n`` threads; True when that was done.
 
     Does nothing (False) when ``n`` is None or covers every usable core, when JAX has
     already started, when an accelerator plugin is installed and JAX_PLATFORMS is not
     ``cpu`` (the pool then matters little, and its threads should not be pinned;
-    nn3.backend records ``pin_threads`` per backend), or when the OS cannot set
+    nn3.engine.backend records ``pin_threads`` per backend), or when the OS cannot set
     affinities: macOS and Windows have no call for it, and a sandbox may refuse it. JAX
     then starts as usual, later, with a pool for every core: the same numbers, only
     slower for a small net. The calling thread's cores are restored afterwards; the pool

@@ -77,6 +77,7 @@ class Setup:
         if all(v is None for v in given.values()):
             for size, marker in _SCHEDULERS:
                 if marker in env and _count(env.get(size, "1"), size) > 1:
+                    _check_platform()
                     return cls(None, None, None)  # jax.distributed finds the rest
             return None
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
@@ -90,7 +91,18 @@ class Setup:
         i = _count(given["process_id"], "--process-id", lowest=0)
         if i >= n:
             raise ClusterError(f"--process-id: {i} is out of range for {n} processes (0 to {n - 1})")
-        return cls(str(given["coordinator"]), n, i) if n > 1 else None
+        if n == 1:
+            return None
+        _check_platform()
+        return cls(str(given["coordinator"]), n, i)
+
+
+def _check_platform() -> None:
+    """A one-line ClusterError where JAX has no collectives between processes: Windows
+    (jaxlib builds its CPU ones, gloo, for Linux and macOS only; WSL2 is Linux)."""
+    if sys.platform == "win32":
+        raise ClusterError("a run of several processes needs Linux or macOS (WSL2 on Windows): JAX on Windows "
+                           "has no collectives between processes")
 
 
 def _count(value: Any, name: str, lowest: int = 1) -> int:

@@ -63,7 +63,7 @@ def make_config(preset: str, *, spec: dict | None = None, init: str | None = Non
     if "mini_batch_size" in merged:
         spec = presets.with_mini_batch(spec, merged["mini_batch_size"])
     validate(spec)
-    SGDConfig(**merged)  # field types; values are checked against the data at start
+    SGDConfig(**merged).check()  # every value now, before any data is looked for; its size at start
     config: dict[str, Any] = {"preset": preset, "style": p.style, "spec": spec, "init": init or p.init, "sgd": merged,
               "dataset": dataset, "data": None if data_path is None else str(data_path),
               "limit": limit, "monitor": [], "versions": versions()}
@@ -82,7 +82,7 @@ def _checked_members(members: Sequence[int | dict], merged: dict) -> list[dict]:
         if unknown:
             raise ValueError(f"members: {', '.join(sorted(unknown))} cannot differ per member "
                              f"(these can: {', '.join(SWEEPABLE)})")
-        SGDConfig(**{**merged, **m}).check(2 ** 62)  # the values; the data's size is checked at start
+        SGDConfig(**{**merged, **m}).check()  # the values; the data's size is checked at start
     if len({json.dumps(m, sort_keys=True) for m in out}) != len(out):
         raise ValueError(f"members: seeds must differ (equal seeds train equal members), got {seeds!r}")
     return out
@@ -132,7 +132,7 @@ def read_recorded(where: str | os.PathLike) -> dict:
         if not path.is_file():
             raise ValueError(f"{where}: a directory without {CONFIG}; give a run directory or a config.json")
     try:
-        recorded = json.loads(path.read_text())
+        recorded = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: Notepad's UTF-8
     except (OSError, ValueError) as e:
         raise ValueError(f"{where}: not a usable nn3 config ({type(e).__name__}: {e})") from None
     if not (isinstance(recorded, dict) and "preset" in recorded and "spec" in recorded

@@ -1,10 +1,16 @@
-"""Ctrl-C and SIGTERM: which signal asked this process to stop, kept once for the command.
+"""Ctrl-C, SIGTERM and Ctrl-Break: which signal asked this process to stop, kept once for the command.
 
     >>> from nn3.runs import stop
     >>> stop.requested() is None
     True
-    >>> stop.exit_code(2), stop.exit_code(15)   # SIGINT, SIGTERM: the shell's 128 + n
-    (130, 143)
+    >>> stop.exit_code(2), stop.exit_code(15), stop.exit_code(21)   # SIGINT, SIGTERM, SIGBREAK: 128 + n
+    (130, 143, 149)
+
+The graceful stops differ per platform. POSIX: Ctrl-C (SIGINT) and SIGTERM (``kill``).
+Windows: Ctrl-C and Ctrl-Break (SIGBREAK, what ``GenerateConsoleCtrlEvent`` can send to
+one process group); its SIGTERM is no signal from outside (``taskkill /F`` and
+``Popen.terminate`` end the process at once, like ``kill -9``). Each exits with the
+shell's 128 + n: 130 for Ctrl-C, 143 for SIGTERM, 149 for Ctrl-Break (SIGBREAK is 21).
 
 The CLI installs ``handlers(raising=True)`` before it imports anything heavy: until
 training starts, a signal ends the command at once (a KeyboardInterrupt that ``main``
@@ -23,7 +29,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ())
 _requested: int | None = None
 
 
@@ -46,7 +52,8 @@ def clear() -> None:
 
 
 def exit_code(signum: int) -> int:
-    """The exit status a shell gives a process ended by ``signum``: 130 for Ctrl-C, 143 for SIGTERM."""
+    """The exit status a shell gives a process ended by ``signum``: 130 for Ctrl-C, 143 for SIGTERM,
+    149 for Ctrl-Break (Windows' SIGBREAK, 21: the same rule, as Windows shells have none)."""
     return 128 + int(signum)
 
 
@@ -56,7 +63,8 @@ def name(signum: int) -> str:
 
 @contextlib.contextmanager
 def handlers(*, raising: bool) -> Iterator[None]:
-    """Record SIGINT/SIGTERM while inside; with ``raising`` also raise KeyboardInterrupt.
+    """Record SIGINT/SIGTERM (and SIGBREAK on Windows) while inside; with ``raising`` also
+    raise KeyboardInterrupt.
 
     Python delivers signals to the main thread only, and refuses ``signal.signal``
     anywhere else (a web server's worker, a notebook's thread): there this does nothing,

@@ -4,7 +4,7 @@
     >>> serve.serve(["checkpoints"])          # doctest: +SKIP
     nn3 serve: 3 runs at http://127.0.0.1:38271/ (Ctrl-C stops)
 
-The server is werkzeug's threaded WSGI server (``pip install 'nn3[web]'``), bound to
+The server is werkzeug's threaded WSGI server (nn3's ``web`` extra), bound to
 127.0.0.1 on a free port unless told otherwise. The pages are static files in
 ``static/`` (plain HTML, CSS and JavaScript, nothing fetched from elsewhere) that ask
 the JSON API of ``app`` for what to draw; ``runview`` makes those answers from the run
@@ -29,7 +29,8 @@ def _werkzeug() -> None:
     try:
         import werkzeug  # noqa: F401
     except ImportError:
-        raise RuntimeError("nn3 serve needs werkzeug: pip install 'nn3[web]'") from None
+        raise ModuleNotFoundError("nn3 serve needs werkzeug, which nn3's web extra installs",
+                                  name="werkzeug") from None
 
 
 def url(server: BaseWSGIServer) -> str:

@@ -4,7 +4,7 @@
     >>> from nn3.serve.catalog import Catalog
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for name in ("a", "b/c"):
-    ...     (root / name).mkdir(parents=True); _ = (root / name / "config.json").write_text("{}")
+    ...     (root / name).mkdir(parents=True); _ = (root / name / "config.json").write_text("{}", encoding="utf-8")
     >>> sorted(Catalog([root]).runs())
     ['a', 'b/c']
 

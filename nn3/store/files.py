@@ -4,7 +4,7 @@
     >>> from nn3.store import files
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "config.json"
     >>> files.atomic_write(p, "{}\\n")
-    >>> p.read_text()
+    >>> p.read_text(encoding="utf-8")
     '{}\\n'
 
 A run's config.json and its metrics log after a resume's truncation are written this

@@ -17,7 +17,7 @@ checked on restore; a damaged newest (or best) step is skipped with a warning. S
 are synchronous: orbax's async finalizer only logs a failed write and then goes on
 pruning older steps, which would turn a full disk into lost checkpoints. Retention
 keeps the newest ``keep_latest`` steps plus the best by validation accuracy. The
-epochs' metrics live beside them in metrics.jsonl (nn3.metrics), not here.
+epochs' metrics live beside them in metrics.jsonl (nn3.store.metrics), not here.
 """
 from __future__ import annotations
 
