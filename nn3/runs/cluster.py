@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +188,7 @@ def _connect(setup: Setup) -> None:
     state = distributed.global_state
     if state.client is not None:
         raise ClusterError("JAX's distributed runtime was started already")
+    _wait_for_port(str(setup.coordinator), setup.num_processes or 0)
     client = _jax.get_distributed_runtime_client(setup.coordinator, setup.process_id, init_timeout=_connect_s(),
                                                  heartbeat_timeout=JAX_HEARTBEAT_S, shutdown_timeout=CONNECT_S,
                                                  use_compression=True)
@@ -202,6 +204,24 @@ def _connect(setup: Setup) -> None:
     state.initialize_preemption_sync_manager()
     _state.update(client=client, setup=setup)  # from here on, a fault ends the process (see fail)
     _same_count(client, setup)
+
+
+def _wait_for_port(coordinator: str, n: int) -> None:
+    """Wait until something listens at ``coordinator`` (HOST:PORT), for up to the connect
+    timeout; a one-line ClusterError if nothing does. JAX's client, told to connect where
+    nothing answers, aborts the whole process when its own deadline passes."""
+    host, _, port = coordinator.rpartition(":")
+    deadline = time.monotonic() + _connect_s()
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"cannot join the run at {coordinator} within {_connect_s()} s: nothing answers "
+                                   f"there ({e.strerror or e}; are all {n} processes started, process 0 "
+                                   "first or soon after?)") from None
+            time.sleep(0.2)
 
 
 def _same_count(client: Any, setup: Setup) -> None:
