@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 def _failed(line: str, status: int) -> int:
     """Say ``line`` (``nn3: ...``) and return ``status``; in a run of several processes,
     end this one at once, leaving the line for the others (nn3.runs.cluster)."""
-    from nn3.runs import cluster
-    if cluster.started():
-        cluster.fail(line, status, own=True)
+    from nn3.runs import watchdog
+    if watchdog.attached():
+        watchdog.fail(line, status, own=True)
     print(f"nn3: {line}", file=sys.stderr, flush=True)
     return status

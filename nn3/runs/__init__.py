@@ -6,7 +6,8 @@
 starts and resumes a run in its directory, stopping cleanly on a signal (``stop``),
 saving through ``saver`` what ``checkpoint`` says a checkpoint holds; ``inspect``
 restores, replays, exports and evaluates; ``cluster`` joins the processes of a run of
-several (with JAX's coordinator in a process of its own: ``coordinator``). The library
-behind every ``nn3`` command.
+several (with JAX's coordinator in a process of its own: ``coordinator``), and
+``watchdog`` ends them in one line when one is lost. The library behind every ``nn3``
+command.
 """
-__all__ = ["checkpoint", "cluster", "config", "coordinator", "inspect", "presets", "saver", "session", "stop"]
+__all__ = ["checkpoint", "cluster", "config", "coordinator", "inspect", "presets", "saver", "session", "stop", "watchdog"]

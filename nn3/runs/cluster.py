@@ -17,9 +17,8 @@ directory; every process needs the data.
 
 Faults end in one line and a non-zero exit, never a hang: a coordinator that cannot be
 reached (``CONNECT_S``), processes that disagree on their number or their settings, and,
-during the run, a process that dies or stops answering: a watchdog on every process
-publishes a heartbeat through JAX's coordinator and ends the process within
-``SILENT_S`` + a few seconds of the last beat of another (``PEER_FAILED`` exit status).
+during the run, a process that dies or stops answering (nn3.runs.watchdog: every process
+beats through JAX's coordinator and watches the others' beats).
 """
 from __future__ import annotations
 
@@ -31,22 +30,20 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CONNECT_S", "ENV", "PEER_FAILED", "SILENT_S", "ClusterError", "Setup", "agree", "any_stop",
-           "check_same", "fail", "finish", "first_error", "join", "lost", "start", "started"]
+from nn3.runs import watchdog
+
+__all__ = ["CONNECT_S", "ENV", "ClusterError", "Setup", "agree", "any_stop", "check_same", "finish", "first_error",
+           "jax_index", "join", "start", "started"]
 
 ENV = {"coordinator": "NN3_COORDINATOR", "num_processes": "NN3_NUM_PROCESSES", "process_id": "NN3_PROCESS_ID"}
 CONNECT_S = 60        # how long a process waits for the others and the coordinator (NN3_CLUSTER_TIMEOUT)
-SILENT_S = 20         # a process whose heartbeat has not moved for this long is taken for gone
-BEAT_S = 1.0          # how often each process beats and looks at the others'
 JAX_HEARTBEAT_S = 45  # JAX's own verdict on a silent process (it aborts): after ours, inside 60 s
-PEER_FAILED = 4       # the exit status of a process that stops because another one failed
 _SCHEDULERS = (("SLURM_NTASKS", "SLURM_JOB_ID"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"))
 
 
@@ -142,6 +139,7 @@ def join(setup: Setup) -> None:
             _state["service"] = _serve(setup)
         _connect(setup)
     _state["setup"] = setup
+    watchdog.attach(_state["client"], jax_index(), _jax_state().num_processes)
 
 
 def _initialize(setup: Setup) -> None:
@@ -151,8 +149,8 @@ def _initialize(setup: Setup) -> None:
         jax.distributed.initialize(initialization_timeout=_connect_s(), heartbeat_timeout_seconds=JAX_HEARTBEAT_S,
                                    shutdown_timeout_seconds=CONNECT_S)
     except Exception as e:  # gRPC and JAX raise their own kinds: one line
-        raise ClusterError(f"cannot join the scheduler's run within {_connect_s()} s: {_first_line(e)}") from None
-    _state["client"] = _client()
+        raise ClusterError(f"cannot join the scheduler's run within {_connect_s()} s: {watchdog.one_line(e)}") from None
+    _state["client"] = _jax_state().client
 
 
 def _serve(setup: Setup) -> subprocess.Popen:
@@ -183,9 +181,8 @@ def _done(child: subprocess.Popen) -> None:
 def _connect(setup: Setup) -> None:
     """Connect this process to the run's coordinator, as ``jax.distributed.initialize`` does
     for every process but the one that serves (here no process serves: nn3.runs.coordinator does)."""
-    from jax._src import distributed  # the one place nn3 reaches into JAX's internals
-    from jax._src.lib import _jax
-    state = distributed.global_state
+    from jax._src.lib import _jax  # with _jax_state, where nn3 reaches into JAX's internals
+    state = _jax_state()
     if state.client is not None:
         raise ClusterError("JAX's distributed runtime was started already")
     _wait_for_port(str(setup.coordinator), setup.num_processes or 0)
@@ -195,14 +192,15 @@ def _connect(setup: Setup) -> None:
     try:
         client.connect()
     except Exception as e:  # gRPC's reasons: unreachable, refused, another run's coordinator
-        raise ClusterError(f"cannot join the run at {setup.coordinator} within {_connect_s()} s: {_first_line(e)} (are "
-                           f"all {setup.num_processes} processes started, each with its own --process-id?)") from None
+        raise ClusterError(f"cannot join the run at {setup.coordinator} within {_connect_s()} s: "
+                           f"{watchdog.one_line(e)} (are all {setup.num_processes} processes started, each with "
+                           "its own --process-id?)") from None
     assert setup.process_id is not None and setup.num_processes is not None  # a coordinator's address gives both
     state.coordinator_address, state.process_id, state.num_processes = setup.coordinator, setup.process_id, \
         setup.num_processes
     state.client = client
     state.initialize_preemption_sync_manager()
-    _state.update(client=client, setup=setup)  # from here on, a fault ends the process (see fail)
+    _state.update(client=client, setup=setup)  # from here on, a fault ends the process (nn3.runs.watchdog.fail)
     _same_count(client, setup)
 
 
@@ -245,7 +243,7 @@ def start() -> None:
     (see the module's docstring). Nothing in one process."""
     if not started() or "watchdog" in _state:
         return
-    _state["watchdog"] = _Watchdog()
+    _state["watchdog"] = watchdog.Watchdog()
     _state["watchdog"].start()
 
 
@@ -258,10 +256,11 @@ def finish() -> None:
         _state.pop("watchdog").done = True
 
 
-def _client() -> Any:
-    """JAX's client of its coordination service (its key-value store carries the heartbeats)."""
-    from jax._src import distributed  # the one place nn3 reaches into JAX's internals
-    return distributed.global_state.client
+def _jax_state() -> Any:
+    """JAX's record of this process in the run: its client of the coordination service
+    (whose key-value store carries the heartbeats), its process id and the count."""
+    from jax._src import distributed  # with _connect, where nn3 reaches into JAX's internals
+    return distributed.global_state
 
 
 def _connect_s() -> int:
@@ -271,10 +270,6 @@ def _connect_s() -> int:
         return max(1, int(value)) if value else CONNECT_S
     except ValueError:
         raise ClusterError(f"NN3_CLUSTER_TIMEOUT: expected a number of seconds, got {value!r}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def _gather_text(text: str) -> list[str]:
@@ -328,96 +323,8 @@ def any_stop(requested: int | None) -> int | None:
     return asked[0] if asked else None
 
 
-_failing = threading.Lock()
-
-
-def fail(line: str, status: int = PEER_FAILED, *, own: bool = False) -> None:
-    """End this process at once with ``status``, saying ``line`` on stderr (``nn3: line``,
-    and unless it is this process's ``own`` fault, that it stops because of the others), and
-    leave ``line`` where the other processes' watchdogs read it: they stop too, naming this one.
-
-    The first caller wins: a watchdog and the main thread never both speak. No cleanup:
-    JAX's own shutdown would wait for processes that cannot come. The checkpoints already
-    written are whole (an interrupted write leaves a temporary directory never read back).
-    """
-    if not _failing.acquire(blocking=False):
-        threading.Event().wait()  # the other caller is ending the process
-    me = jax_index()
-    if "client" in _state:
-        try:
-            _state["client"].key_value_set(f"nn3/last/{me}", line, allow_overwrite=True)
-        except Exception:  # the coordinator is gone too: nobody to tell
-            pass
-    tail = "" if own else f"; process {me} stops; carry on later with nn3 resume"
-    print(f"nn3: {line}{tail}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(status)
-
-
-def lost(e: BaseException) -> None:
-    """A collective failed here (another process is gone): wait for the watchdog to name
-    it (it ends this process), else end it with ``e``'s first line."""
-    if not started():
-        raise e
-    deadline = time.monotonic() + SILENT_S + 3 * BEAT_S
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-    fail(f"a collective with the other processes failed ({_first_line(e)})")
-
-
 def jax_index() -> int:
     """This process's index in the run (0 in one process)."""
-    if not started():
+    if "client" not in _state:
         return 0
-    if _state["setup"].process_id is not None:
-        return _state["setup"].process_id
-    import jax
-    return jax.process_index()
-
-
-class _Watchdog(threading.Thread):
-    """Beats through JAX's coordinator and watches the others' beats (a daemon thread)."""
-
-    def __init__(self) -> None:
-        super().__init__(name="nn3-watchdog", daemon=True)
-        import jax
-        self.me, self.n, self.client = jax.process_index(), jax.process_count(), _state["client"]
-        self.done = False
-
-    def run(self) -> None:
-        beats: dict[int, str] = {}
-        moved: dict[int, float] = {}
-        count, unreachable = 0, None
-        while not self.done:
-            now = time.monotonic()
-            try:
-                count += 1
-                self.client.key_value_set(f"nn3/beat/{self.me}", str(count), allow_overwrite=True)
-                for key, value in self.client.key_value_dir_get("nn3/beat/"):
-                    q = int(key.rsplit("/", 1)[1])
-                    if beats.get(q) != value:
-                        beats[q], moved[q] = value, now
-                unreachable = None
-            except Exception as e:  # the coordinator (process 0) is gone, or its host unreachable
-                unreachable = unreachable or now
-                if now - unreachable > 3 * BEAT_S:
-                    fail(f"the coordinator (process 0) cannot be reached: {_first_line(e)}")
-            for q in range(self.n):
-                seen = moved.setdefault(q, now)
-                if q != self.me and now - seen > SILENT_S and not self.done:
-                    fail(f"process {q} {self.last_words(q)}")
-            try:
-                for key, words in self.client.key_value_dir_get("nn3/last/"):
-                    q = int(key.rsplit("/", 1)[1])
-                    if q != self.me and not self.done:
-                        fail(f"process {q} stopped: {words}")
-            except Exception:  # the coordinator's trouble is reported above
-                pass
-            time.sleep(BEAT_S)
-
-    def last_words(self, q: int) -> str:
-        """What process ``q`` said before it stopped, or what its silence means."""
-        try:
-            return f"stopped: {self.client.key_value_try_get(f'nn3/last/{q}')}"
-        except Exception:  # it left no line: killed, hung, or cut off
-            return f"has sent nothing for {SILENT_S} s (it died, hangs, or its host is unreachable)"
+    return int(_jax_state().process_id)

@@ -19,7 +19,7 @@ import time
 
 __all__ = ["LINGER_S", "main", "port_free"]
 
-LINGER_S = 90  # past the watchdog's verdict (nn3.runs.cluster.SILENT_S) and JAX's own
+LINGER_S = 90  # past the watchdog's verdict (nn3.runs.watchdog.SILENT_S) and JAX's own
 
 
 def port_free(port: int) -> bool:

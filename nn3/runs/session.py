@@ -33,7 +33,7 @@ from nn3.engine.evaluation import as_arrays
 from nn3.engine.layers import Network
 from nn3.engine.train import RunState, Splits, fit
 from nn3.engine.trainer import Trainer
-from nn3.runs import checkpoint, cluster, inspect, stop
+from nn3.runs import checkpoint, cluster, inspect, stop, watchdog
 from nn3.runs import config as run_config
 from nn3.runs.saver import Saver
 from nn3.store import metrics
@@ -274,7 +274,7 @@ def _train(run: RunDir | None, config: dict, trainer: Trainer, state: RunState, 
             except Exception as e:  # in a run of several: another process is gone
                 if not cluster.started():
                     raise
-                cluster.lost(e)
+                watchdog.lost(e)
             saves.at_end(state)  # inside the handlers: a second Ctrl-C cannot cut a save short
     finally:
         saves.close()
