@@ -10,4 +10,6 @@ several (with JAX's coordinator in a process of its own: ``coordinator``), and
 ``watchdog`` ends them in one line when one is lost. The library behind every ``nn3``
 command.
 """
-__all__ = ["checkpoint", "cluster", "config", "coordinator", "inspect", "presets", "saver", "session", "stop", "watchdog"]
+__all__ = [
+    "checkpoint", "cluster", "config", "coordinator", "inspect", "presets", "saver", "session", "stop", "watchdog",
+]
