@@ -3,8 +3,10 @@
     >>> from nn3.runs import cluster
     >>> cluster.Setup.from_flags(None, None, None, environ={}) is None      # one process
     True
-    >>> cluster.Setup.from_flags("10.0.0.1:7777", 2, 1, environ={})
-    Setup(coordinator='10.0.0.1:7777', num_processes=2, process_id=1)
+    >>> cluster.Setup.from_flags("10.0.0.1", 2, 1, environ={})
+    Traceback (most recent call last):
+    ...
+    nn3.runs.cluster.ClusterError: --coordinator: give HOST:PORT (a port 1-65535), got '10.0.0.1'
 
 A member run, a sweep or the book's vote may run as P processes, one per host (or per group
 of cores), each with ``--coordinator HOST:PORT --num-processes P --process-id I`` (or

@@ -3,10 +3,10 @@
     >>> from nn3.store import sources
     >>> sources.PICKLE_NAME, sources.STANDARD_SIZES
     ('mnist.pkl.gz', (50000, 10000, 10000))
-    >>> sources.find_source("/nowhere")
+    >>> sources.find_source("nowhere.pkl.gz")
     Traceback (most recent call last):
     ...
-    nn3.store.sources.DataError: /nowhere: no such file or folder
+    nn3.store.sources.DataError: nowhere.pkl.gz: no such file or folder
 
 The book's MNIST is one gzip'd pickle; the same split can be built from the four
 canonical IDX files, which Fashion-MNIST also comes as. A path given by the user is taken
