@@ -139,7 +139,7 @@ def bench_net(net_key, forms, x, y, args) -> dict:
     for _ in range(args.rounds):
         for form, row in rows.items():
             wall, cpu = time.perf_counter(), time.process_time()
-            row["trainer"].run_epoch(1, 0, args.eta)  # returns numpy losses: synchronous
+            losses = row["trainer"].run_epoch(1, 0, args.eta).losses[0]  # numpy: synchronous
             row["wall"].append((time.perf_counter() - wall) * scale)
             row["cpu"].append((time.process_time() - cpu) * scale)
             row["final_loss"] = float(np.mean(losses[-50:]))

@@ -159,7 +159,7 @@ def speed(args, splits) -> dict:
 
 
 def replay(folder: Path, proc: subprocess.Popen, timeout: float) -> dict:
-    from nn3.runs import config as run_config, inspect, session
+    from nn3.runs import inspect
     stdout, stderr = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"the CPU run failed: {stderr.strip().splitlines()[-1:]}")

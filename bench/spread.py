@@ -89,7 +89,7 @@ def child(variant: str, n: int, rounds: int) -> dict:
     if variant == "one":
         threads.limit(1)
     from nn3.store import data
-    from nn3.engine import layers, settings, train
+    from nn3.engine import layers, settings
     from nn3.engine.device_data import DeviceData
     from nn3.engine.trainer import Trainer
     from nn3.runs import presets
