@@ -50,26 +50,33 @@ def test_limit_does_nothing_once_jax_has_started():
 
 
 SCRIPT = """
-import os
+import os, sys
 from nn3.engine import threads
 before = os.sched_getaffinity(0)
-done = threads.limit(1)
+done = threads.limit(1, first=int(sys.argv[1]))
 import jax.numpy as jnp
 float(jnp.ones(3).sum())
-pool = sum(open(f"/proc/self/task/{t}/comm").read().startswith("tf_XLA") for t in os.listdir("/proc/self/task"))
-print(done, pool, os.sched_getaffinity(0) == before)
+pool = [int(t) for t in os.listdir("/proc/self/task") if open(f"/proc/self/task/{t}/comm").read().startswith("tf_XLA")]
+cores = sorted({c for t in pool for c in os.sched_getaffinity(t)})
+print(done, len(pool), os.sched_getaffinity(0) == before, ",".join(map(str, cores)) or "-")
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2
                     or not os.path.isdir("/proc/self/task"), reason="needs Linux and two usable cores")
-def test_limit_starts_jax_with_a_pool_of_one_and_gives_the_cores_back():
+@pytest.mark.parametrize("first", [0, 1])
+def test_limit_starts_jax_with_a_pool_of_one_and_gives_the_cores_back(first):
+    """The pool of one thread runs on the ``first``-th usable core (process k of a run on
+    one machine passes its own), and the calling thread gets every core back."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(first)], capture_output=True, text=True, env=env,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
-    done, pool, restored = out.stdout.split()
+    done, pool, restored, cores = out.stdout.split()
     assert done == "True" and restored == "True"
     assert int(pool) <= 1  # 0 if a later jaxlib names its threads otherwise
+    if int(pool):
+        assert cores == str(sorted(os.sched_getaffinity(0))[first])
 
 
 def test_cli_names_a_bad_thread_count_in_one_line(monkeypatch, tmp_path, capsys):

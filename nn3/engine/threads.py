@@ -73,8 +73,12 @@ def check_platforms() -> None:
                                   "JAX_PLATFORMS=cpu trains on the CPU)", name=_CUDA_PLUGINS[0])
 
 
-def limit(n: int | None) -> bool:
+def limit(n: int | None, first: int = 0) -> bool:
     """Start JAX's backends now, with a CPU pool of ``n`` threads; True when that was done.
+
+    The pool's cores are ``n`` of the usable ones in order, from the ``first``-th on
+    (wrapping): processes of one run on one machine, each given its own ``first``, take
+    cores of their own instead of all sharing the first ``n``.
 
     Does nothing (False) when ``n`` is None or covers every usable core, when JAX has
     already started, when an accelerator plugin is installed and JAX_PLATFORMS is not
@@ -83,7 +87,7 @@ def limit(n: int | None) -> bool:
     affinities: macOS and Windows have no call for it, and a sandbox may refuse it. JAX
     then starts as usual, later, with a pool for every core: the same numbers, only
     slower for a small net. The calling thread's cores are restored afterwards; the pool
-    keeps the first ``n``.
+    keeps its ``n``.
     """
     if n is None or not hasattr(os, "sched_setaffinity") or _started():
         return False
@@ -93,7 +97,9 @@ def limit(n: int | None) -> bool:
     if n >= len(cores):
         return False
     try:
-        os.sched_setaffinity(0, sorted(cores)[:n])
+        ordered = sorted(cores)
+        at = first % len(ordered)
+        os.sched_setaffinity(0, (ordered[at:] + ordered[:at])[:n])
     except OSError:
         return False
     import jax

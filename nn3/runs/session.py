@@ -69,7 +69,8 @@ def limit_threads(config: dict, setup: cluster.Setup | None = None) -> None:
 
     A member run gets one CPU device per core (no more than it has members), each
     running its share of the members, and every core in the pool (unless
-    NN3_CPU_THREADS says otherwise): the devices share it.
+    NN3_CPU_THREADS says otherwise): the devices share it. A pool of n threads in
+    process k of a run takes the cores from the (k * n)-th on.
     """
     seeds = run_config.member_seeds(config)
     many = seeds is not None and len(seeds) > 1
@@ -79,7 +80,8 @@ def limit_threads(config: dict, setup: cluster.Setup | None = None) -> None:
         cluster.join(setup)
     if not many or os.environ.get(threads.ENV) is not None:
         m = (config.get("sgd") or {}).get("mini_batch_size", 10)
-        threads.limit(threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10))
+        n = threads.for_spec(config.get("spec"), m if isinstance(m, int) and m > 0 else 10)
+        threads.limit(n, first=cluster.jax_index() * (n or 0))  # processes on one machine: cores of their own
     cluster.start()
 
 
