@@ -228,7 +228,7 @@ def test_threads_are_chosen_from_the_configs_before_any_run_directory_is_opened(
     events = []
     opened = book.status
     monkeypatch.setattr(book, "status", lambda *a, **k: events.append("status") or opened(*a, **k))
-    monkeypatch.setattr(threads, "limit", lambda n: events.append(("limit", n)) or False)
+    monkeypatch.setattr(threads, "limit", lambda n, first=0: events.append(("limit", n)) or False)
     monkeypatch.setattr(threads, "host_devices", lambda n: events.append(("host_devices", n)) or False)
     monkeypatch.delenv(threads.ENV, raising=False)
 
