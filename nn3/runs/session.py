@@ -152,8 +152,10 @@ def resume(run_dir: str | os.PathLike, *, epochs: int | None = None,
     splits = run_config.load_splits(config)
     trainer, state = _trainer(config, splits)
     if cluster.agree(bool(run is not None and run.steps())):
-        target = checkpoint.stacked_arrays(checkpoint.target(trainer.nets, trainer.rule, True), True)
-        n, arrays, info = inspect.read(run, trainer.nets) if run is not None else (0, target, None)
+        if run is not None:
+            _, arrays, info = inspect.read(run, trainer.nets)
+        else:  # the shapes to receive the primary's arrays into
+            arrays, info = checkpoint.stacked_arrays(checkpoint.target(trainer.nets, trainer.rule, True), True), None
         trainer.load_arrays(processes.from_primary(arrays))
         state = checkpoint.state_of(cluster.agree(info), run_config.member_seeds(config) is not None)
     # else: stopped before its first checkpoint: (seed, config) make starting over the same run
