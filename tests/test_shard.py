@@ -140,6 +140,52 @@ def test_the_layout_uses_as_few_devices_as_the_busiest_needs():
     assert step.layout(1, 4) == (1, 1)
 
 
+PADDING_CHILD = """
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, "tests")
+from nets import MLP
+from nn3.engine import layers, step
+from nn3.engine.device_data import DeviceData
+from nn3.engine.settings import SGDConfig
+from nn3.engine.trainer import Trainer
+seen = []
+real_run = step.run_members_jit
+def watched(*args, **kw):
+    seen.append(np.asarray(args[7]).tolist())
+    return real_run(*args, **kw)
+step.run_members_jit = watched
+rng = np.random.default_rng(4)
+x, y = rng.random((60, 784), dtype=np.float32), rng.integers(0, 10, 60)
+out = {}
+for how in ("loop", "vmap"):
+    cfgs = [SGDConfig(epochs=1, eta=0.1, seed=s, chunks=2) for s in (0, 1, 2)]
+    tr = Trainer([layers.build(MLP, seed=s) for s in (0, 1, 2)], cfgs, DeviceData.from_arrays(x, y), how=how)
+    before = [np.asarray(a) for a in jax.tree.leaves(tr.state)]
+    seen.clear()
+    tr.run_epoch(0, 0, 0.1)
+    after = [np.asarray(a) for a in jax.tree.leaves(tr.state)]
+    out[how] = dict(width=tr.width, live=seen,
+                    padding_kept=all(np.array_equal(a[3], b[3]) for a, b in zip(after, before)),
+                    last_trained=any(not np.array_equal(a[2], b[2]) for a, b in zip(after, before)))
+print(json.dumps(out))
+"""
+
+
+def test_the_padding_members_are_never_live():
+    """3 members on 2 devices are padded to 4 with a copy of the last; the copy is never
+    live, so "loop" skips it (a device with fewer real members leaves its core to the
+    other) and "vmap" keeps its state."""
+    out = subprocess.run([sys.executable, "-c", PADDING_CHILD], cwd=children.ROOT, env=env_with(2),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.splitlines()[-1])
+    for how in ("loop", "vmap"):
+        assert got[how]["width"] == 4
+        assert got[how]["live"] == [[True, True, True, False]] * 2  # both calls of the epoch
+        assert got[how]["padding_kept"] and got[how]["last_trained"]
+
+
 def test_one_member_in_one_program_equals_its_lone_run():
     """A vmap over a single member rounded differently from the lone scan (``--members 1``,
     or one member a device): it now runs the lone scan."""

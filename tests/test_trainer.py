@@ -109,6 +109,23 @@ def test_a_network_that_is_not_live_keeps_its_state_bit_for_bit(how):
     _equal(tr.nets[2], alone)
 
 
+def test_a_member_that_is_not_live_is_skipped_by_loop_and_computed_by_vmap():
+    """In the compiled call itself: "loop" takes the skip branch for a member that is not
+    live (its losses come back as zeros, no work done), "vmap" computes it and keeps its
+    old state."""
+    x, y = _data()
+    cfgs = [SGDConfig(epochs=1, eta=0.1, seed=s) for s in (0, 1, 2)]
+    for how in ("loop", "vmap"):
+        tr = _trainer(MLP, cfgs, (x, y), how)
+        batches = np.stack([tr.order(0)[i, :40].reshape(4, 10) for i in range(3)])
+        _, _, losses, finite = step.run_members_jit(
+            tr.state, tr.opt_state, tr.data.x, tr.data.y, batches, np.arange(4, dtype=np.int32), tr.keys,
+            np.array([True, False, True]), **tr.statics)  # tr.statics holds how
+        losses = np.asarray(losses)
+        assert np.asarray(finite).all() and (losses[[0, 2]] > 0).all()
+        assert (losses[1] == 0).all() if how == "loop" else (losses[1] > 0).all()
+
+
 @pytest.mark.parametrize("how", ["vmap", "loop"])
 def test_a_diverging_network_is_reported_and_put_back_while_the_others_train_on(how):
     """A NaN is a value the call returns (``Ran.diverged``), not a sentinel in the losses."""

@@ -16,9 +16,12 @@
 
 A lone network is the case N = 1. The trainer keeps every network's parameters,
 optimiser state and keys stacked on a leading *member* axis (sharded over the devices
-of ``step.member_mesh`` when there are several); ``run_epoch`` cuts an epoch into a few
-compiled calls of ``step.run_members`` (the stopping points of Ctrl-C and the ticks of a
-progress bar) and ``sync`` writes the trained parameters back into the networks.
+of ``step.member_mesh`` when there are several, padded to a multiple of them with
+copies of the last network: a copy is never live, so "loop" skips it and its device
+leaves the core to the others, and nothing of it is reported or saved). ``run_epoch``
+cuts an epoch into a few compiled calls of ``step.run_members`` (the stopping points
+of Ctrl-C and the ticks of a progress bar) and ``sync`` writes the trained parameters
+back into the networks.
 Member ``i`` trains as the lone run of ``cfgs[i]`` would: its seed's order and keys, its
 own eta, lmbda, L1 strength and momentum (values in the optimiser's state).
 """
@@ -180,7 +183,8 @@ class Trainer:
           A ``Ran``. A call is dispatched before the previous one's results are read
           back, so that Python's work between calls overlaps the device's.
         """
-        live_now = np.array(self.pad([True] * self.n if live is None else list(live)), bool)
+        live_now = np.zeros(self.width, bool)  # the padding members never train: "loop" skips them
+        live_now[:self.n] = True if live is None else list(live)
         etas = self.pad(np.broadcast_to(np.asarray(etas, np.float64), (self.n,)).tolist())
         self.opt_state = self._place(optim.set_hyperparams(self.opt_state, learning_rate=np.array(etas), **self.hyper))
         began = (self.state, self.opt_state)
