@@ -18,7 +18,9 @@ A lone network is the case N = 1. The trainer keeps every network's parameters,
 optimiser state and keys stacked on a leading *member* axis (sharded over the devices
 of ``step.member_mesh`` when there are several, padded to a multiple of them with
 copies of the last network: a copy is never live, so "loop" skips it and its device
-leaves the core to the others, and nothing of it is reported or saved). ``run_epoch``
+leaves the core to the others, and nothing of it is reported or saved; a device with a
+single member runs the lone program and only keeps a copy's state, which happens
+across processes, where the mesh takes every device). ``run_epoch``
 cuts an epoch into a few compiled calls of ``step.run_members`` (the stopping points
 of Ctrl-C and the ticks of a progress bar) and ``sync`` writes the trained parameters
 back into the networks.
