@@ -117,7 +117,7 @@ def test_a_member_that_is_not_live_is_skipped_by_loop_and_computed_by_vmap():
     cfgs = [SGDConfig(epochs=1, eta=0.1, seed=s) for s in (0, 1, 2)]
     for how in ("loop", "vmap"):
         tr = _trainer(MLP, cfgs, (x, y), how)
-        batches = np.stack([tr.order(0)[i, :40].reshape(4, 10) for i in range(3)])
+        batches = tr.order(0)[:, :40].reshape(3, 4, 10)  # each member's first 4 mini-batches
         _, _, losses, finite = step.run_members_jit(
             tr.state, tr.opt_state, tr.data.x, tr.data.y, batches, np.arange(4, dtype=np.int32), tr.keys,
             np.array([True, False, True]), **tr.statics)  # tr.statics holds how
